@@ -1,0 +1,94 @@
+"""The full training recipe: every knob a run has, with the defaults we recommend.
+
+Other configs import this one and override fields, so a field that exists anywhere exists here.
+Any field can be overridden from the command line, e.g. `--config.optim.lr=3e-4`; the config is
+locked, so a misspelt field is an error that names it.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Data. `source` picks where examples come from: 'synthetic' (built in, no download) or
+  # 'folder' (images + masks found by a naming pattern under `dir`).
+  config.data = ml_collections.ConfigDict()
+  config.data.source = 'synthetic'
+  config.data.image_size = 224  # Training resolution (square), in pixels.
+  # How raw 0..255 pixels reach the model: 'none' (raw, as the seed notebook), 'unit' (/255),
+  # 'imagenet' (/255 then ImageNet mean/std).
+  config.data.normalize = 'unit'
+  config.data.shuffle_buffer = 1024
+  config.data.cache = True  # Cache decoded, resized examples in memory before augmentation.
+  # Synthetic source: how many examples, and the size they are drawn at before resizing.
+  config.data.num_train = 2048
+  config.data.num_val = 256
+  config.data.synthetic_size = 256
+  # Folder source: images `<dir>/<image_dir>/<id><image_ext>`, masks
+  # `<dir>/<mask_dir>/<id><mask_suffix>` (defaults follow the ISIC 2018 archive layout).
+  config.data.dir = ''
+  config.data.image_dir = 'ISIC2018_Task1-2_Training_Input'
+  config.data.mask_dir = 'ISIC2018_Task1_Training_GroundTruth'
+  config.data.image_ext = '.jpg'
+  config.data.mask_suffix = '_segmentation.png'
+  # k-fold split of a folder's examples by a fixed seed: fold `fold` of `num_folds` validates.
+  config.data.num_folds = 5
+  config.data.fold = 0
+  config.data.split_seed = 0
+
+  # Joint image/mask augmentation, applied after the cache. Zero or False turns a part off.
+  config.augment = ml_collections.ConfigDict()
+  config.augment.enabled = True
+  config.augment.flip = True  # Horizontal and vertical flips.
+  config.augment.rot90 = True  # Random multiple of 90 degrees.
+  config.augment.min_scale = 0.6  # Random crop of [min_scale, 1] of the area, resized back.
+  config.augment.brightness = 0.1  # Max delta, as a fraction of the 0..255 range.
+  config.augment.contrast = 0.2  # Contrast factor drawn from [1 - c, 1 + c].
+  config.augment.hue = 0.02  # Max hue shift, as a fraction of the colour wheel.
+
+  # Model: see unet_jax/models.py for what each field means.
+  config.model = ml_collections.ConfigDict()
+  config.model.depth = 4  # Number of 2x2 poolings; the bottleneck sits below the last one.
+  config.model.base_width = 64  # Filters at the top level; doubles with each level.
+  config.model.norm = 'batch'  # 'batch' | 'group' | 'none'
+  config.model.norm_position = 'after_act'  # 'after_act' (seed) | 'before_act'
+  config.model.group_norm_groups = 8
+  config.model.dropout_rate = 0.5
+  config.model.dropout_levels = (3, 4)  # Encoder levels (0 = top, depth = bottleneck).
+  config.model.upsample = 'resize_conv'  # 'resize_conv' (seed) | 'transpose'
+  config.model.head = 'linear'  # 'linear' (1x1 conv) | 'seed' (3x3 conv to 2 + 1x1 conv)
+
+  config.loss = 'bce_dice'  # 'bce' | 'dice' | 'bce_dice'
+
+  # Optimizer and schedule.
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = 'adamw'  # 'adam' | 'adamw' | 'sgd'
+  config.optim.lr = 1e-3  # Peak learning rate.
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.999
+  config.optim.eps = 1e-8  # adam/adamw epsilon (Keras' default is 1e-7).
+  config.optim.momentum = 0.9  # sgd only.
+  config.optim.nesterov = True  # sgd only.
+  config.optim.weight_decay = 1e-4  # adamw/sgd; never applied to biases or norm parameters.
+  config.optim.grad_clip_norm = 1.0  # Global-norm clipping; 0 disables.
+  config.optim.schedule = 'warmup_cosine'  # 'constant' | 'warmup_cosine' | 'step'
+  config.optim.warmup_steps = 500
+  config.optim.end_lr_factor = 0.01  # warmup_cosine: final lr = lr * end_lr_factor.
+  config.optim.step_boundaries = (0.6, 0.85)  # step: fractions of num_train_steps...
+  config.optim.step_factor = 0.1  # ...at each of which the lr is multiplied by this.
+
+  config.batch_size = 16  # Global batch, over all devices and processes.
+  config.num_train_steps = 20_000
+  config.log_every_steps = 50
+  config.eval_every_steps = 1000
+  config.eval_batch_size = 16
+  config.checkpoint_every_steps = 1000
+  config.max_checkpoints_to_keep = 3
+
+  # 'auto' = bfloat16 compute on GPU/TPU, float32 on CPU. Parameters, optimizer state,
+  # BatchNorm statistics and the loss always stay float32.
+  config.precision = 'auto'  # 'auto' | 'float32' | 'bfloat16'
+  config.parallelism = 'shard_map'  # 'shard_map' (jit over a device mesh) | 'pmap'
+  return config

@@ -1,0 +1,50 @@
+"""The seed Keras notebook's recipe, exactly.
+
+Classic U-Net (64 to 1024 filters, BatchNorm after each ReLU, dropout 0.5 on the last encoder
+level and the bottleneck, nearest upsampling + 2x2 conv, 3x3 conv to 2 channels then 1x1 conv to
+one output): 31,044,617 trainable parameters and 11,780 BatchNorm statistics. Images stretched to
+224x224 with raw 0-255 inputs, binary cross-entropy, Adam at a constant 1e-4, batch 16, 5 folds
+of the training set with fold 0 for validation.
+
+The data part points at the ISIC 2018 training folder layout; set `--config.data.dir` to the
+directory holding `ISIC2018_Task1-2_Training_Input/` and `ISIC2018_Task1_Training_GroundTruth/`.
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.source = 'folder'
+  config.data.image_size = 224
+  config.data.normalize = 'none'  # Raw 0..255 pixels, as the notebook fed them.
+  config.data.num_folds = 5
+  config.data.fold = 0
+  config.augment.enabled = False  # The notebook trained on the images as they are.
+
+  config.model.depth = 4
+  config.model.base_width = 64
+  config.model.norm = 'batch'
+  config.model.norm_position = 'after_act'
+  config.model.dropout_rate = 0.5
+  config.model.dropout_levels = (3, 4)
+  config.model.upsample = 'resize_conv'
+  config.model.head = 'seed'
+
+  config.loss = 'bce'
+  config.optim.name = 'adam'
+  config.optim.lr = 1e-4
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.999
+  config.optim.eps = 1e-7  # Keras' Adam epsilon.
+  config.optim.weight_decay = 0.0
+  config.optim.grad_clip_norm = 0.0
+  config.optim.schedule = 'constant'
+  config.batch_size = 16
+  config.eval_batch_size = 16
+  # The notebook's epoch count is not part of the recipe we reproduce; we train 30 epochs:
+  # 2075 training images (4 of 5 folds) at batch 16 are 130 steps an epoch.
+  config.num_train_steps = 3900
+  config.eval_every_steps = 130
+  config.checkpoint_every_steps = 650
+  return config

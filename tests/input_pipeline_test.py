@@ -1,0 +1,275 @@
+"""Tests for unet_jax.input_pipeline on tiny synthetic data and a tiny ISIC-layout folder."""
+
+import itertools
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import default
+from unet_jax import input_pipeline, synthetic
+
+SIZE = 32
+
+
+def _config(**data):
+  config = default.get_config()
+  config.data.image_size = SIZE
+  config.data.synthetic_size = 40  # Not SIZE, so the resize path runs.
+  config.data.num_train = 10
+  config.data.num_val = 7
+  config.batch_size = 4
+  config.eval_batch_size = 4
+  for name, value in data.items():
+    setattr(config.data, name, value)
+  return config
+
+
+def _take(iterator, n):
+  return list(itertools.islice(iterator, n))
+
+
+def _train(config, n, **kwargs):
+  kwargs.setdefault('process_index', 0)
+  kwargs.setdefault('process_count', 1)
+  return _take(input_pipeline.train_batches(config, **kwargs), n)
+
+
+def _eval(config, split='val', **kwargs):
+  kwargs.setdefault('process_index', 0)
+  kwargs.setdefault('process_count', 1)
+  return list(input_pipeline.eval_batches(config, split, **kwargs))
+
+
+def _assert_batches_equal(a, b):
+  assert a.keys() == b.keys()
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _valid_images(batches):
+  """The real (unpadded) images of an eval pass, in order."""
+  return np.concatenate([b['image'][b['valid'] > 0] for b in batches])
+
+
+# ---- normalize ----------------------------------------------------------------------------
+
+
+def test_normalize_numpy_and_tf_agree():
+  x = np.array([[0.0, 127.5, 255.0]], np.float32).repeat(3, 0).T[None]  # [1, 3, 3]
+  mean = np.array([0.485, 0.456, 0.406], np.float32)
+  std = np.array([0.229, 0.224, 0.225], np.float32)
+  expected = {'none': x, 'unit': x / 255.0, 'imagenet': (x / 255.0 - mean) / std}
+  for mode, want in expected.items():
+    np.testing.assert_allclose(input_pipeline.normalize(x, mode), want, rtol=1e-6)
+    np.testing.assert_allclose(
+      input_pipeline.normalize(tf.constant(x), mode).numpy(), want, rtol=1e-6
+    )
+  assert input_pipeline.normalize(x.astype(np.uint8), 'unit').dtype == np.float32
+
+
+def test_normalize_unknown_mode_names_the_field():
+  with pytest.raises(ValueError, match=r'config\.data\.normalize.*imagenet'):
+    input_pipeline.normalize(np.zeros(3), 'standard')
+
+
+# ---- split_ids ----------------------------------------------------------------------------
+
+
+def test_split_ids_is_a_deterministic_partition():
+  ids = [f'ISIC_{i:07d}' for i in range(23)]
+  vals = []
+  for fold in range(5):
+    train, val = input_pipeline.split_ids(ids, 5, fold, seed=3)
+    assert sorted(train + val) == ids and not set(train) & set(val)
+    assert len(val) in (4, 5)
+    assert (train, val) == input_pipeline.split_ids(ids[::-1], 5, fold, seed=3)  # Order-free.
+    vals += val
+  assert sorted(vals) == ids  # Each id validates in exactly one fold.
+  assert input_pipeline.split_ids(ids, 5, 0, 3) != input_pipeline.split_ids(ids, 5, 0, 4)
+  # Not just the first chunk of the sorted ids: the seed permutes.
+  assert input_pipeline.split_ids(ids, 5, 0, 3)[1] != ids[:5]
+
+
+@pytest.mark.parametrize(
+  ('num_folds', 'fold', 'field'),
+  [
+    (5, 5, 'config.data.fold'),
+    (5, -1, 'config.data.fold'),
+    (1, 0, 'config.data.num_folds'),
+    (4, 0, 'config.data.num_folds'),
+  ],
+)
+def test_split_ids_errors_name_the_field(num_folds, fold, field):
+  with pytest.raises(ValueError, match=re.escape(field)):
+    input_pipeline.split_ids(['a', 'b', 'c'], num_folds, fold, seed=0)
+
+
+# ---- training batches ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  ('mode', 'low', 'high'), [('none', 0.0, 255.0), ('unit', 0.0, 1.0), ('imagenet', -2.2, 2.7)]
+)
+def test_train_batch_shapes_dtypes_ranges(mode, low, high):
+  (batch,) = _train(_config(normalize=mode), 1)
+  assert batch['image'].shape == (4, SIZE, SIZE, 3) and batch['image'].dtype == np.float32
+  assert batch['mask'].shape == (4, SIZE, SIZE, 1) and batch['mask'].dtype == np.float32
+  assert low <= batch['image'].min() and batch['image'].max() <= high
+  assert batch['image'].max() - batch['image'].min() > (high - low) / 4  # Not all one value.
+  assert set(np.unique(batch['mask'])) == {0.0, 1.0}
+
+
+def test_train_is_deterministic_and_reshuffles_each_epoch():
+  config = _config()
+  a, b = _train(config, 5), _train(config, 5)
+  for x, y in zip(a, b, strict=True):
+    _assert_batches_equal(x, y)
+  assert not np.array_equal(a[0]['image'], a[2]['image'])  # steps_per_epoch = 10 // 4 = 2.
+  other = _config()
+  other.seed = 1
+  assert not np.array_equal(a[0]['image'], _train(other, 1)[0]['image'])
+
+
+@pytest.mark.parametrize('cache', [True, False])
+def test_resume_matches_uninterrupted_run(cache):
+  config = _config(cache=cache)
+  reference = _train(config, 8)  # 2 steps per epoch: covers 3 epoch boundaries.
+  for k in (1, 2, 3, 6):
+    resumed = _train(config, 2, start_step=k)
+    _assert_batches_equal(resumed[0], reference[k])
+    _assert_batches_equal(resumed[1], reference[k + 1])
+
+
+def test_cache_does_not_change_batches():
+  _assert_batches_equal(_train(_config(cache=True), 3)[2], _train(_config(cache=False), 3)[2])
+
+
+def test_each_epoch_visits_every_example_once():
+  config = _config(num_train=8, normalize='none')
+  config.augment.enabled = False
+  epoch = np.concatenate([b['image'] for b in _train(config, 2)])  # 8 // 4 = 2 steps.
+  everything = _valid_images(_eval(config, 'train'))
+  assert sorted(x.tobytes() for x in epoch) == sorted(x.tobytes() for x in everything)
+
+
+def test_augmentation_is_applied_to_training_batches():
+  plain = _config()
+  plain.augment.enabled = False
+  assert not np.array_equal(_train(_config(), 1)[0]['image'], _train(plain, 1)[0]['image'])
+
+
+def test_train_errors():
+  with pytest.raises(ValueError, match='fewer than one batch'):
+    _train(_config(num_train=3), 1)
+  config = _config()
+  config.batch_size = 5
+  with pytest.raises(ValueError, match=r'config\.batch_size'):
+    _train(config, 1, process_index=0, process_count=2)
+  with pytest.raises(ValueError, match=r'config\.data\.source'):
+    _train(_config(source='tfds'), 1)
+
+
+# ---- evaluation batches -------------------------------------------------------------------
+
+
+def test_eval_pads_last_batch_and_marks_it_invalid():
+  batches = _eval(_config())  # 7 examples, batches of 4.
+  assert len(batches) == 2
+  np.testing.assert_array_equal(batches[0]['valid'], [1, 1, 1, 1])
+  np.testing.assert_array_equal(batches[1]['valid'], [1, 1, 1, 0])
+  last = batches[1]
+  assert last['image'].shape == (4, SIZE, SIZE, 3) and last['valid'].dtype == np.float32
+  assert not last['image'][3].any() and not last['mask'][3].any()
+  assert last['image'][2].any()
+  # Deterministic, unaugmented, and held out from training (different images).
+  _assert_batches_equal(batches[0], _eval(_config())[0])
+  train_images = _valid_images(_eval(_config(), 'train'))
+  assert not {x.tobytes() for x in train_images} & {x.tobytes() for x in _valid_images(batches)}
+
+
+def test_processes_split_examples_disjointly_and_stay_in_lockstep():
+  config = _config()
+  single = _valid_images(_eval(config))
+  per_process = [_eval(config, process_index=p, process_count=2) for p in range(2)]
+  assert len(per_process[0]) == len(per_process[1]) == 2  # ceil(ceil(7 / 2) / 2).
+  for batches in per_process:
+    assert all(b['image'].shape[0] == 2 for b in batches)
+  assert [int(sum(b['valid'].sum() for b in bs)) for bs in per_process] == [3, 4]
+  union = np.concatenate([_valid_images(bs) for bs in per_process])
+  np.testing.assert_array_equal(union, single)  # Disjoint, complete, in order.
+
+
+def test_more_processes_than_examples_still_lockstep():
+  per_process = [_eval(_config(num_val=3), process_index=p, process_count=4) for p in range(4)]
+  assert {len(bs) for bs in per_process} == {1}
+  assert sum(b['valid'].sum() for bs in per_process for b in bs) == 3
+
+
+def test_training_slices_per_process():
+  config = _config()
+  batches = [_train(config, 1, process_index=p, process_count=2)[0] for p in range(2)]
+  for batch in batches:
+    assert batch['image'].shape == (2, SIZE, SIZE, 3)
+  assert not np.array_equal(batches[0]['image'], batches[1]['image'])
+
+
+def test_num_examples():
+  assert input_pipeline.num_examples(_config(), 'train') == 10
+  assert input_pipeline.num_examples(_config(), 'val') == 7
+  with pytest.raises(ValueError, match='split'):
+    input_pipeline.num_examples(_config(), 'test')
+
+
+# ---- folder source ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp('isic'))
+  synthetic.write_folder(root, num=10, seed=0, sizes=((40, 56), (48, 48), (36, 30)))
+  return root
+
+
+def test_folder_source(folder):
+  config = _config(source='folder', dir=folder, num_folds=5, fold=1)
+  assert input_pipeline.num_examples(config, 'train') == 8
+  assert input_pipeline.num_examples(config, 'val') == 2
+  (batch,) = _train(config, 1)
+  assert batch['image'].shape == (4, SIZE, SIZE, 3) and batch['mask'].shape == (4, SIZE, SIZE, 1)
+  assert set(np.unique(batch['mask'])) == {0.0, 1.0}
+  batches = _eval(config)
+  assert len(batches) == 1
+  np.testing.assert_array_equal(batches[0]['valid'], [1, 1, 0, 0])
+  # Each mask is its own image's lesion (PNG is lossless): the written mask, resized to SIZE.
+  sizes = {'ISIC_0000000': (40, 56), 'ISIC_0000001': (48, 48), 'ISIC_0000002': (36, 30)}
+  ids = [f'ISIC_{k:07d}' for k in range(10)]
+  val_ids = input_pipeline.split_ids(ids, 5, 1, config.data.split_seed)[1]
+  for ident, got in zip(val_ids, batches[0]['mask'], strict=False):
+    k = int(ident[5:])
+    _, mask = synthetic.make_example(0, k, *sizes[f'ISIC_{k % 3:07d}'])
+    want = tf.image.resize(mask[..., None].astype(np.float32), [SIZE, SIZE], antialias=True)
+    np.testing.assert_array_equal(got, (want.numpy() > 0.5).astype(np.float32))
+
+
+def test_folder_missing_mask_names_the_file(folder, tmp_path):
+  root = str(tmp_path)
+  synthetic.write_folder(root, num=3, seed=0)
+  missing = os.path.join(
+    root, 'ISIC2018_Task1_Training_GroundTruth', 'ISIC_0000001_segmentation.png'
+  )
+  os.remove(missing)
+  with pytest.raises(FileNotFoundError, match=r'ISIC_0000001_segmentation\.png') as error:
+    input_pipeline.num_examples(_config(source='folder', dir=root, num_folds=2), 'train')
+  assert 'ISIC_0000001.jpg' in str(error.value)
+
+
+def test_folder_errors_name_the_field(tmp_path):
+  with pytest.raises(ValueError, match=r'config\.data\.dir'):
+    input_pipeline.num_examples(_config(source='folder'), 'train')
+  with pytest.raises(FileNotFoundError, match=r'config\.data\.dir'):
+    input_pipeline.num_examples(_config(source='folder', dir=str(tmp_path / 'nope')), 'train')
+  with pytest.raises(FileNotFoundError, match=r'\*\.jpg.*config\.data\.image_dir'):
+    input_pipeline.num_examples(_config(source='folder', dir=str(tmp_path)), 'train')

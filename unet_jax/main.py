@@ -1,0 +1,60 @@
+r"""Trains and evaluates a U-Net: `python -m unet_jax.main --config CONFIG --workdir DIR`.
+
+Examples:
+  python -m unet_jax.main --config configs/quickstart.py --workdir workdirs/quickstart
+  python -m unet_jax.main --config configs/default.py --workdir workdirs/run1 \
+      --config.optim.lr=3e-4 --config.batch_size=32
+
+Any config field can be overridden with --config.<field>=<value>; a misspelt field is an error.
+Re-running the same command resumes from the latest checkpoint in --workdir. On several hosts,
+pass --jax_distributed on each of them (JAX's own multi-process runtime; on TPU pods and SLURM/
+Open MPI clusters the coordinator is found automatically).
+"""
+
+import logging as py_logging
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    'config', None, 'Training config file (a .py with get_config()); fields can be overridden '
+    'with --config.<field>=<value>.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, TensorBoard events '
+                    'and the resolved config. Re-using it resumes the run.')
+flags.DEFINE_bool('jax_distributed', False, 'Call jax.distributed.initialize() first, to train '
+                  'over several processes/hosts.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _QuietLibraries(py_logging.Filter):
+  """Drops the INFO chatter of orbax (a dozen lines per checkpoint); keeps its warnings."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}. Use --config.<field>=<value>.')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ start-up notices.
+  import jax
+
+  if FLAGS.jax_distributed:
+    jax.distributed.initialize()
+  from unet_jax import train
+
+  logging.info('JAX: process %d/%d, %d local / %d global devices (%s).', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               jax.default_backend())
+  val_metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if jax.process_index() == 0:
+    print(train.summary_text(val_metrics, FLAGS.workdir), flush=True)
+
+
+if __name__ == '__main__':
+  logging.use_absl_handler()
+  sys.exit(app.run(main))

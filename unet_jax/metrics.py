@@ -1,0 +1,58 @@
+"""Segmentation metrics from confusion counts.
+
+Counts (true/false positives/negatives, loss sums, image counts) are summed over batches, devices
+and processes, and turned into ratios once, at the end: an average of per-batch ratios would
+weight a half-empty last batch like a full one. Works on numpy and jax arrays alike.
+"""
+
+import jax
+import jax.numpy as jnp
+
+COUNT_KEYS = ('tp', 'fp', 'fn', 'tn', 'loss_sum', 'num_images')
+
+
+def confusion_counts(logits: jax.Array, masks: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
+  """Pixel counts over the images with valid == 1, the prediction thresholded at p >= 0.5.
+
+  Args:
+    logits: [N, H, W, 1]; p >= 0.5 exactly when logit >= 0.
+    masks: [N, H, W, 1] in {0, 1}.
+    valid: [N], 1 for real images and 0 for the padding of a last batch.
+  """
+  pred = (logits >= 0).astype(jnp.float32)
+  masks = masks.astype(jnp.float32)
+  weight = valid.astype(jnp.float32).reshape(-1, 1, 1, 1)
+  return {
+      'tp': jnp.sum(pred * masks * weight),
+      'fp': jnp.sum(pred * (1 - masks) * weight),
+      'fn': jnp.sum((1 - pred) * masks * weight),
+      'tn': jnp.sum((1 - pred) * (1 - masks) * weight),
+  }
+
+
+def _ratio(numerator, denominator):
+  # An empty denominator (e.g. no positive pixel anywhere) scores 1: nothing to find, none missed.
+  return float(numerator / denominator) if denominator > 0 else 1.0
+
+
+def metrics_from_counts(counts: dict) -> dict[str, float]:
+  """Loss, Dice, Jaccard, pixel accuracy, sensitivity and specificity of summed counts."""
+  tp, fp, fn, tn = (float(counts[k]) for k in ('tp', 'fp', 'fn', 'tn'))
+  result = {
+      'dice': _ratio(2 * tp, 2 * tp + fp + fn),
+      'jaccard': _ratio(tp, tp + fp + fn),
+      'accuracy': _ratio(tp + tn, tp + fp + fn + tn),
+      'sensitivity': _ratio(tp, tp + fn),
+      'specificity': _ratio(tn, tn + fp),
+  }
+  if 'loss_sum' in counts and float(counts['num_images']) > 0:
+    result['loss'] = float(counts['loss_sum']) / float(counts['num_images'])
+  return result
+
+
+def add_counts(total: dict | None, counts: dict) -> dict:
+  """Running sum of two count dicts (host side, in float64 so long evaluations stay exact)."""
+  counts = {k: float(v) for k, v in jax.device_get(counts).items()}
+  if total is None:
+    return counts
+  return {k: total[k] + counts[k] for k in total}
