@@ -26,6 +26,9 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, Tensor
                     'and the resolved config. Re-using it resumes the run.')
 flags.DEFINE_bool('jax_distributed', False, 'Call jax.distributed.initialize() first, to train '
                   'over several processes/hosts.')
+flags.DEFINE_string('compilation_cache_dir', '~/.cache/unet_jax/xla', 'Persistent XLA '
+                    'compilation cache, so a restarted or resumed run does not compile its steps '
+                    'again; empty to disable.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -45,7 +48,10 @@ def main(argv):
 
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
-  from unet_jax import train
+  from unet_jax import compilation_cache, train
+
+  if FLAGS.compilation_cache_dir:
+    compilation_cache.enable_compilation_cache(FLAGS.compilation_cache_dir)
 
   logging.info('JAX: process %d/%d, %d local / %d global devices (%s).', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),

@@ -68,7 +68,8 @@ def evaluate(dp: ts.DataParallel, state, config: ml_collections.ConfigDict,
   """Metrics of `state` on a whole split, from counts summed over every batch and device."""
   total = None
   for batch in input_pipeline.eval_batches(config, split):
-    total = metrics.add_counts(total, dp.eval_step(state, dp.place_batch(batch)))
+    total = metrics.add_counts(
+        total, dp.fetch_metrics(dp.eval_step(state, dp.place_batch(batch))))
   if total is None:
     raise ValueError(f'The {split!r} split is empty; check config.data.')
   return metrics.metrics_from_counts(total)
@@ -79,11 +80,17 @@ def _format_eta(seconds: float) -> str:
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final val metrics."""
-  os.makedirs(workdir, exist_ok=True)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       stop_after_step: int | None = None) -> dict[str, float]:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final val metrics.
+
+  `stop_after_step` ends the run early, checkpointed, as a pre-empted job would end; the schedule
+  still follows `config.num_train_steps`, so running again without it finishes the same run.
+  """
+  workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
   mesh = ts.make_mesh()
   validate_config(config, mesh.devices.size)
+  os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     write_config(config, workdir)
   writer = metric_logging.create_writer(workdir)
@@ -117,7 +124,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_start, timed_steps = None, 0
   val_metrics = None
 
-  for step in range(start_step + 1, config.num_train_steps + 1):
+  last_step = config.num_train_steps
+  if stop_after_step is not None:
+    last_step = min(last_step, stop_after_step)
+  for step in range(start_step + 1, last_step + 1):
     wait_start = time.perf_counter()
     batch = next(batches)
     wait_time += time.perf_counter() - wait_start
@@ -130,7 +140,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       logging.info('First step (compile included) took %.1f s.', time.perf_counter() - wait_start)
       train_start, window_start, wait_time, window_steps = time.perf_counter(), time.perf_counter(), 0.0, 0
 
-    if step % config.log_every_steps == 0 or step == config.num_train_steps:
+    if step % config.log_every_steps == 0 or step == last_step:
       scalars = {k: float(v) for k, v in dp.fetch_metrics(step_metrics).items()}
       if not all(map(_is_finite, scalars.values())):
         raise FloatingPointError(f'Step {step}: non-finite training metrics {scalars}. Lower '
@@ -150,7 +160,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                    100 * scalars.get('data_wait_fraction', 0.0), _format_eta(eta))
       window_start, wait_time, window_steps = time.perf_counter(), 0.0, 0
 
-    if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+    if step % config.eval_every_steps == 0 or step == last_step:
       eval_start = time.perf_counter()
       val_metrics = evaluate(dp, state, config)
       writer.write_scalars(step, {f'val_{k}': v for k, v in val_metrics.items()})
@@ -159,12 +169,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       train_start += time.perf_counter() - eval_start
 
     if checkpointing.save(manager, step, dp.fetch_state(state),
-                          force=step == config.num_train_steps):
+                          force=step == last_step):
       logging.info('Saved the checkpoint of step %d.', step)
     writer.flush()
 
   if val_metrics is None:  # Nothing left to train: the run had already finished.
-    logging.info('The checkpoint is at step %d >= config.num_train_steps=%d: nothing to train.',
+    logging.info('The checkpoint is at step %d, config.num_train_steps=%d: nothing to train.',
                  start_step, config.num_train_steps)
     val_metrics = evaluate(dp, state, config)
   manager.wait_until_finished()

@@ -74,7 +74,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = jax.lax.pmean(grads, AXIS)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  step_metrics = {'loss': jax.lax.pmean(loss, AXIS), 'grad_norm': optax.global_norm(grads)}
+  step_metrics = {'loss': jax.lax.pmean(loss, AXIS), 'grad_norm': optax.tree.norm(grads)}
   return new_state, step_metrics
 
 

@@ -1,0 +1,110 @@
+"""Model shapes and parameter counts, checked against counts derived by hand."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from configs import seed as seed_config
+from unet_jax import models, summary
+
+
+def _variables(model, size=32):
+  return jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((2, size, size, 3)), train=False))
+
+
+def _hand_count(depth, width, in_ch=3, head='seed', upsample='resize_conv', norm_after=True):
+  """Parameters of the U-Net written out layer by layer: (trainable, BatchNorm statistics)."""
+  conv = lambda k, cin, cout, bias=True: k * k * cin * cout + (cout if bias else 0)  # noqa: E731
+  params = stats = 0
+  cin = in_ch
+  for level in range(depth + 1):
+    c = width * 2**level
+    params += conv(3, cin, c, norm_after) + conv(3, c, c, norm_after) + 4 * c  # 2 convs + 2 BN
+    stats += 4 * c
+    cin = c
+  for level in reversed(range(depth)):
+    c = width * 2**level
+    params += conv(2, cin, c)  # the 2x2 up-conv (or transposed conv: same count)
+    params += conv(3, 2 * c, c, norm_after) + conv(3, c, c, norm_after) + 4 * c
+    stats += 4 * c
+    cin = c
+  if head == 'seed':
+    params += conv(3, cin, 2, norm_after) + 4 + conv(1, 2, 1)
+    stats += 4
+  else:
+    params += conv(1, cin, 1)
+  return params, stats
+
+
+def test_seed_model_matches_the_keras_summary():
+  config = seed_config.get_config()
+  variables = _variables(models.create_model(config.model), size=224)
+  assert models.count_params(variables['params']) == 31_044_617
+  assert models.count_params(variables['batch_stats']) == 11_780
+  assert _hand_count(4, 64) == (31_044_617, 11_780)
+
+
+@pytest.mark.parametrize('depth,width,head,upsample,position', [
+    (2, 4, 'linear', 'resize_conv', 'after_act'),
+    (3, 8, 'seed', 'transpose', 'after_act'),
+    (2, 6, 'linear', 'transpose', 'before_act'),
+])
+def test_counts_and_shapes_for_other_settings(depth, width, head, upsample, position):
+  model = models.UNet(depth=depth, base_width=width, head=head, upsample=upsample,
+                      norm_position=position, dropout_levels=(depth,))
+  variables = _variables(model)
+  expected = _hand_count(depth, width, head=head, norm_after=position == 'after_act')
+  assert (models.count_params(variables['params']),
+          models.count_params(variables['batch_stats'])) == expected
+  x = jnp.ones((2, 32, 48, 3))
+  out, _ = model.apply(model.init(jax.random.key(1), x, train=False), x, train=True,
+                       rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats'])
+  assert out.shape == (2, 32, 48, 1) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('norm', ['group', 'none'])
+def test_norms_without_running_statistics(norm):
+  model = models.UNet(depth=2, base_width=8, norm=norm, dropout_levels=(), head='seed')
+  variables = model.init(jax.random.key(0), jnp.ones((1, 16, 16, 3)), train=False)
+  assert 'batch_stats' not in variables
+  out = model.apply(variables, jnp.ones((1, 16, 16, 3)), train=True)
+  assert out.shape == (1, 16, 16, 1)
+
+
+def test_dropout_is_active_only_in_training():
+  model = models.UNet(depth=1, base_width=4, dropout_rate=0.5, dropout_levels=(0, 1), norm='none')
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8, 3))
+  variables = model.init(jax.random.key(1), x, train=False)
+  assert jnp.array_equal(model.apply(variables, x, train=False),
+                         model.apply(variables, x, train=False))
+  a = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(2)})
+  b = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(3)})
+  assert not jnp.allclose(a, b)
+
+
+def test_upsample_nearest_matches_numpy_repeat():
+  x = jax.random.normal(jax.random.key(0), (2, 3, 5, 4))
+  expected = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  assert jnp.array_equal(models.upsample_nearest_2x(x), expected)
+
+
+def test_bad_settings_name_the_field():
+  with pytest.raises(ValueError, match='config.model.norm'):
+    _variables(models.UNet(depth=1, base_width=4, norm='layer', dropout_levels=()))
+  with pytest.raises(ValueError, match='dropout_levels'):
+    _variables(models.UNet(depth=2, base_width=4, dropout_levels=(3,)))
+  with pytest.raises(ValueError, match='image_size'):
+    _variables(models.UNet(depth=3, base_width=4, dropout_levels=()), size=20)
+
+
+def test_summary_prints_the_table_and_totals():
+  table, params, stats = summary.summarize(seed_config.get_config().model, 224)
+  assert (params, stats) == (31_044_617, 11_780)
+  assert 'trainable parameters: 31,044,617' in table
+  assert 'BatchNorm statistics (non-trainable): 11,780' in table
+  lines = table.splitlines()
+  # Layers in the order data flows through them.
+  names = [line.split()[0] for line in lines[2:] if line.startswith(('enc', 'dec', 'head'))]
+  assert names[0] == 'enc0_conv1/conv' and names[-1] == 'head_out'
+  assert names.index('enc4_conv2/conv') < names.index('dec3_up') < names.index('dec0_conv2/norm')
