@@ -12,11 +12,16 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  # Data. `source` picks where examples come from: 'synthetic' (built in, no download) or
-  # 'folder' (images + masks found by a naming pattern under `dir`).
+  # Data. `source` picks where examples come from: 'synthetic' (built in, no download),
+  # 'folder' (images + masks found by a naming pattern under `dir`) or 'isic' (the ISIC 2018
+  # Task 1 TFDS dataset, `unet_jax/isic2018.py`, downloaded and prepared on first use).
   config.data = ml_collections.ConfigDict()
   config.data.source = 'synthetic'
   config.data.image_size = 224  # Training resolution (square), in pixels.
+  # How an image of any aspect becomes S x S (unet_jax/resize_policy.py): 'stretch' (the seed's
+  # way, distorts the aspect), 'pad' (long side S, zero-padded) or 'crop' (short side S; random
+  # S x S crops in training, the central one in periodic evaluation).
+  config.data.resize_policy = 'stretch'
   # How raw 0..255 pixels reach the model: 'none' (raw, as the seed notebook), 'unit' (/255),
   # 'imagenet' (/255 then ImageNet mean/std).
   config.data.normalize = 'unit'
@@ -33,7 +38,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.mask_dir = 'ISIC2018_Task1_Training_GroundTruth'
   config.data.image_ext = '.jpg'
   config.data.mask_suffix = '_segmentation.png'
-  # k-fold split of a folder's examples by a fixed seed: fold `fold` of `num_folds` validates.
+  # ISIC source: TFDS data directory ('' = TFDS's default, ~/tensorflow_datasets; the archives
+  # can be put in <dir>/downloads/manual/), and what validates: 'kfold' (fold `fold` of the
+  # official training split, below) or 'validation' (the official 100-image validation split).
+  config.data.tfds_data_dir = ''
+  config.data.val_split = 'kfold'
+  # k-fold split of a folder's (or ISIC's training) examples by a fixed seed: fold `fold` of
+  # `num_folds` validates.
   config.data.num_folds = 5
   config.data.fold = 0
   config.data.split_seed = 0

@@ -6,8 +6,10 @@ one output): 31,044,617 trainable parameters and 11,780 BatchNorm statistics. Im
 224x224 with raw 0-255 inputs, binary cross-entropy, Adam at a constant 1e-4, batch 16, 5 folds
 of the training set with fold 0 for validation.
 
-The data part points at the ISIC 2018 training folder layout; set `--config.data.dir` to the
-directory holding `ISIC2018_Task1-2_Training_Input/` and `ISIC2018_Task1_Training_GroundTruth/`.
+The data part reads ISIC 2018 Task 1 through the TFDS dataset (`isic2018_task1/224`, prepared on
+first use; see unet_jax/isic2018.py) and makes the seed's split of the official training set: 5
+folds by a fixed seed, fold 0 validates. To read an unpacked folder instead:
+`--config.data.source=folder --config.data.dir=PATH`.
 """
 
 from configs import default
@@ -15,9 +17,11 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.data.source = 'folder'
+  config.data.source = 'isic'
   config.data.image_size = 224
+  config.data.resize_policy = 'stretch'  # The notebook resized every photo to 224 x 224.
   config.data.normalize = 'none'  # Raw 0..255 pixels, as the notebook fed them.
+  config.data.val_split = 'kfold'
   config.data.num_folds = 5
   config.data.fold = 0
   config.augment.enabled = False  # The notebook trained on the images as they are.

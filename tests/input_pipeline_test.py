@@ -4,12 +4,14 @@ import itertools
 import os
 import re
 
+import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from configs import default
-from unet_jax import input_pipeline, synthetic
+from unet_jax import input_pipeline, resize_policy, synthetic
 
 SIZE = 32
 
@@ -220,7 +222,7 @@ def test_num_examples():
   assert input_pipeline.num_examples(_config(), 'train') == 10
   assert input_pipeline.num_examples(_config(), 'val') == 7
   with pytest.raises(ValueError, match='split'):
-    input_pipeline.num_examples(_config(), 'test')
+    input_pipeline.num_examples(_config(), 'tests')
 
 
 # ---- folder source ------------------------------------------------------------------------
@@ -273,3 +275,128 @@ def test_folder_errors_name_the_field(tmp_path):
     input_pipeline.num_examples(_config(source='folder', dir=str(tmp_path / 'nope')), 'train')
   with pytest.raises(FileNotFoundError, match=r'\*\.jpg.*config\.data\.image_dir'):
     input_pipeline.num_examples(_config(source='folder', dir=str(tmp_path)), 'train')
+
+
+# ---- resize policies ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('policy', ['stretch', 'pad', 'crop'])
+@pytest.mark.parametrize('cache', [True, False])
+def test_each_policy_on_a_folder(folder, policy, cache):
+  config = _config(source='folder', dir=folder, resize_policy=policy, cache=cache)
+  config.augment.enabled = False
+  (batch,) = _train(config, 1)
+  assert batch['image'].shape == (4, SIZE, SIZE, 3) and batch['mask'].shape == (4, SIZE, SIZE, 1)
+  assert set(np.unique(batch['mask'])) <= {0.0, 1.0}
+  (val,) = _eval(config)
+  assert val['image'].shape == (4, SIZE, SIZE, 3)
+  # The two validation examples, resized by the policy itself (and center-cropped for 'crop').
+  ids = [f'ISIC_{k:07d}' for k in range(10)]
+  sizes = {0: (40, 56), 1: (48, 48), 2: (36, 30)}
+  for ident, got in zip(input_pipeline.split_ids(ids, 5, 0, 0)[1], val['image'], strict=False):
+    path = os.path.join(folder, config.data.image_dir, ident + '.jpg')
+    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+    assert image.shape[:2] == sizes[int(ident[5:]) % 3]
+    want, _ = resize_policy.resize_for_cache(image, image[..., :1], SIZE, policy)
+    if policy == 'crop':
+      want = resize_policy.center_crop(want, SIZE)
+    np.testing.assert_array_equal(got, want.numpy().astype(np.float32) / 255.0)
+
+
+def test_pad_policy_pads_with_zeros(folder):
+  config = _config(source='folder', dir=folder, resize_policy='pad', normalize='none', num_folds=2)
+  images = _valid_images(_eval(config, 'train'))
+  # 40x56 and 36x30 photos: a band of zero rows (landscape) or columns (portrait) at the edge.
+  assert any(not x[0].any() and not x[-1].any() for x in images)
+  assert any(not x[:, 0].any() and not x[:, -1].any() for x in images)
+
+
+def test_crop_policy_training_crops_vary_and_resume(folder):
+  config = _config(source='folder', dir=folder, resize_policy='crop')
+  config.augment.enabled = False
+  reference = _train(config, 6)  # 8 train examples, 2 steps an epoch.
+  _assert_batches_equal(_train(config, 1, start_step=4)[0], reference[4])
+  # Same examples in epochs 0 and 1 (other order), but at least one crop moved.
+  epoch0 = np.concatenate([b['image'] for b in reference[:2]])
+  epoch1 = np.concatenate([b['image'] for b in reference[2:4]])
+  assert {x.tobytes() for x in epoch0} != {x.tobytes() for x in epoch1}
+
+
+def test_unknown_policy_names_the_field():
+  with pytest.raises(ValueError, match=r'config\.data\.resize_policy'):
+    _train(_config(resize_policy='squash'), 1)
+
+
+# ---- isic source (TFDS) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def isic(tmp_path_factory):
+  """A prepared `isic2018_task1/<SIZE>` from a fake archive: 6 train, 2 validation, 2 test."""
+  info = fake_isic.make_fake_isic(str(tmp_path_factory.mktemp('manual')), zipped=False)
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  builder = fake_isic.prepare_fake_tfds(data_dir, SIZE, info)
+  stored = {x['id'].decode(): x for s in ('train', 'validation', 'test')
+            for x in tfds.as_numpy(builder.as_dataset(split=s))}
+  return data_dir, info, stored
+
+
+def _isic_config(data_dir, **data):
+  config = _config(source='isic', tfds_data_dir=data_dir, **data)
+  config.augment.enabled = False
+  return config
+
+
+def _expected(stored, ids, policy):
+  """What evaluation must yield: the stored short-side-S examples through the policy."""
+  images = []
+  for ident in ids:
+    x = stored[ident]
+    image, _ = resize_policy.resize_for_cache(x['image'], x['mask'] > 128, SIZE, policy)
+    if policy == 'crop':
+      image = resize_policy.center_crop(image, SIZE)
+    images.append(image.numpy().astype(np.float32))
+  return np.stack(images)
+
+
+@pytest.mark.parametrize('policy', ['stretch', 'pad', 'crop'])
+def test_isic_kfold_splits_and_policies(isic, policy):
+  data_dir, info, stored = isic
+  config = _isic_config(data_dir, resize_policy=policy, normalize='none', num_folds=3, fold=1)
+  train_ids, val_ids = input_pipeline.split_ids(info['ids']['train'], 3, 1, 0)
+  assert input_pipeline.num_examples(config, 'train') == len(train_ids) == 4
+  assert input_pipeline.num_examples(config, 'val') == len(val_ids) == 2
+  np.testing.assert_array_equal(_valid_images(_eval(config)), _expected(stored, val_ids, policy))
+  np.testing.assert_array_equal(
+    _valid_images(_eval(config, 'test')), _expected(stored, info['ids']['test'], policy)
+  )
+  (batch,) = _train(config, 1)
+  assert batch['image'].shape == (4, SIZE, SIZE, 3) and set(np.unique(batch['mask'])) <= {0, 1}
+  if policy != 'crop':  # One epoch = the 4 training examples, in some order.
+    want = _expected(stored, train_ids, policy)
+    assert sorted(x.tobytes() for x in batch['image']) == sorted(x.tobytes() for x in want)
+
+
+def test_isic_official_validation_split(isic):
+  data_dir, info, stored = isic
+  config = _isic_config(data_dir, val_split='validation', normalize='none')
+  assert input_pipeline.num_examples(config, 'train') == 6
+  assert input_pipeline.num_examples(config, 'val') == 2
+  np.testing.assert_array_equal(
+    _valid_images(_eval(config)), _expected(stored, info['ids']['validation'], 'stretch')
+  )
+  with pytest.raises(ValueError, match=r'config\.data\.val_split'):
+    input_pipeline.num_examples(_isic_config(data_dir, val_split='official'), 'val')
+
+
+def test_isic_processes_split_disjointly(isic):
+  data_dir, info, stored = isic
+  config = _isic_config(data_dir, normalize='none', val_split='validation')
+  per_process = [_eval(config, 'train', process_index=p, process_count=2) for p in range(2)]
+  union = np.concatenate([_valid_images(bs) for bs in per_process])
+  np.testing.assert_array_equal(union, _expected(stored, info['ids']['train'], 'stretch'))
+
+
+def test_test_split_needs_isic():
+  with pytest.raises(ValueError, match=r"split='test'.*config\.data\.source='isic'"):
+    input_pipeline.num_examples(_config(), 'test')

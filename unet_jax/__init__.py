@@ -3,3 +3,11 @@
 Importing the package stays light: nothing here imports TensorFlow, so the model and the train
 step run on machines that have only JAX (see `unet_jax.models`, `unet_jax.train_step`).
 """
+
+import contextlib
+
+# Registers the `isic2018_task1` TFDS builder, so `tfds.load('isic2018_task1/256')` finds it.
+# `tensorflow_datasets` imports TensorFlow lazily, so this keeps the package TF-free; machines
+# with only JAX (no TFDS) skip it.
+with contextlib.suppress(ImportError):
+  from unet_jax import isic2018  # noqa: F401

@@ -1,8 +1,20 @@
-"""tf.data input pipeline: this process's slice of each batch, as numpy, deterministic and resumable.
+"""tf.data input pipeline: this process's slice of each batch, as numpy, deterministic, resumable.
 
-The path of an example: a *source* ('synthetic' or 'folder') yields it at its original size; it is
-resized once to S x S and (with `config.data.cache`) kept in memory as uint8; training then draws
-it in a per-epoch order, augments it (`unet_jax.augment`) and normalizes it.
+The path of an example: a *source* ('synthetic', 'folder' or 'isic') yields it; it is resized once
+per `config.data.resize_policy` (`unet_jax.resize_policy`: 'stretch' or 'pad' to S x S, 'crop' to
+short side S) and (with `config.data.cache`) kept in memory as uint8; training then draws it in a
+per-epoch order, takes a random S x S crop of it ('crop' policy only), augments it
+(`unet_jax.augment`) and normalizes it. Evaluation takes the central S x S crop instead.
+
+Sources and splits ('train', 'val', and for 'isic' also 'test'):
+  - 'synthetic': generated on the fly (`unet_jax.synthetic`), no download.
+  - 'folder': any folder in the ISIC layout (ISIC 2016-2018, HAM10000, your own) under
+    `config.data.dir`; 'train'/'val' are a k-fold split of it (`split_ids`).
+  - 'isic': the ISIC 2018 Task 1 TFDS dataset (`unet_jax.isic2018`), `isic2018_task1/<S>` under
+    `config.data.tfds_data_dir`, prepared on first use. With `config.data.val_split='kfold'`
+    (the seed's protocol) 'train'/'val' are a k-fold split of the official training split, so the
+    official validation split stays unseen until a final check; with 'validation', 'train' is all
+    2594 training images and 'val' the official 100. 'test' is the official test split.
 
 Why the epochs are built by hand rather than with `ds.shuffle().repeat()`: a shuffle buffer's
 order depends on everything drawn before, so resuming at step k would mean replaying k batches.
@@ -33,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from unet_jax import augment as augment_lib
-from unet_jax import synthetic
+from unet_jax import resize_policy, synthetic
 
 for _kind in ('GPU', 'TPU'):
   # RuntimeError: TF was initialized already; ValueError: no such device type in this build.
@@ -43,10 +55,13 @@ for _kind in ('GPU', 'TPU'):
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 _NORMALIZE_MODES = ('none', 'unit', 'imagenet')
-_SOURCES = ('synthetic', 'folder')
-_SPLITS = ('train', 'val')
+_SOURCES = ('synthetic', 'folder', 'isic')
+_SPLITS = ('train', 'val', 'test')
+_VAL_SPLITS = ('kfold', 'validation')
+# Folded into an example's augmentation seed to draw its 'crop' policy training crop.
+_CROP_SEED_SALT = 7919
 # Validation images of the synthetic source use a seed far from any training seed.
-_SYNTHETIC_VAL_SEED_OFFSET = 1_000_003
+SYNTHETIC_VAL_SEED_OFFSET = 1_000_003
 # Keeps the caches of the last few (split, process) pipelines, i.e. train + val of one run, so
 # periodic evaluation does not decode the validation set again each time.
 _MAX_CACHED_SOURCES = 4
@@ -101,10 +116,17 @@ def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
   """Number of examples in the whole split (all processes together)."""
   _check_split(split)
   data = config.data
+  if split == 'test' and data.source != 'isic':
+    raise ValueError(
+      f"split='test' needs config.data.source='isic' (source is {data.source!r}): only the "
+      'ISIC 2018 dataset has a held-out test split.'
+    )
+  if data.source == 'isic':
+    return len(_isic_split(data, split)[1])
   if data.source == 'synthetic':
     return data.num_train if split == 'train' else data.num_val
   if data.source == 'folder':
-    return len(_folder_split(data, split)[0])
+    return len(folder_split(data, split)[0])
   raise _unknown_source(data.source)
 
 
@@ -149,6 +171,9 @@ def train_batches(
     # Keyed by the example's index in the whole split, so each example gets its own draw in
     # each epoch, the same on any number of processes.
     aug_seed = tf.random.experimental.stateless_fold_in(tf.stack([seed, epoch]), offset + i)
+    if config.data.resize_policy == 'crop':
+      crop_seed = tf.random.experimental.stateless_fold_in(aug_seed, _CROP_SEED_SALT)
+      image, mask = resize_policy.crop_for_training(image, mask, config.data.image_size, crop_seed)
     image, mask = augment_lib.augment(
       tf.cast(image, tf.float32),
       tf.cast(mask, tf.float32),
@@ -191,6 +216,8 @@ def eval_batches(
 
   def load(i):
     image, mask = fetch(i)
+    if config.data.resize_policy == 'crop':  # Periodic evaluation sees the central S x S.
+      image, mask = resize_policy.center_crop(image, size), resize_policy.center_crop(mask, size)
     image = normalize(tf.cast(image, tf.float32), config.data.normalize)
     return {'image': image, 'mask': tf.cast(mask, tf.float32), 'valid': tf.constant(1.0)}
 
@@ -213,51 +240,102 @@ def eval_batches(
 def _source(
   config: ml_collections.ConfigDict, split: str, index: int, count: int, *, equal: bool
 ) -> tuple[Fetch, int]:
-  """(fetch, n): fetch(i) -> (image uint8 [S, S, 3], mask uint8 [S, S, 1]) for i < n.
+  """(fetch, n): fetch(i) -> (image uint8 [h, w, 3], mask uint8 [h, w, 1]) for i < n.
 
-  With `equal`, every process gets n = total // count examples (training); otherwise process p
-  gets the whole [p*total//count, (p+1)*total//count) (evaluation).
+  [h, w] is [S, S] for the 'stretch' and 'pad' policies, and has short side S for 'crop'. With
+  `equal`, every process gets n = total // count examples (training); otherwise process p gets
+  the whole [p*total//count, (p+1)*total//count) (evaluation). The 'isic' source is always
+  cached: TFDS records can only be read in order, and random access is what the per-epoch
+  permutation needs.
   """
+  policy = config.data.resize_policy
+  if policy not in resize_policy.POLICIES:
+    raise ValueError(
+      f'config.data.resize_policy={policy!r} is not one of {resize_policy.POLICIES}.'
+    )
   total = _split_size(config, split)
   start = _slice_start(total, index, count)
   n = total // count if equal else _slice_start(total, index + 1, count) - start
-  if not config.data.cache:
+  is_isic = config.data.source == 'isic'
+  if not (config.data.cache or is_isic):
     return _uncached_source(config, split, start, n), n
   key = (repr(sorted(config.data.to_dict().items())), config.seed, split, start, n)
   if key not in _CACHE:
-    fetch = _uncached_source(config, split, start, n)
-    _CACHE[key] = _materialize(fetch, n, config.data.image_size)
+    if is_isic:
+      _CACHE[key] = _isic_store(config.data, split, start, n)
+    else:
+      fetch = _uncached_source(config, split, start, n)
+      ds = tf.data.Dataset.range(n).map(
+        lambda i: (*fetch(i), i), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+      )
+      _CACHE[key] = _materialize(ds)[0]
     while len(_CACHE) > _MAX_CACHED_SOURCES:
       _CACHE.popitem(last=False)
   else:
     _CACHE.move_to_end(key)
-  images, masks = _CACHE[key]
-
-  def cached(i):
-    return tf.gather(images, i), tf.gather(masks, i)
-
-  return cached, n
+  return _store_fetch(_CACHE[key], config.data.image_size, policy), n
 
 
 _CACHE: collections.OrderedDict = collections.OrderedDict()
 
 
-def _materialize(fetch: Fetch, n: int, size: int) -> tuple[tf.Tensor, tf.Tensor]:
-  """Runs fetch over 0..n-1 once (in parallel, in order) and stacks the uint8 results."""
-  ds = tf.data.Dataset.range(n).map(fetch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  images = [tf.zeros([0, size, size, 3], tf.uint8)]
-  masks = [tf.zeros([0, size, size, 1], tf.uint8)]
-  for image, mask in ds.batch(_MATERIALIZE_CHUNK).with_options(_options()):
-    images.append(image)
-    masks.append(mask)
-  return tf.concat(images, 0), tf.concat(masks, 0)
+class _Store(collections.namedtuple('_Store', 'images masks offsets shapes')):
+  """Examples of any sizes in memory: all pixels in two flat uint8 buffers.
+
+  Example i is `images[3 * offsets[i]:][:3 * h * w]` reshaped to [h, w, 3] (and likewise the
+  mask, one channel) with (h, w) = shapes[i]. Flat buffers rather than a stacked [n, S, S, 3]
+  array because the 'crop' policy keeps each image's aspect, so sizes differ; reordering the
+  examples only permutes `offsets` and `shapes`.
+  """
+
+
+def _materialize(ds: tf.data.Dataset) -> tuple[_Store, np.ndarray]:
+  """Runs a dataset of (image, mask, key) once, in order; returns the store and the keys."""
+
+  def flatten(image, mask, key):
+    return tf.reshape(image, [-1]), tf.reshape(mask, [-1]), tf.shape(image)[:2], key
+
+  ds = ds.map(flatten, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  images, masks, shapes, keys = [], [], [np.zeros([0, 2], np.int64)], []
+  for image, mask, shape, key in ds.ragged_batch(_MATERIALIZE_CHUNK).with_options(_options()):
+    # Equal-size examples batch densely, others as ragged rows: flatten either way.
+    for out, x in ((images, image), (masks, mask)):
+      out.append(x.flat_values if isinstance(x, tf.RaggedTensor) else tf.reshape(x, [-1]))
+    shapes.append(shape.numpy().astype(np.int64))
+    keys.append(key.numpy())
+  shapes = np.concatenate(shapes)
+  pixels = shapes[:, 0] * shapes[:, 1]
+  offsets = np.concatenate([[0], np.cumsum(pixels)[:-1]]).astype(np.int64)
+  store = _Store(
+    tf.concat([tf.zeros([0], tf.uint8), *images], 0),
+    tf.concat([tf.zeros([0], tf.uint8), *masks], 0),
+    offsets[: len(pixels)],
+    shapes,
+  )
+  return store, np.concatenate(keys) if keys else np.zeros([0])
+
+
+def _store_fetch(store: _Store, size: int, policy: str) -> Fetch:
+  images, masks = store.images, store.masks
+  offsets = tf.constant(store.offsets, tf.int64)
+  shapes = tf.constant(store.shapes, tf.int64)
+  square = [size, size] if policy in ('stretch', 'pad') else [None, None]
+
+  def cached(i):
+    offset, shape = tf.gather(offsets, i), tf.gather(shapes, i)
+    pixels = shape[0] * shape[1]
+    image = tf.reshape(tf.slice(images, [3 * offset], [3 * pixels]), tf.concat([shape, [3]], 0))
+    mask = tf.reshape(tf.slice(masks, [offset], [pixels]), tf.concat([shape, [1]], 0))
+    return tf.ensure_shape(image, [*square, 3]), tf.ensure_shape(mask, [*square, 1])
+
+  return cached
 
 
 def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, n: int) -> Fetch:
   data = config.data
   size = data.image_size
   if data.source == 'synthetic':
-    seed = config.seed if split == 'train' else config.seed + _SYNTHETIC_VAL_SEED_OFFSET
+    seed = config.seed if split == 'train' else config.seed + SYNTHETIC_VAL_SEED_OFFSET
     images, masks = synthetic.make_dataset(
       n, data.synthetic_size, data.synthetic_size, seed, start=start
     )
@@ -265,11 +343,13 @@ def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, 
     masks = tf.constant(masks[..., None])
 
     def fetch_synthetic(i):
-      return _resize(tf.gather(images, i), tf.gather(masks, i), size)
+      return resize_policy.resize_for_cache(
+        tf.gather(images, i), tf.gather(masks, i), size, data.resize_policy
+      )
 
     return fetch_synthetic
   if data.source == 'folder':
-    _, image_paths, mask_paths = _folder_split(data, split)
+    _, image_paths, mask_paths = folder_split(data, split)
     image_paths = tf.constant(image_paths[start : start + n], tf.string)
     mask_paths = tf.constant(mask_paths[start : start + n], tf.string)
 
@@ -283,23 +363,10 @@ def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, 
       # Ground-truth PNGs are 0/255 but JPEG-like artefacts or resampling in third-party copies
       # leave other values; > 128 is how the ISIC scorer binarizes them.
       mask = tf.cast(mask > 128, tf.uint8)
-      return _resize(image, mask, size)
+      return resize_policy.resize_for_cache(image, mask, size, data.resize_policy)
 
     return fetch_folder
   raise _unknown_source(data.source)
-
-
-def _resize(image: tf.Tensor, mask: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
-  """Stretches an example to size x size; the image stays uint8 and the mask stays binary.
-
-  Antialiasing matters for downscaling ISIC's multi-megapixel photos; for the mask, resizing its
-  0/1 values and thresholding at 0.5 keeps the lesion's area close to right at any scale.
-  """
-  image = tf.image.resize(tf.cast(image, tf.float32), [size, size], 'bilinear', antialias=True)
-  image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
-  mask = tf.image.resize(tf.cast(mask, tf.float32), [size, size], 'bilinear', antialias=True)
-  mask = tf.cast(mask > 0.5, tf.uint8)
-  return tf.ensure_shape(image, [size, size, 3]), tf.ensure_shape(mask, [size, size, 1])
 
 
 def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], list[str]]:
@@ -341,7 +408,7 @@ def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], 
   return ids, image_paths, mask_paths
 
 
-def _folder_split(
+def folder_split(
   data: ml_collections.ConfigDict, split: str
 ) -> tuple[list[str], list[str], list[str]]:
   """(ids, image_paths, mask_paths) of one split, sorted by id."""
@@ -350,6 +417,93 @@ def _folder_split(
   keep = set(train_ids if split == 'train' else val_ids)
   rows = [row for row in zip(ids, image_paths, mask_paths, strict=True) if row[0] in keep]
   return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def _isic_builder(data: ml_collections.ConfigDict):
+  """The `isic2018_task1/<S>` TFDS builder for S = config.data.image_size, prepared if needed.
+
+  Preparing (download or manual archives, then one decode of every photo) runs here only in a
+  single-process run: concurrent processes would all write the same files.
+  """
+  import tensorflow_datasets as tfds  # Lazy: only this source needs TFDS.
+
+  from unet_jax import isic2018
+
+  builder = tfds.builder(
+    isic2018.NAME,
+    config=isic2018.builder_config(data.image_size),
+    data_dir=data.tfds_data_dir or None,
+  )
+  if not builder.is_prepared():
+    import jax  # Lazy, as in `_process`.
+
+    if jax.process_count() > 1:
+      raise FileNotFoundError(
+        f'The TFDS dataset {isic2018.NAME}/{data.image_size} is not prepared in '
+        f'{builder.data_dir!r}. Prepare it once from one process first: tfds build '
+        f'--imports=unet_jax --data_dir={builder.data_dir_root} {isic2018.NAME}/{data.image_size}'
+      )
+    builder.download_and_prepare()
+  return builder
+
+
+_ISIC_IDS: dict[tuple[str, str], list[str]] = {}
+
+
+def _isic_ids(data: ml_collections.ConfigDict, tfds_split: str) -> list[str]:
+  """Sorted ids of a TFDS split: read once per process (records parsed, images not decoded)."""
+  import tensorflow_datasets as tfds
+
+  builder = _isic_builder(data)
+  key = (builder.data_dir, tfds_split)
+  if key not in _ISIC_IDS:
+    ds = builder.as_dataset(split=tfds_split, decoders=tfds.decode.PartialDecoding({'id': True}))
+    ids = [x['id'].decode() for x in ds.with_options(_options()).as_numpy_iterator()]
+    _ISIC_IDS[key] = sorted(ids)
+  return _ISIC_IDS[key]
+
+
+def _isic_split(data: ml_collections.ConfigDict, split: str) -> tuple[str, list[str]]:
+  """(TFDS split, sorted ids) of a pipeline split; see the module docstring for the mapping."""
+  if data.val_split not in _VAL_SPLITS:
+    raise ValueError(f'config.data.val_split={data.val_split!r} is not one of {_VAL_SPLITS}.')
+  if split == 'test':
+    return 'test', _isic_ids(data, 'test')
+  if data.val_split == 'validation':
+    tfds_split = 'train' if split == 'train' else 'validation'
+    return tfds_split, _isic_ids(data, tfds_split)
+  train_ids, val_ids = split_ids(
+    _isic_ids(data, 'train'), data.num_folds, data.fold, data.split_seed
+  )
+  return 'train', train_ids if split == 'train' else val_ids
+
+
+def _isic_store(
+  data: ml_collections.ConfigDict, split: str, start: int, n: int
+) -> _Store:
+  """This process's slice [start, start + n) of a split (sorted by id), resized and in memory."""
+  import tensorflow_datasets as tfds
+
+  tfds_split, ids = _isic_split(data, split)
+  wanted = tf.constant(ids[start : start + n], tf.string, shape=[n])
+  skip = tfds.decode.SkipDecoding()
+  ds = _isic_builder(data).as_dataset(
+    split=tfds_split, decoders={'image': skip, 'mask': skip, 'mask_native': skip}
+  )
+  # Filter on the id before decoding: a process decodes only its own examples.
+  ds = ds.filter(lambda x: tf.reduce_any(tf.equal(x['id'], wanted)))
+
+  def load(x):
+    image = tf.io.decode_png(x['image'], channels=3)
+    mask = tf.cast(tf.io.decode_png(x['mask'], channels=1) > 128, tf.uint8)
+    image, mask = resize_policy.resize_for_cache(image, mask, data.image_size, data.resize_policy)
+    return image, mask, x['id']
+
+  store, keys = _materialize(ds.map(load, num_parallel_calls=tf.data.AUTOTUNE))
+  if len(keys) != n:
+    raise ValueError(f'Expected {n} examples of the ISIC {tfds_split!r} split, read {len(keys)}.')
+  order = np.argsort(keys)  # TFDS stores examples in a hashed order; the slice is sorted by id.
+  return _Store(store.images, store.masks, store.offsets[order], store.shapes[order])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""Native-resolution evaluation of a trained run, end to end at tiny size.
+
+A real (1-step) run on a folder of mixed-size images: evaluate must score every validation image
+at its own size, its CSV must reproduce its summary, and scoring the masks `unet_jax.predict`
+writes for the same run -- with our scorer and with the official `isic-challenge-scoring` --
+must give the same figures, since evaluation and prediction share one path.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from isic_challenge_scoring.segmentation import SegmentationScore
+
+from configs import quickstart
+from unet_jax import (
+  evaluate,
+  inference,
+  models,
+  native_scoring,
+  predict,
+  resize_policy,
+  synthetic,
+  train,
+)
+
+SIZES = ((40, 52), (52, 40), (37, 45))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.filterwarnings('ignore:The inplace keyword in Series.rename')
+
+
+def tiny_folder_config(data_dir: str) -> ml_collections.ConfigDict:
+  config = quickstart.get_config()
+  config.data.source = 'folder'
+  config.data.dir = data_dir
+  config.data.image_size = 32
+  config.data.num_folds = 3
+  config.augment.enabled = False
+  config.model.depth = 1
+  config.model.base_width = 4
+  config.batch_size = 8  # Tests simulate 8 devices.
+  config.eval_batch_size = 8
+  config.num_train_steps = 1
+  config.log_every_steps = 1
+  config.eval_every_steps = 1
+  config.checkpoint_every_steps = 1
+  config.optim.warmup_steps = 1
+  return config
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('evaluate')
+  data_dir = str(root / 'data')
+  synthetic.write_folder(data_dir, 12, seed=0, sizes=SIZES)
+  workdir = str(root / 'run')
+  train.train_and_evaluate(tiny_folder_config(data_dir), workdir)
+  return workdir, data_dir, inference.load_predictor(workdir)
+
+
+def test_evaluate_run_scores_each_val_image_at_native_size(run):
+  workdir, data_dir, _ = run
+  summary = evaluate.evaluate_run(workdir)  # Restores the checkpoint itself.
+  out = os.path.join(workdir, 'eval_val')
+  with open(os.path.join(out, 'summary.json')) as f:
+    assert json.load(f) == summary
+  scores = native_scoring.read_csv(os.path.join(out, 'per_image.csv'))
+  assert len(scores) == summary['num_images'] == 4  # One fold of 12.
+  for s in scores:
+    truth = native_scoring.read_mask(os.path.join(
+      data_dir, 'ISIC2018_Task1_Training_GroundTruth', f'{s.image_id}_segmentation.png'))
+    assert (s.height, s.width) == truth.shape
+    assert s.tp + s.fn == np.count_nonzero(truth > 128)  # Scored against the native mask.
+  assert native_scoring.summarize(scores)['macro_average'] == summary['macro_average']
+  assert summary['step'] == 1 and summary['resize_policy'] == 'stretch'
+
+
+def test_predict_then_score_equals_evaluate_and_the_official_scorer(run, tmp_path):
+  workdir, _, predictor = run
+  config = predictor.config
+  _, image_paths, mask_paths = evaluate.input_pipeline.folder_split(config.data, 'val')
+  truth_dir = tmp_path / 'truth'
+  truth_dir.mkdir()
+  for path in mask_paths:
+    os.symlink(path, truth_dir / os.path.basename(path))
+  pred_dir = str(tmp_path / 'pred')
+  assert predict.predict_files(predictor, image_paths, pred_dir, show_progress=False) == []
+
+  ours = evaluate.evaluate_run(workdir, output_dir=str(tmp_path / 'eval'), predictor=predictor)
+  folder = evaluate.evaluate_folders(pred_dir, str(truth_dir), str(tmp_path / 'folder_eval'))
+  official = SegmentationScore.from_dir(truth_dir, tmp_path / 'pred')
+  for metric in native_scoring.METRICS:
+    assert folder['macro_average'][metric] == ours['macro_average'][metric]
+    assert ours['macro_average'][metric] == pytest.approx(
+      float(official.macro_average[metric]), abs=1e-6)
+
+
+def _predictor(policy: str, tta: bool = False) -> inference.Predictor:
+  """A randomly initialized model (BatchNorm-free, so outputs vary) with a given resize policy."""
+  config = quickstart.get_config()
+  config.unlock()
+  config.data.resize_policy = policy
+  config.data.image_size = 16
+  config.model.depth = 1
+  config.model.base_width = 4
+  config.model.norm = 'none'
+  model = models.create_model(config.model)
+  variables = model.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.float32), train=False)
+  return inference.Predictor(config, dict(variables), batch_size=3, tta=tta)
+
+
+@pytest.mark.parametrize('policy', resize_policy.POLICIES)
+def test_predictor_maps_back_to_native_size_under_each_policy(policy):
+  predictor = _predictor(policy)
+  rng = np.random.default_rng(0)
+  images = [rng.integers(0, 256, (h, w, 3)).astype(np.uint8) for h, w in [(20, 41), (33, 17)]]
+  out = list(predictor.predict_images(enumerate(images)))
+  assert [k for k, _ in out] == [0, 1]
+  for (_, probs), image in zip(out, images, strict=True):
+    assert probs.shape == image.shape[:2] and probs.dtype == np.float32
+    assert 0 <= probs.min() <= probs.max() <= 1
+  # Batching across images changes nothing: one image at a time gives the same maps.
+  np.testing.assert_allclose(predictor.predict(images[1]), out[1][1], atol=1e-6)
+
+
+def test_flip_tta_averages_the_unflipped_predictions():
+  plain, tta = _predictor('stretch'), _predictor('stretch', tta=True)
+  image = np.random.default_rng(1).integers(0, 256, (16, 16, 3)).astype(np.uint8)
+  expected = np.mean([
+    np.flip(plain.predict(np.flip(image, axes)), axes) if axes else plain.predict(image)
+    for axes in ((), (1,), (0,), (0, 1))
+  ], axis=0)
+  np.testing.assert_allclose(tta.predict(image), expected, atol=1e-6)
+  assert not np.allclose(plain.predict(image), expected, atol=1e-4)  # TTA did something.
+
+
+def test_cli_scores_a_prediction_folder_and_explains_both_modes(tmp_path):
+  truth, pred = tmp_path / 't', tmp_path / 'p'
+  truth.mkdir()
+  pred.mkdir()
+  mask = np.zeros((6, 7), np.uint8)
+  mask[1:4, 2:6] = 255
+  for folder in (truth, pred):
+    with open(folder / 'ISIC_0000001_segmentation.png', 'wb') as f:
+      f.write(predict.encode_png(mask))
+  env = {**os.environ, 'PYTHONPATH': REPO}
+  done = subprocess.run(
+    [sys.executable, '-m', 'unet_jax.evaluate', f'--predictions={pred}', f'--truth={truth}'],
+    capture_output=True, text=True, cwd=REPO, env=env, check=False)
+  assert done.returncode == 0, done.stderr
+  with open(str(pred) + '_eval/summary.json') as f:
+    assert json.load(f)['overall'] == 1.0
+  assert 'threshold_jaccard' in done.stdout
+  helped = subprocess.run([sys.executable, '-m', 'unet_jax.evaluate', '--helpfull'],
+                          capture_output=True, text=True, cwd=REPO, env=env, check=False)
+  assert '--predictions' in helped.stdout and '--workdir' in helped.stdout

@@ -1,0 +1,223 @@
+"""Tests for the ISIC 2018 Task 1 TFDS builder on tiny fake archives (tests/fake_isic.py)."""
+
+import os
+import re
+import sys
+
+import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import unet_jax
+from unet_jax import isic2018, resize_policy, synthetic
+
+SIZE = 24
+
+
+def _read(builder, split):
+  return {x['id'].decode(): x for x in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+@pytest.fixture(scope='module')
+def prepared(tmp_path_factory):
+  """A fake archive (zipped) and the dataset built from it; shared by the read-only tests."""
+  root = str(tmp_path_factory.mktemp('manual'))
+  info = fake_isic.make_fake_isic(root, zipped=True)
+  builder = fake_isic.prepare_fake_tfds(str(tmp_path_factory.mktemp('tfds')), SIZE, info)
+  return info, builder
+
+
+def test_registered_on_import_without_tensorflow():
+  assert isic2018.NAME in tfds.list_builders()
+  builder_cls = tfds.builder_cls(isic2018.NAME)
+  assert builder_cls is isic2018.Isic2018Task1
+  assert '224' in [c.name for c in builder_cls.BUILDER_CONFIGS]
+  assert unet_jax.isic2018 is isic2018
+  # A fresh interpreter: importing the package must not import TensorFlow.
+  code = "import sys, unet_jax; assert 'tensorflow' not in sys.modules; print('ok')"
+  assert os.popen(f'{sys.executable} -c "{code}"').read().strip() == 'ok'
+
+
+def test_archives_and_official_counts():
+  assert isic2018.EXPECTED_COUNTS == {'train': 2594, 'validation': 100, 'test': 1000}
+  assert isic2018.Isic2018Task1.EXPECTED_COUNTS == isic2018.EXPECTED_COUNTS
+  assert set(isic2018.ARCHIVES) == {
+    'ISIC2018_Task1-2_Training_Input',
+    'ISIC2018_Task1-2_Validation_Input',
+    'ISIC2018_Task1-2_Test_Input',
+    'ISIC2018_Task1_Training_GroundTruth',
+    'ISIC2018_Task1_Validation_GroundTruth',
+    'ISIC2018_Task1_Test_GroundTruth',
+  }
+  for name in isic2018.ARCHIVES:
+    assert f'{name}.zip' in isic2018.Isic2018Task1.MANUAL_DOWNLOAD_INSTRUCTIONS
+
+
+@pytest.mark.parametrize(
+  ('height', 'width', 'size', 'ratio'),
+  [(2848, 4288, 256, 8), (2848, 4288, 384, 4), (768, 1024, 256, 2), (767, 1024, 384, 2),
+   (766, 1024, 384, 1), (1020, 1024, 256, 2), (1024, 1021, 256, 4), (100, 50, 64, 1)],
+)
+def test_jpeg_ratio_keeps_short_side_at_least_size(height, width, size, ratio):
+  assert isic2018.jpeg_ratio(height, width, size) == ratio
+  assert -(-min(height, width) // ratio) >= size or ratio == 1
+
+
+def test_jpeg_ratio_matches_libjpeg_output(tmp_path):
+  image, _ = synthetic.make_example(0, 0, 100, 75)
+  path = str(tmp_path / 'photo.jpg')
+  tf.io.write_file(path, tf.io.encode_jpeg(image))
+  for size, shape in ((10, (13, 10)), (12, (25, 19)), (19, (25, 19)), (20, (50, 38)), (40, None)):
+    decoded, original = isic2018.decode_image(path, size)
+    assert original == (100, 75)
+    assert decoded.shape[:2] == (shape or (100, 75))  # ceil(side / ratio), short side >= size.
+
+
+def test_splits_ids_and_sizes(prepared):
+  info, builder = prepared
+  assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+    'train': 6, 'validation': 2, 'test': 2
+  }
+  for split, ids in info['ids'].items():
+    examples = _read(builder, split)
+    assert sorted(examples) == ids
+    for ident, x in examples.items():
+      height, width = info['sizes'][ident]
+      assert (x['height'], x['width']) == (height, width)
+      target = resize_policy.resized_shape(height, width, SIZE, 'crop')
+      assert min(target) == SIZE
+      assert x['image'].shape == (*target, 3) and x['mask'].shape == (*target, 1)
+      assert set(np.unique(x['mask'])) <= {0, 255}
+
+
+def test_examples_match_the_source_files(prepared):
+  info, builder = prepared
+  for ident, x in _read(builder, 'train').items():
+    k = int(ident[5:])
+    image, mask = synthetic.make_example(fake_isic.SEED, k, *info['sizes'][ident])
+    # The native mask is the ground truth PNG, exactly (0/255).
+    np.testing.assert_array_equal(x['mask_native'][..., 0], mask * 255)
+    # The stored mask is the native one resized (area kept) to the stored size.
+    want = tf.image.resize(mask[..., None].astype(np.float32), x['mask'].shape[:2], antialias=True)
+    np.testing.assert_array_equal(x['mask'] > 128, want.numpy() > 0.5)
+    # The stored image is the photo (through JPEG) resized: close on average, not identical.
+    ref = tf.image.resize(image.astype(np.float32), x['image'].shape[:2], antialias=True)
+    assert np.abs(x['image'] - ref.numpy()).mean() < 6.0
+
+
+def test_unpacked_folders_build_the_same_dataset(prepared, tmp_path):
+  _, builder = prepared
+  unpacked = fake_isic.make_fake_isic(str(tmp_path / 'manual'), zipped=False)
+  other = fake_isic.prepare_fake_tfds(str(tmp_path / 'tfds'), SIZE, unpacked)
+  for split in ('train', 'test'):
+    a, b = _read(builder, split), _read(other, split)
+    assert a.keys() == b.keys()
+    for ident in a:
+      for key in ('image', 'mask', 'mask_native', 'height', 'width'):
+        np.testing.assert_array_equal(a[ident][key], b[ident][key], err_msg=f'{ident} {key}')
+
+
+def _build_error(tmp_path, monkeypatch, **fake):
+  info = fake_isic.make_fake_isic(str(tmp_path / 'manual'), **fake)
+  return info, lambda: fake_isic.prepare_fake_tfds(
+    str(tmp_path / 'tfds'), SIZE, info, monkeypatch=monkeypatch
+  )
+
+
+def test_corrupt_image_names_the_file(tmp_path, monkeypatch):
+  info, build = _build_error(tmp_path, monkeypatch, zipped=True, corrupt=[3])
+  with pytest.raises(ValueError, match=r'Cannot decode image .*ISIC_0000003\.jpg'):
+    build()
+  assert info['corrupt'] == ['ISIC2018_Task1-2_Training_Input/ISIC_0000003.jpg']
+
+
+def test_image_without_mask_names_both_files(tmp_path, monkeypatch):
+  _, build = _build_error(tmp_path, monkeypatch, missing_mask=[2])
+  with pytest.raises(FileNotFoundError, match=r'ISIC_0000002\.jpg.*ISIC_0000002_segmentation\.png'):
+    build()
+
+
+def test_mask_without_image_names_the_file(tmp_path, monkeypatch):
+  info, build = _build_error(tmp_path, monkeypatch)
+  os.remove(os.path.join(info['root'], 'ISIC2018_Task1-2_Test_Input', 'ISIC_0016001.jpg'))
+  with pytest.raises(FileNotFoundError, match=r'mask.*ISIC_0016001_segmentation\.png.*no image'
+                     r'|ISIC_0016001_segmentation\.png.*expects.*ISIC_0016001\.jpg'):
+    build()
+
+
+def test_mask_of_another_size_names_both_files(tmp_path, monkeypatch):
+  info, build = _build_error(tmp_path, monkeypatch)
+  path = os.path.join(
+    info['root'], 'ISIC2018_Task1_Validation_GroundTruth', 'ISIC_0012001_segmentation.png'
+  )
+  tf.io.write_file(path, tf.io.encode_png(np.zeros([10, 12, 1], np.uint8)))
+  with pytest.raises(ValueError, match=r'ISIC_0012001_segmentation\.png.*10x12.*ISIC_0012001\.jpg'):
+    build()
+
+
+def test_wrong_split_size_is_an_error(tmp_path, monkeypatch):
+  info = fake_isic.make_fake_isic(str(tmp_path / 'manual'))
+  builder = isic2018.Isic2018Task1(config=isic2018.builder_config(SIZE), data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match=r"'train' should have 2594 images, found 6"):
+    builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=info['root'])
+    )
+
+
+def test_missing_archives_list_what_is_expected_and_where(tmp_path, monkeypatch):
+  manual = tmp_path / 'manual'
+  fake_isic.make_fake_isic(str(manual), counts={'Training': 2})  # No validation or test.
+
+  def offline(self, urls):
+    raise ConnectionError('no network')
+
+  monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', offline)
+  builder = isic2018.Isic2018Task1(config=isic2018.builder_config(SIZE), data_dir=str(tmp_path))
+  with pytest.raises(FileNotFoundError) as error:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
+  message = str(error.value)
+  assert 'no network' in message and str(manual) in message
+  for part in ('Validation', 'Test'):
+    for name in (isic2018.input_name(part), isic2018.truth_name(part)):
+      assert f'{name}.zip' in message and f'{isic2018.URL}{name}.zip' in message
+  assert 'Training' not in message
+
+
+def test_non_binary_mask_is_binarized_at_128(tmp_path):
+  path = str(tmp_path / 'm.png')
+  values = np.array([[0, 128, 129, 255]], np.uint8)[..., None]
+  tf.io.write_file(path, tf.io.encode_png(values))
+  mask, png = isic2018.decode_mask(path)
+  np.testing.assert_array_equal(mask.numpy()[0, :, 0], [0, 0, 255, 255])
+  np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), mask.numpy())
+  assert re.fullmatch(r'\d+', isic2018.builder_config(40).name)
+
+
+# ---- the configs that read ISIC data ------------------------------------------------------
+
+
+@pytest.mark.parametrize('name', ['seed', 'isic2018', 'isic_folder', 'isic_folder_tiny'])
+def test_isic_configs_yield_batches(name, prepared, tmp_path):
+  """Each shipped ISIC config builds and its pipeline yields a batch (at a tiny size)."""
+  import importlib
+
+  from unet_jax import input_pipeline
+
+  _, builder = prepared
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config.data.image_size = SIZE
+  config.batch_size = config.eval_batch_size = 2
+  if config.data.source == 'isic':
+    config.data.tfds_data_dir = str(builder.data_dir_root)
+  else:
+    unpacked = fake_isic.make_fake_isic(str(tmp_path), counts={'Training': 6})
+    config.data.dir = unpacked['root']
+  assert config.data.num_folds == 5 and config.data.fold == 0
+  batch = next(input_pipeline.train_batches(config, process_index=0, process_count=1))
+  assert batch['image'].shape == (2, SIZE, SIZE, 3)
+  assert input_pipeline.num_examples(config, 'val') == 2  # Fold 0 of 5 of 6 examples.
+  if name == 'seed':
+    assert config.data.resize_policy == 'stretch' and config.data.normalize == 'none'
+    assert batch['image'].max() > 1.0  # Raw 0..255.

@@ -1,0 +1,127 @@
+"""unet_jax.predict end to end: a tiny trained run, real files in, challenge-format masks out.
+
+The CLI runs in a subprocess, as a user runs it: one unreadable file among good ones must be
+named on stderr and skipped, every other mask written (single-channel, 0/255, at its image's
+native size, ISIC-named), and the exit code must be non-zero.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import quickstart
+from unet_jax import inference, predict, synthetic, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZES = ((40, 52), (52, 40), (37, 45))
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('predict')
+  data_dir = str(root / 'data')
+  synthetic.write_folder(data_dir, 12, seed=1, sizes=SIZES)
+  config = quickstart.get_config()
+  config.data.source = 'folder'
+  config.data.dir = data_dir
+  config.data.image_size = 32
+  config.data.num_folds = 3
+  config.augment.enabled = False
+  config.model.depth = 1
+  config.model.base_width = 4
+  config.batch_size = 8  # Tests simulate 8 devices.
+  config.eval_batch_size = 8
+  config.num_train_steps = 1
+  config.eval_every_steps = 1
+  config.checkpoint_every_steps = 1
+  workdir = str(root / 'run')
+  train.train_and_evaluate(config, workdir)
+  return workdir, os.path.join(data_dir, 'ISIC2018_Task1-2_Training_Input')
+
+
+def test_cli_skips_a_corrupt_file_names_it_and_fails(run, tmp_path):
+  workdir, images_dir = run
+  inputs = tmp_path / 'inputs'
+  inputs.mkdir()
+  names = sorted(os.listdir(images_dir))[:3]
+  for name in names:
+    shutil.copy(os.path.join(images_dir, name), inputs / name)
+  (inputs / 'ISIC_0999999.jpg').write_bytes(b'\xff\xd8\xff not really a jpeg')
+  (inputs / 'LICENSE.txt').write_text('ignored: not an image')
+  out, overlays = tmp_path / 'out', tmp_path / 'overlays'
+  done = subprocess.run(
+    [sys.executable, '-m', 'unet_jax.predict', f'--workdir={workdir}', f'--input={inputs}',
+     f'--output={out}', f'--overlay_dir={overlays}', '--tta'],
+    capture_output=True, text=True, cwd=REPO, check=False,
+    env={**os.environ, 'PYTHONPATH': REPO})
+  assert done.returncode != 0
+  assert 'ISIC_0999999.jpg' in done.stderr
+  assert 'predict [' in done.stderr  # The progress bar.
+  written = sorted(os.listdir(out))
+  assert written == [n.replace('.jpg', '_segmentation.png') for n in names]
+  for name in names:
+    with Image.open(os.path.join(images_dir, name)) as image:
+      size = image.size
+    with Image.open(out / name.replace('.jpg', '_segmentation.png')) as mask:
+      assert mask.mode == 'L' and mask.size == size  # Native size, as the scorer requires.
+      assert set(np.unique(np.asarray(mask))) <= {0, 255}
+    with Image.open(overlays / name.replace('.jpg', '_overlay.png')) as preview:
+      assert preview.mode == 'RGB' and preview.size == size
+
+
+def test_predict_files_in_process_matches_the_predictor(run, tmp_path):
+  workdir, images_dir = run
+  predictor = inference.load_predictor(workdir)
+  paths = [os.path.join(images_dir, n) for n in sorted(os.listdir(images_dir))[:4]]
+  failures = predict.predict_files(predictor, paths, str(tmp_path), threshold=0.5,
+                                   show_progress=False)
+  assert failures == []
+  for path in paths:
+    expected = predictor.predict(inference.read_image(path)) >= 0.5
+    with Image.open(tmp_path / predict.mask_name(path)) as mask:
+      np.testing.assert_array_equal(np.asarray(mask) == 255, expected)
+  assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]  # No temp files left.
+
+
+def test_list_inputs_and_names(tmp_path):
+  (tmp_path / 'b.png').write_bytes(b'')
+  (tmp_path / 'ISIC_0000007.JPG').write_bytes(b'')
+  (tmp_path / 'notes.txt').write_text('')
+  (tmp_path / '.hidden.jpg').write_bytes(b'')
+  paths = predict.list_inputs([str(tmp_path), str(tmp_path / 'b.png')])
+  assert [os.path.basename(p) for p in paths] == ['ISIC_0000007.JPG', 'b.png', 'b.png']
+  assert predict.mask_name(paths[0]) == 'ISIC_0000007_segmentation.png'
+  assert predict.mask_name('/x/lesion.jpeg') == 'lesion_segmentation.png'
+  with pytest.raises(FileNotFoundError, match='nowhere'):
+    predict.list_inputs(['/nowhere'])
+
+
+def test_duplicate_output_names_are_refused(tmp_path):
+  with pytest.raises(ValueError, match='both be written'):
+    predict.predict_files(None, ['/a/ISIC_0000001.jpg', '/b/ISIC_0000001.png'], str(tmp_path),
+                          show_progress=False)
+
+
+def test_progress_bar_without_a_terminal():
+  class Sink:
+    def __init__(self):
+      self.text = ''
+
+    def write(self, s):
+      self.text += s
+
+    def flush(self):
+      pass
+
+  sink = Sink()
+  bar = inference.Progress(40, 'x ', stream=sink)
+  for _ in range(40):
+    bar.update()
+  bar.close()
+  lines = sink.text.splitlines()
+  assert len(lines) == 20 and lines[-1].startswith('x [' + '#' * 30 + '] 40/40')

@@ -1,0 +1,352 @@
+"""ISIC 2018 Task 1 (lesion boundary segmentation) as a TFDS dataset: `isic2018_task1/<S>`.
+
+Why a TFDS builder: the archives are ~11 GB of multi-megapixel JPEGs, and decoding one 4288 x 2848
+photo costs more than a training step on it at 256 px. Preparing decodes every photo once, keeps
+only what training needs at one resolution, and writes it as TFRecords that any later run, on any
+machine, reads in seconds. Importing `unet_jax` registers the builder, so
+`tfds.load('isic2018_task1/256')` and `tfds build --imports=unet_jax isic2018_task1/256` find it.
+
+One BuilderConfig per training resolution S (`isic2018_task1/224`, `/256`, ...). Each example holds
+  - 'image': the photo resized with its aspect kept so that its SHORT side is S (PNG, lossless).
+    Every resize policy of `unet_jax.resize_policy` ('stretch', 'pad', 'crop') is derived from it
+    in tf.data, so one prepared dataset serves all policies at that S.
+  - 'mask': the lesion mask resized the same way (PNG, 0/255).
+  - 'mask_native': the ground truth at the photo's own resolution (PNG, 0/255), for evaluation at
+    native resolution as the challenge scores it.
+  - 'id' ('ISIC_0000000'), 'height', 'width': the photo's original size.
+Splits: 'train' (2594), 'validation' (100), 'test' (1000), the official ones; k-fold splits of
+'train' are made by the input pipeline (`unet_jax.input_pipeline.split_ids`), not stored.
+
+Where the archives come from, per archive, first match wins:
+  1. `<manual_dir>/<name>/` (already unpacked) or `<manual_dir>/<name>.zip`, where manual_dir is
+     TFDS's manual directory (default `<data_dir>/downloads/manual/`);
+  2. a download from https://isic-challenge-data.s3.amazonaws.com/2018/<name>.zip.
+If an archive is neither there nor downloadable, the error lists the files expected and where.
+
+Checksums: downloads are verified against `unet_jax/checksums.tsv` (TFDS's per-dataset checksums
+file, next to this module). We could not fetch the archives when writing this, so the file is not
+shipped: the first `tfds build --imports=unet_jax --register_checksums isic2018_task1/256` (with
+network, from a checkout) downloads the six archives and writes their sizes and SHA-256s there;
+commit that file, and every later download is checked against it.
+
+Bad data fails the build with the file named: an unreadable image, an image without a mask or a
+mask without an image, a mask whose size differs from its image's, a split whose size is not the
+official one (a partial download or extraction). Masks are binarized at > 128, as the official
+scorer does.
+
+TensorFlow is imported inside functions only: `import tensorflow_datasets` does not import it, and
+`unet_jax/__init__.py` imports this module, which must stay cheap and TF-free.
+"""
+
+import concurrent.futures
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+NAME = 'isic2018_task1'
+URL = 'https://isic-challenge-data.s3.amazonaws.com/2018/'
+# TFDS split name -> the word the archive names use.
+SPLIT_PARTS = {'train': 'Training', 'validation': 'Validation', 'test': 'Test'}
+# Official split sizes; a prepared split of another size means a partial or wrong archive.
+EXPECTED_COUNTS = {'train': 2594, 'validation': 100, 'test': 1000}
+# Training resolutions with a registered config; any other S works through `builder_config(S)`.
+SIZES = (64, 96, 128, 192, 224, 256, 320, 384, 512)
+IMAGE_EXT = '.jpg'
+MASK_SUFFIX = '_segmentation.png'
+# libjpeg decodes at 1/2, 1/4 or 1/8 of the size by skipping DCT coefficients: several times
+# faster than a full decode followed by a resize.
+_JPEG_RATIOS = (8, 4, 2)
+
+_CITATION = """
+@article{codella2019skin,
+  title={Skin Lesion Analysis Toward Melanoma Detection 2018: A Challenge Hosted by the
+         International Skin Imaging Collaboration (ISIC)},
+  author={Codella, Noel and Rotemberg, Veronica and Tschandl, Philipp and Celebi, M. Emre and
+          Dusza, Stephen and Gutman, David and Helba, Brian and Kalloo, Aadi and Liopyris,
+          Konstantinos and Marchetti, Michael and Kittler, Harald and Halpern, Allan},
+  journal={arXiv preprint arXiv:1902.03368},
+  year={2019}
+}
+@article{tschandl2018ham10000,
+  title={The HAM10000 dataset, a large collection of multi-source dermatoscopic images of
+         common pigmented skin lesions},
+  author={Tschandl, Philipp and Rosendahl, Cliff and Kittler, Harald},
+  journal={Scientific Data},
+  volume={5},
+  pages={180161},
+  year={2018}
+}
+"""
+
+
+def input_name(part: str) -> str:
+  """'Training' -> 'ISIC2018_Task1-2_Training_Input' (the archive and its top folder)."""
+  return f'ISIC2018_Task1-2_{part}_Input'
+
+
+def truth_name(part: str) -> str:
+  """'Training' -> 'ISIC2018_Task1_Training_GroundTruth' (the archive and its top folder)."""
+  return f'ISIC2018_Task1_{part}_GroundTruth'
+
+
+ARCHIVES = tuple(n for p in SPLIT_PARTS.values() for n in (input_name(p), truth_name(p)))
+
+_MANUAL_INSTRUCTIONS = f"""\
+Without network access (or to reuse a download), put the six ISIC 2018 Task 1 archives from
+{URL} (https://challenge.isic-archive.com/data/#2018) in the TFDS manual directory,
+`<data_dir>/downloads/manual/` by default (`tfds build --manual_dir=...` or
+`tfds.download.DownloadConfig(manual_dir=...)` to change it), either as the zips or unpacked:
+""" + ''.join(f'  {n}.zip  or  {n}/\n' for n in ARCHIVES)
+
+
+@dataclasses.dataclass(eq=False)
+class Isic2018Task1Config(tfds.core.BuilderConfig):
+  """One training resolution: images and masks are stored with their short side = `size`."""
+
+  size: int = 256
+
+
+def builder_config(size: int) -> Isic2018Task1Config:
+  """The config for training resolution `size`: a registered one, or a new one of that name."""
+  for config in Isic2018Task1.BUILDER_CONFIGS:
+    if config.size == size:
+      return config
+  if size < 8:
+    raise ValueError(f'ISIC 2018 training resolution {size} must be >= 8 pixels.')
+  return _make_config(size)
+
+
+def _make_config(size: int) -> Isic2018Task1Config:
+  return Isic2018Task1Config(
+    name=str(size),
+    description=f'Images and masks resized (aspect kept) to a short side of {size} px.',
+    size=size,
+  )
+
+
+class Isic2018Task1(tfds.core.GeneratorBasedBuilder):
+  """ISIC 2018 Task 1 images and lesion masks, stored at one training resolution per config."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Short side = config size; native-resolution masks kept.'}
+  BUILDER_CONFIGS = [_make_config(s) for s in SIZES]
+  DEFAULT_CONFIG_NAME = '256'
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_INSTRUCTIONS
+  # Tests override this (monkeypatch) to build tiny fake archives; None skips the check.
+  EXPECTED_COUNTS = EXPECTED_COUNTS
+  # Threads preparing examples; TF's decode and resize ops release the GIL.
+  NUM_WORKERS = os.cpu_count() or 1
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    """This file; TFDS looks for `checksums.tsv` next to it.
+
+    Overridden because TFDS 4.9.10's own lookup needs the `importlib_resources` backport for
+    builders outside its package, which is not installed with it.
+    """
+    return epath.Path(__file__)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    png = {'encoding_format': 'png'}
+    return tfds.core.DatasetInfo(
+      builder=self,
+      description=(
+        'ISIC 2018 Task 1: dermoscopy images with expert lesion masks. Images and masks are '
+        f'resized (aspect kept) to a short side of {self.builder_config.size} px; the mask at '
+        'native resolution is kept for evaluation.'
+      ),
+      features=tfds.features.FeaturesDict(
+        {
+          'id': tfds.features.Text(),
+          'image': tfds.features.Image(shape=(None, None, 3), **png),
+          'mask': tfds.features.Image(shape=(None, None, 1), **png),
+          'mask_native': tfds.features.Image(shape=(None, None, 1), **png),
+          'height': np.int32,
+          'width': np.int32,
+        }
+      ),
+      supervised_keys=('image', 'mask'),
+      homepage='https://challenge.isic-archive.com/data/#2018',
+      citation=_CITATION,
+      license='CC BY-NC 4.0 (ISIC 2018 challenge data; see LICENSE.txt in the archives).',
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    folders = _locate_archives(dl_manager)
+    return {
+      split: self._generate_examples(
+        folders[input_name(part)], folders[truth_name(part)], split
+      )
+      for split, part in SPLIT_PARTS.items()
+    }
+
+  def _generate_examples(self, image_dir, mask_dir, split: str):
+    pairs = pair_files(os.fspath(image_dir), os.fspath(mask_dir))
+    expected = (self.EXPECTED_COUNTS or {}).get(split)
+    if expected is not None and len(pairs) != expected:
+      raise ValueError(
+        f'ISIC 2018 Task 1 {split!r} should have {expected} images, found {len(pairs)} in '
+        f'{os.fspath(image_dir)!r}: a partial download or extraction? Delete it and build '
+        'again; for other data in this layout use the folder source (configs/isic_folder.py).'
+      )
+    size = self.builder_config.size
+    with concurrent.futures.ThreadPoolExecutor(self.NUM_WORKERS) as pool:
+      yield from pool.map(lambda pair: prepare_example(*pair, size), pairs)
+
+
+def _locate_archives(dl_manager) -> dict[str, str]:
+  """{archive name: folder holding its files}, from the manual directory or downloaded."""
+  try:
+    manual = dl_manager.manual_dir
+  except AssertionError:  # TFDS raises this when the manual directory is missing or empty.
+    manual = None
+  folders, missing = {}, []
+  for name in ARCHIVES:
+    unpacked = manual / name if manual else None
+    packed = manual / f'{name}.zip' if manual else None
+    if unpacked is not None and unpacked.is_dir():
+      folders[name] = _files_folder(unpacked, name)
+    elif packed is not None and packed.is_file():
+      folders[name] = _files_folder(dl_manager.extract(packed), name)
+    else:
+      missing.append(name)
+  if missing:
+    try:
+      fetched = dl_manager.download_and_extract({n: f'{URL}{n}.zip' for n in missing})
+    except Exception as error:  # Any failure: offline, HTTP error, bad checksum, bad zip.
+      # The public property refuses to name the manual directory when it is empty.
+      where = manual or getattr(dl_manager, '_manual_dir', None) or '<data_dir>/downloads/manual'
+      raise FileNotFoundError(
+        f'ISIC 2018 Task 1: could not download {len(missing)} archive(s) ({error}). Put these '
+        f'in the manual directory {os.fspath(where)!r}, zipped or unpacked:\n'
+        + ''.join(f'  {n}.zip  or  {n}/   (from {URL}{n}.zip)\n' for n in missing)
+      ) from error
+    for name, path in fetched.items():
+      folders[name] = _files_folder(path, name)
+  return folders
+
+
+def _files_folder(path, name: str) -> str:
+  """The folder with the archive's files: the zips unpack to `<name>/`, possibly one level down."""
+  path = os.fspath(path)
+  nested = os.path.join(path, name)
+  return nested if os.path.isdir(nested) else path
+
+
+def pair_files(image_dir: str, mask_dir: str) -> list[tuple[str, str, str]]:
+  """Sorted (id, image path, mask path) of a split; every image must have a mask and vice versa.
+
+  Checked before any decoding, so a mismatched archive fails in a second, not after an hour.
+  Files that are neither images nor masks (LICENSE.txt, ATTRIBUTION.txt, macOS '._' files) are
+  ignored.
+  """
+
+  def listing(folder, suffix):
+    if not os.path.isdir(folder):
+      raise FileNotFoundError(f'ISIC 2018 Task 1: folder {folder!r} does not exist.')
+    names = [n for n in os.listdir(folder) if n.endswith(suffix) and not n.startswith('.')]
+    return {n[: -len(suffix)]: os.path.join(folder, n) for n in names}
+
+  images = listing(image_dir, IMAGE_EXT)
+  masks = listing(mask_dir, MASK_SUFFIX)
+  no_mask = sorted(set(images) - set(masks))
+  if no_mask:
+    raise FileNotFoundError(
+      f'{len(no_mask)} image(s) have no mask, e.g. {images[no_mask[0]]!r} expects '
+      f'{os.path.join(mask_dir, no_mask[0] + MASK_SUFFIX)!r}.'
+    )
+  no_image = sorted(set(masks) - set(images))
+  if no_image:
+    raise FileNotFoundError(
+      f'{len(no_image)} mask(s) have no image, e.g. {masks[no_image[0]]!r} expects '
+      f'{os.path.join(image_dir, no_image[0] + IMAGE_EXT)!r}.'
+    )
+  return [(i, images[i], masks[i]) for i in sorted(images)]
+
+
+def jpeg_ratio(height: int, width: int, size: int) -> int:
+  """The largest libjpeg downscale (8, 4, 2, else 1) that keeps the short side >= `size`.
+
+  libjpeg's scaled output is ceil(side / ratio), hence the ceiling here.
+  """
+  short = min(height, width)
+  for ratio in _JPEG_RATIOS:
+    if -(-short // ratio) >= size:
+      return ratio
+  return 1
+
+
+def decode_image(path: str, size: int):
+  """(uint8 [h', w', 3] tensor, (H, W)): the photo decoded at the smallest size >= `size`.
+
+  Raises ValueError naming the file when it cannot be decoded.
+  """
+  import tensorflow as tf  # Lazy: see the module docstring.
+
+  data = tf.io.read_file(path)
+  try:
+    if bool(tf.io.is_jpeg(data)):
+      height, width = (int(v) for v in tf.io.extract_jpeg_shape(data)[:2])
+      ratio = jpeg_ratio(height, width, size)
+      return tf.io.decode_jpeg(data, channels=3, ratio=ratio), (height, width)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+  except tf.errors.InvalidArgumentError as error:
+    raise ValueError(f'Cannot decode image {path!r}: {error.message}') from None
+  return image, tuple(int(v) for v in image.shape[:2])
+
+
+def decode_mask(path: str):
+  """(uint8 [H, W, 1] 0/255 tensor, PNG bytes of it): the ground truth binarized at > 128.
+
+  The file's own bytes are kept when it already is a one-channel 0/255 PNG (all official masks),
+  which saves re-encoding a 12-megapixel PNG per example.
+  """
+  import tensorflow as tf
+
+  data = tf.io.read_file(path)
+  try:
+    raw = tf.io.decode_png(data, channels=0)
+  except tf.errors.InvalidArgumentError as error:
+    raise ValueError(f'Cannot decode mask {path!r}: {error.message}') from None
+  gray = raw[..., :1] if raw.shape[-1] <= 2 else tf.image.rgb_to_grayscale(raw[..., :3])
+  mask = tf.where(gray > 128, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
+  if raw.shape[-1] == 1 and bool(tf.reduce_all(tf.equal(mask, raw))):
+    return mask, data.numpy()
+  return mask, tf.io.encode_png(mask).numpy()
+
+
+def prepare_example(ident: str, image_path: str, mask_path: str, size: int):
+  """(key, example) for one image + mask: decoded once, resized to short side `size`."""
+  import tensorflow as tf
+
+  from unet_jax import resize_policy
+
+  image, (height, width) = decode_image(image_path, size)
+  mask, mask_png = decode_mask(mask_path)
+  if tuple(mask.shape[:2]) != (height, width):
+    raise ValueError(
+      f'Mask {mask_path!r} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image '
+      f'{image_path!r} is {height}x{width}.'
+    )
+  # The short-side-S geometry of `resize_policy` ('crop' policy), from the original size: the
+  # image was decoded at ~1/ratio scale and ceil(side / ratio) can shift its aspect by a pixel.
+  target = resize_policy.resized_shape(height, width, size, 'crop')
+  # The same ops as `resize_policy.resize_for_cache`: antialiased bilinear, rounded to uint8 for
+  # the image; for the mask, its 0/1 values resized and thresholded at 0.5 (keeps the area).
+  small = tf.image.resize(tf.cast(image, tf.float32), target, 'bilinear', antialias=True)
+  small = tf.cast(tf.round(tf.clip_by_value(small, 0.0, 255.0)), tf.uint8)
+  mask_small = tf.image.resize(tf.cast(mask, tf.float32) / 255.0, target, antialias=True)
+  mask_small = tf.where(mask_small > 0.5, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
+  example = {
+    'id': ident,
+    'image': tf.io.encode_png(small).numpy(),
+    'mask': tf.io.encode_png(mask_small).numpy(),
+    'mask_native': mask_png,
+    'height': np.int32(height),
+    'width': np.int32(width),
+  }
+  return ident, example

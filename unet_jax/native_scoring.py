@@ -1,0 +1,225 @@
+"""Scoring at native resolution, with the ISIC 2018 Task 1 challenge's own metric definitions.
+
+The challenge scores each image at its original size and then averages over images (a *macro*
+average): a small lesion counts as much as a large one. Its headline number is the thresholded
+Jaccard, which is the image's Jaccard index when that is >= 0.65 and 0 otherwise, so a
+segmentation that is only roughly right scores nothing. These definitions follow the official
+scorer, `isic-challenge-scoring` (isic_challenge_scoring/metrics.py, segmentation.py), and
+tests/native_scoring_test.py checks our numbers against that package on the same folders:
+
+- a mask pixel is "lesion" when its 8-bit value is > 128 (truth and prediction alike);
+- accuracy = (TP + TN) / all pixels;
+- sensitivity = TP / (TP + FN), and 1 when the truth has no lesion pixel;
+- specificity = TN / (TN + FP), and 1 when the truth is all lesion;
+- Jaccard = TP / (TP + FP + FN) and Dice = 2TP / (2TP + FP + FN), both 1 when TP + FP + FN = 0
+  (an empty prediction of an empty mask is perfect); threshold Jaccard inherits that 1.
+
+Counts are Python ints and ratios Python floats (float64), as in the official code, so per-image
+values agree exactly and macro averages to rounding.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+THRESHOLD = 0.65
+METRICS = ('accuracy', 'sensitivity', 'specificity', 'jaccard', 'threshold_jaccard', 'dice')
+COUNTS = ('tp', 'fp', 'fn', 'tn')
+CSV_COLUMNS = ('image_id', 'height', 'width', *COUNTS, *METRICS)
+# 8-bit mask values above this are lesion, as the official scorer binarizes both masks.
+BINARIZE_ABOVE = 128
+
+_ISIC_ID = re.compile(r'ISIC_[0-9]{7}')
+_MASK_EXTS = ('.png',)
+_MASK_SUFFIX = '_segmentation'
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageScore:
+  """One image's confusion counts and metrics; a row of per_image.csv."""
+
+  image_id: str
+  height: int
+  width: int
+  tp: int
+  fp: int
+  fn: int
+  tn: int
+
+  def metrics(self) -> dict[str, float]:
+    return metrics_from_counts(self.tp, self.fp, self.fn, self.tn)
+
+  def row(self) -> dict:
+    return {**dataclasses.asdict(self), **self.metrics()}
+
+
+def binarize(mask: np.ndarray) -> np.ndarray:
+  """Boolean lesion map of an 8-bit mask (0/255 expected; anything > 128 is lesion)."""
+  return np.asarray(mask) > BINARIZE_ABOVE
+
+
+def confusion(truth: np.ndarray, prediction: np.ndarray) -> tuple[int, int, int, int]:
+  """(TP, FP, FN, TN) of two boolean maps of the same shape."""
+  truth = np.asarray(truth, bool)
+  prediction = np.asarray(prediction, bool)
+  if truth.shape != prediction.shape:
+    raise ValueError(f'Prediction shape {prediction.shape} differs from truth shape {truth.shape}.')
+  tp = int(np.count_nonzero(truth & prediction))
+  fp = int(np.count_nonzero(prediction)) - tp
+  fn = int(np.count_nonzero(truth)) - tp
+  tn = truth.size - tp - fp - fn
+  return tp, fp, fn, tn
+
+
+def metrics_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+  """The official per-image metrics of one confusion matrix (see the module docstring)."""
+  jaccard = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+  return {
+    'accuracy': (tp + tn) / (tp + tn + fp + fn),
+    'sensitivity': tp / (tp + fn) if tp + fn else 1.0,
+    'specificity': tn / (tn + fp) if tn + fp else 1.0,
+    'jaccard': jaccard,
+    'threshold_jaccard': jaccard if jaccard >= THRESHOLD else 0.0,
+    'dice': 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+  }
+
+
+def score_image(image_id: str, truth: np.ndarray, prediction: np.ndarray) -> ImageScore:
+  """Scores boolean maps (use `binarize` on 8-bit masks first)."""
+  tp, fp, fn, tn = confusion(truth, prediction)
+  height, width = np.shape(truth)[:2]
+  return ImageScore(image_id, int(height), int(width), tp, fp, fn, tn)
+
+
+def summarize(scores: Sequence[ImageScore]) -> dict:
+  """Macro averages (the challenge's figures) plus pooled-pixel metrics, for summary.json.
+
+  'overall' is the macro-averaged threshold Jaccard, the challenge's ranking number, under the
+  same key the official scorer's JSON uses; 'pooled' sums the counts over images first, which
+  weights large lesions more, for comparison with the training loop's own metrics.
+  """
+  if not scores:
+    raise ValueError('Nothing to summarize: no image was scored.')
+  per_image = [s.metrics() for s in scores]
+  macro = {m: float(np.mean([row[m] for row in per_image])) for m in METRICS}
+  totals = {c: sum(getattr(s, c) for s in scores) for c in COUNTS}
+  return {
+    'overall': macro['threshold_jaccard'],
+    'macro_average': macro,
+    'pooled': metrics_from_counts(*(totals[c] for c in COUNTS)),
+    'num_images': len(scores),
+  }
+
+
+def write_outputs(scores: Sequence[ImageScore], output_dir: str, extra: dict | None = None) -> dict:
+  """Writes <output_dir>/per_image.csv and summary.json (each atomically); returns the summary."""
+  os.makedirs(output_dir, exist_ok=True)
+  summary = summarize(scores)
+  if extra:
+    summary.update(extra)
+  csv_path = os.path.join(output_dir, 'per_image.csv')
+  with open(csv_path + '.tmp', 'w', newline='', encoding='utf-8') as f:
+    writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for score in scores:
+      # repr-exact floats: the CSV reproduces the summary's averages to the last bit.
+      writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in score.row().items()})
+  os.replace(csv_path + '.tmp', csv_path)
+  json_path = os.path.join(output_dir, 'summary.json')
+  with open(json_path + '.tmp', 'w', encoding='utf-8') as f:
+    json.dump(summary, f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(json_path + '.tmp', json_path)
+  return summary
+
+
+def read_csv(path: str) -> list[ImageScore]:
+  """per_image.csv back into ImageScores (the counts; metrics are recomputed from them)."""
+  with open(path, newline='', encoding='utf-8') as f:
+    return [
+      ImageScore(row['image_id'], *(int(row[k]) for k in ('height', 'width', *COUNTS)))
+      for row in csv.DictReader(f)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Mask files.
+
+
+def image_id(filename: str) -> str:
+  """The id a file scores under: 'ISIC_<7 digits>' when present (as the official scorer matches),
+  else the file's stem without a trailing '_segmentation'."""
+  match = _ISIC_ID.search(os.path.basename(filename))
+  if match:
+    return match.group(0)
+  stem = os.path.splitext(os.path.basename(filename))[0]
+  return stem[: -len(_MASK_SUFFIX)] if stem.endswith(_MASK_SUFFIX) else stem
+
+
+def read_mask(path: str) -> np.ndarray:
+  """An 8-bit single-channel mask as uint8 [H, W], read the way the official scorer reads it.
+
+  Like the official scorer, rejects colour images rather than guessing which channel is the mask:
+  a submission in that form would not be scored by the challenge either.
+  """
+  from PIL import Image  # Lazy: only scoring reads masks with Pillow.
+
+  with Image.open(path) as image:
+    image.load()
+    if image.mode == '1':
+      image = image.convert('L')
+    if image.mode != 'L':
+      raise ValueError(f'Mask {path!r} has mode {image.mode!r}; expected a single-channel '
+                       '8-bit image (mode L), as the ISIC scorer requires.')
+    return np.asarray(image).copy()
+
+
+def list_masks(directory: str) -> dict[str, str]:
+  """{id: path} of the mask PNGs in a folder; other files (LICENSE.txt, ...) are ignored."""
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'{directory!r} is not a directory.')
+  found: dict[str, str] = {}
+  for name in sorted(os.listdir(directory)):
+    if name.startswith('.') or not name.lower().endswith(_MASK_EXTS):
+      continue
+    ident = image_id(name)
+    if ident in found:
+      raise ValueError(f'Two masks in {directory!r} score as {ident!r}: '
+                       f'{os.path.basename(found[ident])!r} and {name!r}.')
+    found[ident] = os.path.join(directory, name)
+  return found
+
+
+def score_folders(predictions_dir: str, truth_dir: str) -> list[ImageScore]:
+  """Scores every truth mask against the prediction with the same id (sorted by id).
+
+  Every truth mask needs a prediction (the challenge fails a submission that lacks one); the
+  error names all missing ids. Predictions without a truth mask are ignored.
+  """
+  truth = list_masks(truth_dir)
+  if not truth:
+    raise FileNotFoundError(f'No mask PNGs in the truth folder {truth_dir!r}.')
+  predictions = list_masks(predictions_dir)
+  missing = sorted(set(truth) - set(predictions))
+  if missing:
+    shown = ', '.join(missing[:10]) + (' ...' if len(missing) > 10 else '')
+    raise FileNotFoundError(
+      f'{len(missing)} of {len(truth)} truth masks have no prediction in {predictions_dir!r}: '
+      f'{shown}.')
+  return [_score_files(ident, truth[ident], predictions[ident]) for ident in sorted(truth)]
+
+
+def _score_files(ident: str, truth_path: str, prediction_path: str) -> ImageScore:
+  truth = read_mask(truth_path)
+  prediction = read_mask(prediction_path)
+  if prediction.shape != truth.shape:
+    raise ValueError(f'Prediction {prediction_path!r} is {prediction.shape[1]}x'
+                     f'{prediction.shape[0]} (WxH) but its truth mask is {truth.shape[1]}x'
+                     f'{truth.shape[0]}: predictions must be at the image\'s native size.')
+  return score_image(ident, binarize(truth), binarize(prediction))
+

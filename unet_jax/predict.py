@@ -1,0 +1,181 @@
+r"""Segments images with a trained run, writing masks in the format the ISIC challenge accepts.
+
+  python -m unet_jax.predict --workdir W --input DIR_OR_FILE[,...] --output DIR \
+      [--tta] [--overlay_dir DIR] [--threshold 0.5] [--batch_size N]
+
+For each input image `<name>.jpg` it writes `<output>/ISIC_<id>_segmentation.png` (or
+`<name>_segmentation.png` for names without an ISIC id): single-channel 8-bit, 0 = skin,
+255 = lesion, at the image's own size -- what the challenge's scorer reads. The model sees the
+image at the run's training resolution and resize policy; the probabilities are mapped back onto
+the native grid before thresholding (unet_jax.inference).
+
+Each mask is written atomically (temp file + rename), so an interrupted run leaves only complete
+masks. A file that cannot be read is reported by name and skipped, the others are still written,
+and the exit code is 1. Overlays (image tinted where the lesion is, its outline drawn) go to a
+separate folder so the mask folder stays a valid submission.
+"""
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags, logging
+
+from unet_jax import inference, native_scoring
+
+FLAGS = flags.FLAGS
+_OVERLAY_TINT = np.array([255, 64, 0], np.float32)
+_OVERLAY_OUTLINE = np.array([0, 255, 0], np.uint8)
+
+
+def list_inputs(inputs: Sequence[str]) -> list[str]:
+  """Image paths from files and folders (a folder's images, sorted, non-recursive)."""
+  paths = []
+  for entry in inputs:
+    if os.path.isdir(entry):
+      names = sorted(n for n in os.listdir(entry)
+                     if not n.startswith('.') and n.lower().endswith(inference.IMAGE_EXTS))
+      paths.extend(os.path.join(entry, n) for n in names)
+    elif os.path.exists(entry):
+      paths.append(entry)
+    else:
+      raise FileNotFoundError(f'--input {entry!r} does not exist.')
+  return paths
+
+
+def mask_name(path: str) -> str:
+  """'ISIC_0012345_segmentation.png' for any file whose name holds ISIC_0012345."""
+  return native_scoring.image_id(path) + '_segmentation.png'
+
+
+def write_atomic(path: str, data: bytes) -> None:
+  """Writes via a hidden temp file in the same folder + rename: never a half-written mask."""
+  folder, name = os.path.split(path)
+  tmp = os.path.join(folder, f'.{name}.{os.getpid()}.tmp')
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def encode_png(array: np.ndarray) -> bytes:
+  """PNG bytes of uint8 [H, W] (mode L) or [H, W, 3] (RGB)."""
+  array = np.asarray(array, np.uint8)
+  if array.ndim == 2:
+    array = array[..., None]
+  return tf.io.encode_png(array).numpy()
+
+
+def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """The image tinted where `mask` (bool [H, W]) is lesion, with the lesion's outline drawn."""
+  out = image.astype(np.float32)
+  out[mask] = 0.6 * out[mask] + 0.4 * _OVERLAY_TINT
+  out = np.round(out).astype(np.uint8)
+  inner = mask.copy()
+  inner[1:] &= mask[:-1]
+  inner[:-1] &= mask[1:]
+  inner[:, 1:] &= mask[:, :-1]
+  inner[:, :-1] &= mask[:, 1:]
+  out[mask & ~inner] = _OVERLAY_OUTLINE
+  return out
+
+
+def predict_files(
+  predictor,
+  paths: Sequence[str],
+  output_dir: str,
+  *,
+  overlay_dir: str | None = None,
+  threshold: float = 0.5,
+  show_progress: bool = True,
+) -> list[tuple[str, str]]:
+  """Writes a mask (and optionally an overlay) per readable image; returns [(path, error)].
+
+  Unreadable files are reported on stderr by name as they are met and skipped.
+  """
+  names = [mask_name(p) for p in paths]
+  seen: dict[str, str] = {}
+  for path, name in zip(paths, names, strict=True):
+    if name in seen:
+      raise ValueError(f'{seen[name]!r} and {path!r} would both be written as {name!r}.')
+    seen[name] = path
+  os.makedirs(output_dir, exist_ok=True)
+  if overlay_dir:
+    os.makedirs(overlay_dir, exist_ok=True)
+  failures: list[tuple[str, str]] = []
+  progress = inference.Progress(len(paths), 'predict ') if show_progress else None
+
+  def readable() -> Iterable[tuple[tuple[str, str, np.ndarray | None], np.ndarray]]:
+    for path, name in zip(paths, names, strict=True):
+      try:
+        image = inference.read_image(path)
+      except ValueError as e:
+        failures.append((path, str(e)))
+        sys.stderr.write(f'\nSkipped {path}: {e}\n')
+        if progress:
+          progress.update('(skipped)')
+        continue
+      yield (path, name, image if overlay_dir else None), image
+
+  for (path, name, image), probs in predictor.predict_images(readable()):
+    mask = probs >= threshold
+    write_atomic(os.path.join(output_dir, name), encode_png(mask.astype(np.uint8) * 255))
+    if overlay_dir:
+      stem = name[: -len('_segmentation.png')]
+      write_atomic(os.path.join(overlay_dir, stem + '_overlay.png'),
+                   encode_png(overlay(image, mask)))
+    if progress:
+      progress.update(os.path.basename(path))
+  if progress:
+    progress.close()
+  return failures
+
+
+def define_flags() -> None:
+  """The CLI's flags; defined only when run as a program, so that importing this module (tests,
+  other tools) never clashes with another CLI's flags of the same name."""
+  flags.DEFINE_string('workdir', None, 'Workdir of a training run: its config.json and latest '
+                      'checkpoint are used.')
+  flags.DEFINE_list('input', None, 'Image files and/or folders of images (.jpg, .jpeg, .png, .bmp, '
+                    '.gif), comma-separated.')
+  flags.DEFINE_string('output', None, 'Folder for the <id>_segmentation.png masks (created).')
+  flags.DEFINE_string('overlay_dir', None, 'If set, also write <id>_overlay.png previews here. '
+                      'Keep it apart from --output, which the challenge scorer reads whole.')
+  flags.DEFINE_bool('tta', False, 'Average over horizontal, vertical and double flips '
+                    '(4x compute).')
+  flags.DEFINE_float('threshold', 0.5, 'Lesion where the native-resolution probability >= this.')
+  flags.DEFINE_integer('batch_size', None, 'Tiles per forward pass; default: the run\'s '
+                       'eval_batch_size.')
+  flags.mark_flags_as_required(['workdir', 'input', 'output'])
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}.')
+  logging.get_absl_handler().addFilter(inference.QuietOrbax())
+  paths = list_inputs(FLAGS.input)
+  if not paths:
+    raise app.UsageError(f'No images found in --input {FLAGS.input}.')
+  predictor = inference.load_predictor(FLAGS.workdir, tta=FLAGS.tta, batch_size=FLAGS.batch_size)
+  logging.info('Checkpoint of step %d; %d image(s); resize policy %r at %d px%s.', predictor.step,
+               len(paths), predictor.policy, predictor.size, ', flip TTA' if FLAGS.tta else '')
+  failures = predict_files(predictor, paths, FLAGS.output, overlay_dir=FLAGS.overlay_dir,
+                           threshold=FLAGS.threshold)
+  written = len(paths) - len(failures)
+  print(f'Wrote {written} mask(s) to {FLAGS.output}.', flush=True)
+  if failures:
+    print(f'{len(failures)} file(s) could not be read and were skipped:', file=sys.stderr)
+    for path, error in failures:
+      print(f'  {path}: {error}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
