@@ -68,7 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.group_norm_groups = 8
   config.model.dropout_rate = 0.5
   config.model.dropout_levels = (3, 4)  # Encoder levels (0 = top, depth = bottleneck).
-  config.model.upsample = 'resize_conv'  # 'resize_conv' (seed) | 'transpose'
+  config.model.upsample = 'resize_conv'  # 'resize_conv' (seed) | 'transpose' | 'dense_d2s'
   config.model.head = 'linear'  # 'linear' (1x1 conv) | 'seed' (3x3 conv to 2 + 1x1 conv)
 
   config.loss = 'bce_dice'  # 'bce' | 'dice' | 'bce_dice'

@@ -8,3 +8,45 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+import pytest
+
+# Mixed sizes and aspect ratios, as real ISIC photos have.
+TINY_RUN_SIZES = ((40, 52), (52, 40), (37, 45))
+
+
+def tiny_folder_config(data_dir: str):
+  """A 1-step run of a tiny U-Net on a folder of images: enough to have a checkpoint to load."""
+  from configs import quickstart
+
+  config = quickstart.get_config()
+  config.data.source = 'folder'
+  config.data.dir = data_dir
+  config.data.image_size = 32
+  config.data.num_folds = 3
+  config.augment.enabled = False
+  config.model.depth = 1
+  config.model.base_width = 4
+  config.batch_size = 8  # Tests simulate 8 devices.
+  config.eval_batch_size = 8
+  config.num_train_steps = 1
+  config.log_every_steps = 1
+  config.eval_every_steps = 1
+  config.checkpoint_every_steps = 1
+  config.optim.warmup_steps = 1
+  return config
+
+
+@pytest.fixture(scope='session')
+def tiny_folder_run(tmp_path_factory):
+  """(workdir, data_dir) of a trained 1-step run on 12 synthetic images in the ISIC layout,
+  shared by the evaluation and prediction tests (they only read it)."""
+  from unet_jax import synthetic, train
+
+  root = tmp_path_factory.mktemp('tiny_run')
+  data_dir = str(root / 'data')
+  synthetic.write_folder(data_dir, 12, seed=0, sizes=TINY_RUN_SIZES)
+  workdir = str(root / 'run')
+  train.train_and_evaluate(tiny_folder_config(data_dir), workdir)
+  return workdir, data_dir

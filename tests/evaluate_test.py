@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 from isic_challenge_scoring.segmentation import SegmentationScore
@@ -25,41 +24,15 @@ from unet_jax import (
   native_scoring,
   predict,
   resize_policy,
-  synthetic,
-  train,
 )
 
-SIZES = ((40, 52), (52, 40), (37, 45))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.filterwarnings('ignore:The inplace keyword in Series.rename')
 
 
-def tiny_folder_config(data_dir: str) -> ml_collections.ConfigDict:
-  config = quickstart.get_config()
-  config.data.source = 'folder'
-  config.data.dir = data_dir
-  config.data.image_size = 32
-  config.data.num_folds = 3
-  config.augment.enabled = False
-  config.model.depth = 1
-  config.model.base_width = 4
-  config.batch_size = 8  # Tests simulate 8 devices.
-  config.eval_batch_size = 8
-  config.num_train_steps = 1
-  config.log_every_steps = 1
-  config.eval_every_steps = 1
-  config.checkpoint_every_steps = 1
-  config.optim.warmup_steps = 1
-  return config
-
-
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
-  root = tmp_path_factory.mktemp('evaluate')
-  data_dir = str(root / 'data')
-  synthetic.write_folder(data_dir, 12, seed=0, sizes=SIZES)
-  workdir = str(root / 'run')
-  train.train_and_evaluate(tiny_folder_config(data_dir), workdir)
+def run(tiny_folder_run):
+  workdir, data_dir = tiny_folder_run
   return workdir, data_dir, inference.load_predictor(workdir)
 
 

@@ -14,33 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import quickstart
-from unet_jax import inference, predict, synthetic, train
+from unet_jax import inference, predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZES = ((40, 52), (52, 40), (37, 45))
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
-  root = tmp_path_factory.mktemp('predict')
-  data_dir = str(root / 'data')
-  synthetic.write_folder(data_dir, 12, seed=1, sizes=SIZES)
-  config = quickstart.get_config()
-  config.data.source = 'folder'
-  config.data.dir = data_dir
-  config.data.image_size = 32
-  config.data.num_folds = 3
-  config.augment.enabled = False
-  config.model.depth = 1
-  config.model.base_width = 4
-  config.batch_size = 8  # Tests simulate 8 devices.
-  config.eval_batch_size = 8
-  config.num_train_steps = 1
-  config.eval_every_steps = 1
-  config.checkpoint_every_steps = 1
-  workdir = str(root / 'run')
-  train.train_and_evaluate(config, workdir)
+def run(tiny_folder_run):
+  workdir, data_dir = tiny_folder_run
   return workdir, os.path.join(data_dir, 'ISIC2018_Task1-2_Training_Input')
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 NORMS = ('batch', 'group', 'none')
 NORM_POSITIONS = ('after_act', 'before_act')
-UPSAMPLES = ('resize_conv', 'transpose')
+UPSAMPLES = ('resize_conv', 'transpose', 'dense_d2s')
 HEADS = ('linear', 'seed')
 
 # Keras' he_normal (truncated normal, fan-in scaling), the seed notebook's kernel initializer.
@@ -31,6 +31,38 @@ def upsample_nearest_2x(x: jax.Array) -> jax.Array:
   n, h, w, c = x.shape
   x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
   return x.reshape(n, 2 * h, 2 * w, c)
+
+
+def depth_to_space_2x(x: jax.Array) -> jax.Array:
+  """[N, H, W, 4C] -> [N, 2H, 2W, C]; channel (a, b, c) of a pixel goes to sub-pixel (a, b)."""
+  n, h, w, c4 = x.shape
+  c = c4 // 4
+  x = x.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, 2 * h, 2 * w, c)
+
+
+class DenseDepthToSpace(nn.Module):
+  """A 2x2 stride-2 transposed conv computed as one per-pixel matmul plus depth-to-space.
+
+  Each output pixel of such a transposed conv sees exactly one input pixel, so the layer is a
+  dense map C -> 4 * features followed by a pixel shuffle: a plain GEMM that accelerators run at
+  matmul speed, where the transposed conv may lower to a strided (input-dilated) convolution. The
+  function family is the same as 'transpose': one bias per feature (shared by the 4 sub-pixels)
+  and a kernel initialized with the transposed conv's distribution (he_normal over the 2*2*C
+  fan-in flax uses for it), so the two options differ only in how they are computed.
+  """
+
+  features: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    init = nn.initializers.variance_scaling(0.5, 'fan_in', 'truncated_normal')
+    kernel = self.param('kernel', init, (x.shape[-1], 4 * self.features), self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    return depth_to_space_2x(jnp.dot(x, kernel)) + bias
 
 
 class ConvNormAct(nn.Module):
@@ -82,8 +114,9 @@ class UNet(nn.Module):
     dropout_rate: rate of the dropout applied to the output of the encoder levels in
       `dropout_levels` (the seed: 0.5 on level 3 and the bottleneck, level 4). The dropped output
       is also what the skip connection carries, as in the seed.
-    upsample: 'resize_conv' (nearest 2x upsampling + 2x2 conv + ReLU, the seed) or 'transpose'
-      (2x2 stride-2 transposed conv + ReLU).
+    upsample: 'resize_conv' (nearest 2x upsampling + 2x2 conv + ReLU, the seed), 'transpose'
+      (2x2 stride-2 transposed conv + ReLU) or 'dense_d2s' (the same function as 'transpose',
+      computed as a per-pixel dense layer + depth-to-space; see `DenseDepthToSpace`).
     head: 'linear' (1x1 conv to one logit) or 'seed' (3x3 conv to 2 channels + ReLU + norm, then
       1x1 conv to one logit).
     dtype: compute dtype (bfloat16 for mixed precision); param_dtype: the parameters' dtype.
@@ -144,10 +177,13 @@ class UNet(nn.Module):
       features = self.base_width * 2**level
       if self.upsample == 'resize_conv':
         x = conv(features, (2, 2), name=f'dec{level}_up')(upsample_nearest_2x(x))
-      else:
+      elif self.upsample == 'transpose':
         x = nn.ConvTranspose(features, (2, 2), strides=(2, 2), padding='SAME',
                              kernel_init=_KERNEL_INIT, dtype=self.dtype,
                              param_dtype=self.param_dtype, name=f'dec{level}_up')(x)
+      else:
+        x = DenseDepthToSpace(features, dtype=self.dtype, param_dtype=self.param_dtype,
+                              name=f'dec{level}_up')(x)
       x = nn.relu(x)
       x = jnp.concatenate([skips[level], x], axis=-1)  # Skip first, as the seed's concatenate.
       x = block(features, name=f'dec{level}_conv1')(x, train)

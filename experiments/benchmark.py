@@ -1,0 +1,474 @@
+"""How fast is the train step, against what the hardware can do and against PyTorch?
+
+    python -m experiments.benchmark --preset cpu-small            # JAX vs PyTorch, small U-Net
+    python -m experiments.benchmark --preset h200-classic --isolate --out results.json
+    python -m experiments.benchmark --mode input --cores 1        # the tf.data pipeline alone
+
+Mode 'train' times the real jitted train step (`train_step.make_data_parallel('shard_map', ...)`
+over a mesh of one device, the default optimizer with clipping, BatchNorm, dropout, bce_dice) on
+a device-resident synthetic batch, for every combination of --upsample, --precisions and
+--batch-sizes, and prints one row per combination: compile time, median step time (each step
+synchronized, after warm-up), images/s, model FLOPs per image (analytic, `unet_jax.flops`, and
+XLA's own count of the compiled step), achieved TFLOP/s and its fraction of the peak of a large
+matmul of the same dtype timed in the same process, and memory (XLA's plan for the step, and the
+device's peak where it reports one). With --torch, the PyTorch copy of the model
+(`experiments/torch_unet.py`, parameter count checked equal) trains on the same batch with its
+best standard settings (bf16 autocast, channels_last, torch.compile, fused AdamW on GPU) and each
+JAX row gets the ratio JAX/PyTorch of images/s.
+
+Mode 'input' times `unet_jax.input_pipeline.train_batches` (synthetic source, default
+augmentation) alone, in images/s and images/s per core; --cores pins the process to that many
+cores first, so the per-core figure is measured, not divided.
+
+Train mode imports neither TensorFlow nor ml_collections/clu: it runs on a machine with only
+jax, flax, optax (and torch for --torch). Run it from the repository root as a module.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from unet_jax import compilation_cache, flops, models, optim
+from unet_jax import train_step as ts
+
+# The presets' model is the seed's (classic) U-Net: BatchNorm after ReLU, dropout 0.5 on level 3
+# and the bottleneck, the seed head; 'cpu-small' is the same at a quarter of the width.
+PRESETS = {
+    'cpu-small': dict(image_size=128, base_width=16, depth=4, batch_sizes='8',
+                      precisions='float32', upsample='resize_conv,transpose,dense_d2s',
+                      steps=10, warmup=2, matmul_size=1024),
+    'h200-classic': dict(image_size=224, base_width=64, depth=4, batch_sizes='32,64,128,256',
+                         precisions='bfloat16', upsample='transpose,dense_d2s,resize_conv',
+                         steps=30, warmup=5, matmul_size=8192),
+}
+DEFAULTS = PRESETS['cpu-small']
+
+# The optimizer of configs/default.py (kept here because the accelerator machine has no
+# ml_collections; tests/benchmark_test.py checks the two agree).
+OPTIM = dict(name='adamw', lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, momentum=0.9, nesterov=True,
+             weight_decay=1e-4, grad_clip_norm=1.0, schedule='warmup_cosine', warmup_steps=500,
+             end_lr_factor=0.01, step_boundaries=(0.6, 0.85), step_factor=0.1)
+LOSS = 'bce_dice'
+GIB = 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """One benchmarked configuration."""
+
+  upsample: str
+  precision: str
+  batch_size: int
+  image_size: int
+  base_width: int
+  depth: int
+  norm_position: str = 'after_act'
+  head: str = 'seed'
+  dropout_rate: float = 0.5
+  dropout_levels: tuple = (3, 4)
+
+  def model_kwargs(self) -> dict:
+    return dict(depth=self.depth, base_width=self.base_width, norm='batch',
+                norm_position=self.norm_position, dropout_rate=self.dropout_rate,
+                dropout_levels=tuple(lvl for lvl in self.dropout_levels if lvl <= self.depth),
+                upsample=self.upsample, head=self.head)
+
+  def analytic_flops(self) -> flops.UNetFlops:
+    return flops.unet_flops(self.image_size, depth=self.depth, base_width=self.base_width,
+                            upsample=self.upsample, head=self.head)
+
+
+def synthetic_batch(batch_size: int, image_size: int, seed: int = 0) -> dict:
+  """Random images in [0, 1] and blob-free binary masks: the step's speed ignores content."""
+  rng = np.random.default_rng(seed)
+  return {'image': rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
+          'mask': (rng.uniform(size=(batch_size, image_size, image_size, 1)) > 0.5)
+                  .astype(np.float32)}
+
+
+def median_step_s(step, steps: int, warmup: int) -> float:
+  """Median wall time of `step()` (which must block until its results are ready)."""
+  for _ in range(warmup):
+    step()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+@functools.cache
+def matmul_peak_flops(dtype_name: str, size: int, chain: int = 8, reps: int = 5) -> float:
+  """FLOP/s of a chain of size x size matmuls in `dtype`: the ceiling MFU is measured against.
+
+  A chain inside one jitted loop keeps launch overhead out; the weights are scaled by
+  1/sqrt(size) so values stay finite however long the chain.
+  """
+  dtype = jnp.dtype(dtype_name)
+  k1, k2 = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(k1, (size, size), dtype)
+  w = (jax.random.normal(k2, (size, size), jnp.float32) / np.sqrt(size)).astype(dtype)
+  fn = jax.jit(lambda a, w: jax.lax.fori_loop(0, chain, lambda _, x: x @ w, a))
+  fn(a, w).block_until_ready()
+  seconds = median_step_s(lambda: fn(a, w).block_until_ready(), reps, 1)
+  return 2 * size**3 * chain / seconds
+
+
+def _cost_flops(compiled) -> float | None:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, list | tuple):  # Older jax: one dict per computation.
+    cost = cost[0] if cost else None
+  return float(cost['flops']) if cost and 'flops' in cost else None
+
+
+def _plan_bytes(compiled) -> int | None:
+  """Device bytes XLA's buffer assignment needs for the step (arguments, outputs, temporaries)."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # Not every backend implements it.
+    return None
+  if m is None:
+    return None
+  return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+             + m.temp_size_in_bytes)
+
+
+def _device_peak_bytes() -> int | None:
+  stats = jax.devices()[0].memory_stats()
+  return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
+
+
+def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: int) -> dict:
+  """Compiles and times the real data-parallel train step on one device."""
+  dtype = ts.compute_dtype(spec.precision)
+  model = models.UNet(**spec.model_kwargs(), dtype=dtype, bn_axis_name=ts.AXIS)
+  tx = optim.create_optimizer(types.SimpleNamespace(**OPTIM), num_train_steps=10_000)
+  dp = ts.make_data_parallel('shard_map', LOSS, ts.make_mesh(jax.devices()[:1]))
+  state = dp.place_state(ts.create_train_state(model, tx, jax.random.key(0), spec.image_size))
+  batch = dp.place_batch(batch_np)
+  rng = jax.random.key(1)
+  jax.block_until_ready((state, batch))
+
+  start = time.perf_counter()
+  compiled = dp.train_step.lower(state, batch, rng).compile()
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  state, step_metrics = compiled(state, batch, rng)
+  jax.block_until_ready((state, step_metrics))
+  first_step_s = time.perf_counter() - start
+
+  def step():
+    nonlocal state, step_metrics
+    state, step_metrics = compiled(state, batch, rng)
+    jax.block_until_ready((state, step_metrics))
+
+  step_s = median_step_s(step, steps, warmup)
+  loss = float(step_metrics['loss'])
+  xla_flops = _cost_flops(compiled)
+  analytic = spec.analytic_flops()
+  achieved = analytic.train * spec.batch_size / step_s
+  peak = matmul_peak_flops(jnp.dtype(dtype).name, matmul_size)
+  row = dict(framework='jax', **dataclasses.asdict(spec), compile_s=compile_s,
+             first_step_s=first_step_s, step_ms=1e3 * step_s,
+             images_per_s=spec.batch_size / step_s,
+             gflop_per_image=analytic.train / 1e9,
+             xla_gflop_per_image=None if xla_flops is None else xla_flops / spec.batch_size / 1e9,
+             tflops=achieved / 1e12, matmul_peak_tflops=peak / 1e12, mfu=achieved / peak,
+             plan_gib=_none_or(_plan_bytes(compiled), GIB),
+             peak_gib=_none_or(_device_peak_bytes(), GIB), loss=loss,
+             params=models.count_params(state.params))
+  return row
+
+
+def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mode: str | None,
+                jax_params: int, peak_flops: float | None) -> dict:
+  """The same model, batch and optimizer in PyTorch, with its best standard settings."""
+  import torch
+
+  from experiments import torch_unet
+
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  torch.manual_seed(0)
+  # TF32 for float32 convs/matmuls, as XLA uses by default on GPUs that have it.
+  torch.backends.cudnn.benchmark = True
+  torch.backends.cuda.matmul.allow_tf32 = True
+  torch.backends.cudnn.allow_tf32 = True
+  model = torch_unet.UNet(**spec.model_kwargs()).to(device, memory_format=torch.channels_last)
+  params, _ = torch_unet.count_params(model)
+  if params != jax_params:
+    raise AssertionError(f'PyTorch model has {params} parameters, JAX {jax_params}.')
+  # Weight decay on conv kernels only, as optim.decay_mask.
+  decay = [p for p in model.parameters() if p.ndim > 1]
+  no_decay = [p for p in model.parameters() if p.ndim <= 1]
+  optimizer = torch.optim.AdamW(
+      [{'params': decay, 'weight_decay': OPTIM['weight_decay']},
+       {'params': no_decay, 'weight_decay': 0.0}],
+      lr=OPTIM['lr'], betas=(OPTIM['b1'], OPTIM['b2']), eps=OPTIM['eps'],
+      **({'fused': True} if device == 'cuda' else {'foreach': True}))
+  forward = model if compile_mode is None else torch.compile(model, mode=compile_mode)
+  images = torch.from_numpy(batch_np['image']).permute(0, 3, 1, 2).to(
+      device, memory_format=torch.channels_last)
+  masks = torch.from_numpy(batch_np['mask']).permute(0, 3, 1, 2).to(
+      device, memory_format=torch.channels_last)
+  bf16 = spec.precision == 'bfloat16'
+  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+  model.train()
+
+  def step():
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+      logits = forward(images)
+    loss = torch_unet.loss_per_image(logits, masks).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), OPTIM['grad_clip_norm'], foreach=True)
+    optimizer.step()
+    sync()
+    return loss
+
+  if device == 'cuda':
+    torch.cuda.reset_peak_memory_stats()
+  start = time.perf_counter()
+  step()
+  first_step_s = time.perf_counter() - start  # Includes torch.compile's compilation.
+  step_s = median_step_s(step, steps, warmup)
+  loss = float(step().item())
+  analytic = spec.analytic_flops()
+  achieved = analytic.train * spec.batch_size / step_s
+  peak_gib = torch.cuda.max_memory_allocated() / GIB if device == 'cuda' else None
+  row = dict(framework='torch', **dataclasses.asdict(spec), compile_s=None,
+             first_step_s=first_step_s, step_ms=1e3 * step_s,
+             images_per_s=spec.batch_size / step_s, gflop_per_image=analytic.train / 1e9,
+             xla_gflop_per_image=None, tflops=achieved / 1e12,
+             matmul_peak_tflops=None if peak_flops is None else peak_flops / 1e12,
+             mfu=None if peak_flops is None else achieved / peak_flops, plan_gib=None,
+             peak_gib=peak_gib, loss=loss, params=params, torch_compile=compile_mode)
+  return row
+
+
+def _none_or(value, scale):
+  return None if value is None else value / scale
+
+
+def run_spec(spec: Spec, args) -> list[dict]:
+  """The JAX row (and the PyTorch row, with the ratio) of one configuration."""
+  batch_np = synthetic_batch(spec.batch_size, spec.image_size)
+  rows = [bench_jax(spec, batch_np, args.steps, args.warmup, args.matmul_size)]
+  if args.torch:
+    compile_mode = None if args.torch_compile == 'none' else args.torch_compile
+    rows.append(bench_torch(spec, batch_np, args.steps, args.warmup, compile_mode,
+                            rows[0]['params'], rows[0]['matmul_peak_tflops'] * 1e12))
+    rows[0]['jax_over_torch'] = rows[0]['images_per_s'] / rows[1]['images_per_s']
+  return rows
+
+
+def run_isolated(spec: Spec, argv: list[str]) -> list[dict]:
+  """Runs one configuration in a fresh process: its own compile time and memory peak."""
+  cmd = [sys.executable, '-m', 'experiments.benchmark', *argv, '--worker-spec',
+         json.dumps(dataclasses.asdict(spec))]
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  for line in reversed(proc.stdout.splitlines()):
+    if line.startswith('RESULT '):
+      return json.loads(line[len('RESULT '):])
+  sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+  return [dict(framework='error', **dataclasses.asdict(spec), error=proc.stderr[-500:])]
+
+
+def environment() -> dict:
+  """The hardware and versions line every result carries."""
+  import flax
+  import optax
+
+  cpu = platform.processor()
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  env = dict(date=datetime.datetime.now().isoformat(timespec='seconds'),
+             device=str(jax.devices()[0].device_kind), backend=jax.default_backend(),
+             num_devices=jax.device_count(), cpu=cpu, cpu_cores=os.cpu_count(),
+             usable_cores=len(os.sched_getaffinity(0)), python=platform.python_version(),
+             jax=jax.__version__, jaxlib=jax.lib.__version__ if hasattr(jax.lib, '__version__')
+             else None, flax=flax.__version__, optax=optax.__version__,
+             xla_flags=os.environ.get('XLA_FLAGS', ''))
+  try:
+    import torch
+    env['torch'] = torch.__version__
+  except ImportError:
+    env['torch'] = None
+  return env
+
+
+def _fmt(value, spec: str = '.1f') -> str:
+  return 'n/a' if value is None else format(value, spec)
+
+
+def format_table(rows: list[dict]) -> str:
+  header = ('framework', 'upsample', 'prec', 'batch', 'compile s', '1st step s', 'step ms',
+            'img/s', 'GFLOP/img', 'XLA GFLOP/img', 'TFLOP/s', 'MFU', 'plan GiB', 'peak GiB',
+            'JAX/torch')
+  lines = [' | '.join(header), ' | '.join('---' for _ in header)]
+  for r in rows:
+    if r['framework'] == 'error':
+      lines.append(f"error | {r['upsample']} | {r['precision']} | {r['batch_size']} | "
+                   + r['error'].replace('\n', ' ')[-200:])
+      continue
+    lines.append(' | '.join([
+        r['framework'], r['upsample'], r['precision'].replace('float', 'f').replace('bf', 'bf'),
+        str(r['batch_size']), _fmt(r['compile_s']), _fmt(r['first_step_s']),
+        _fmt(r['step_ms']), _fmt(r['images_per_s']), _fmt(r['gflop_per_image']),
+        _fmt(r['xla_gflop_per_image']), _fmt(r['tflops'], '.3f'),
+        _fmt(None if r['mfu'] is None else 100 * r['mfu'], '.1f') + ('%' if r['mfu'] else ''),
+        _fmt(r['plan_gib'], '.2f'), _fmt(r['peak_gib'], '.2f'),
+        _fmt(r.get('jax_over_torch'), '.2f')]))
+  return '\n'.join(lines)
+
+
+def train_mode(args, argv: list[str]) -> dict:
+  if args.worker_spec:
+    spec = Spec(**{k: tuple(v) if isinstance(v, list) else v
+                   for k, v in json.loads(args.worker_spec).items()})
+    print('RESULT ' + json.dumps(run_spec(spec, args)), flush=True)
+    return {}
+  specs = [Spec(upsample=u, precision=p, batch_size=b, image_size=args.image_size,
+                base_width=args.base_width, depth=args.depth, norm_position=args.norm_position,
+                head=args.head)
+           for u in _split(args.upsample) for p in _split(args.precisions)
+           for b in map(int, _split(args.batch_sizes))]
+  env = environment()
+  print(' '.join(f'{k}={v}' for k, v in env.items()), flush=True)
+  results = dict(env=env, args=vars(args), rows=[])
+  for spec in specs:
+    rows = run_isolated(spec, argv) if args.isolate else run_spec(spec, args)
+    results['rows'].extend(rows)
+    for r in rows:
+      print(json.dumps(r), flush=True)
+    if args.out:  # Written after each configuration: a run cut short keeps what it measured.
+      with open(args.out, 'w', encoding='utf-8') as f:
+        json.dump(results, f, indent=1)
+  print(format_table(results['rows']), flush=True)
+  return results
+
+
+def input_mode(args) -> dict:
+  """images/s of the tf.data pipeline alone, on `--cores` cores (TensorFlow imported here)."""
+  if args.cores:
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:args.cores]))
+  from configs import default
+  from unet_jax import input_pipeline
+
+  config = default.get_config()
+  config.data.source = 'synthetic'
+  config.data.image_size = args.image_size
+  config.data.synthetic_size = args.image_size
+  config.data.num_train = args.input_examples
+  batch_size = int(_split(args.batch_sizes)[0])
+  config.batch_size = batch_size
+  cores = len(os.sched_getaffinity(0))
+  start = time.perf_counter()
+  batches = input_pipeline.train_batches(config)
+  next(batches)  # Builds the cache (decode + resize once): not part of the steady state.
+  setup_s = time.perf_counter() - start
+  for _ in range(args.warmup):
+    next(batches)
+  start = time.perf_counter()
+  for _ in range(args.steps):
+    next(batches)
+  seconds = time.perf_counter() - start
+  rate = args.steps * batch_size / seconds
+  row = dict(mode='input', image_size=args.image_size, batch_size=batch_size, cores=cores,
+             setup_s=setup_s, images_per_s=rate, images_per_s_per_core=rate / cores,
+             cpu=environment()['cpu'])
+  print(json.dumps(row))
+  print(f'input pipeline, {args.image_size}x{args.image_size}, augmentation on: '
+        f'{rate:.0f} images/s on {cores} core(s) = {rate / cores:.0f} images/s per core')
+  if args.out:
+    with open(args.out, 'w', encoding='utf-8') as f:
+      json.dump(row, f, indent=1)
+  return row
+
+
+def _split(text: str) -> list[str]:
+  return [t for t in text.split(',') if t]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog='Presets (flags left unset take these values): ' + '; '.join(
+          f'{name}: ' + ', '.join(f'{k}={v}' for k, v in values.items())
+          for name, values in PRESETS.items()))
+  parser.add_argument('--mode', choices=('train', 'input'), default='train',
+                      help='train: time the jitted train step (and PyTorch); input: time the '
+                           'tf.data pipeline alone. Default: %(default)s.')
+  parser.add_argument('--preset', choices=sorted(PRESETS), default='cpu-small',
+                      help='Defaults for the flags left unset (see the end of this help). Default: '
+                           '%(default)s.')
+  parser.add_argument('--image-size', type=int, help='Square input size in pixels.')
+  parser.add_argument('--base-width', type=int, help='Filters at the top level.')
+  parser.add_argument('--depth', type=int, help='Number of 2x2 poolings.')
+  parser.add_argument('--upsample', help='Comma-separated: resize_conv, transpose, dense_d2s.')
+  parser.add_argument('--norm-position', default='after_act', choices=models.NORM_POSITIONS,
+                      help='BatchNorm after the ReLU (the seed) or before it. Default: %(default)s.')
+  parser.add_argument('--head', default='seed', choices=models.HEADS, help='Output head. Default: %(default)s.')
+  parser.add_argument('--batch-sizes', help='Comma-separated global batch sizes (input mode: '
+                                            'the first one).')
+  parser.add_argument('--precisions', help='Comma-separated: float32, bfloat16, auto.')
+  parser.add_argument('--steps', type=int, help='Timed steps (batches in input mode).')
+  parser.add_argument('--warmup', type=int, help='Untimed steps after the first one.')
+  parser.add_argument('--matmul-size', type=int,
+                      help='Side of the square matmul whose speed is the MFU reference.')
+  parser.add_argument('--torch', action=argparse.BooleanOptionalAction, default=True,
+                      help='Also train the PyTorch reference on the same batch. Default: on.')
+  parser.add_argument('--torch-compile', default='default',
+                      help="torch.compile mode ('default', 'max-autotune', ...) or 'none'. Default: "
+                           "%(default)s.")
+  parser.add_argument('--isolate', action=argparse.BooleanOptionalAction, default=False,
+                      help='Run each configuration in its own process, so compile times and '
+                           'device memory peaks are per configuration, not cumulative. Default: off.')
+  parser.add_argument('--compilation-cache', default=os.path.join(
+      os.path.expanduser('~'), '.cache', 'unet_jax_xla'),
+                      help="Persistent XLA compilation cache directory; '' disables it. Default: "
+                           "%(default)s.")
+  parser.add_argument('--cores', type=int, default=0,
+                      help='Input mode: pin the process to this many cores (0: all).')
+  parser.add_argument('--input-examples', type=int, default=256,
+                      help='Input mode: synthetic training examples in the cache.')
+  parser.add_argument('--out', default='', help='Write the results as JSON here.')
+  parser.add_argument('--worker-spec', default='', help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  for key, value in PRESETS[args.preset].items():
+    if getattr(args, key) is None:
+      setattr(args, key, value)
+  return args
+
+
+def main(argv: list[str] | None = None):
+  argv = sys.argv[1:] if argv is None else argv
+  args = parse_args(argv)
+  # JAX would otherwise take 75% of GPU memory at start, leaving PyTorch the rest. Read when
+  # the backend starts (the first device query), so setting it here is early enough.
+  os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+  if args.compilation_cache:
+    compilation_cache.enable_compilation_cache(args.compilation_cache)
+  if args.mode == 'input':
+    return input_mode(args)
+  return train_mode(args, argv)
+
+
+if __name__ == '__main__':
+  main()

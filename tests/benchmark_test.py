@@ -1,0 +1,146 @@
+"""The benchmark's parts checked against independent references: the analytic FLOP count against
+XLA's cost analysis, the PyTorch copy against the flax model (parameter counts and outputs with
+copied weights), and the benchmark itself end to end at toy size."""
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import benchmark
+from unet_jax import flops, losses, models
+
+SIZE = 32
+
+
+@pytest.mark.parametrize('upsample', models.UPSAMPLES)
+def test_analytic_flops_match_xla_cost_analysis(upsample):
+  model = models.UNet(depth=2, base_width=16, upsample=upsample, dropout_levels=())
+  x = jnp.zeros((2, SIZE, SIZE, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+
+  def loss(params, batch_stats, x):
+    logits, _ = model.apply({'params': params, 'batch_stats': batch_stats}, x,
+                            train=True, mutable=['batch_stats'])
+    return losses.loss_per_image('bce_dice', logits, jnp.zeros_like(logits)).mean()
+
+  def xla_flops(fn, *args):
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)['flops'] / x.shape[0]
+
+  forward = xla_flops(lambda v, x: model.apply(v, x, train=False), variables, x)
+  train = xla_flops(jax.grad(loss), variables['params'], variables['batch_stats'], x)
+  analytic = flops.unet_flops(SIZE, depth=2, base_width=16, upsample=upsample,
+                              exact_taps=True)
+  # XLA also counts the elementwise ops the analytic count leaves out: slightly above it.
+  assert 1.0 <= forward / analytic.forward < 1.03
+  assert 1.0 <= train / analytic.train < 1.05
+
+
+def test_classic_unet_flops_match_the_issue():
+  """The classic U-Net (transposed-conv upsampling) at 224: ~74 GFLOP forward, ~221 training."""
+  f = flops.unet_flops(224, upsample='transpose')
+  assert f.forward / 1e9 == pytest.approx(73.9, abs=0.1)
+  assert f.train / 1e9 == pytest.approx(221.4, abs=0.1)
+  assert flops.unet_flops(224, upsample='dense_d2s') == f
+  # Exact taps only drop the border taps of 'SAME' padding: a little below nominal.
+  assert 0.95 < flops.unet_flops(224, upsample='transpose', exact_taps=True).forward / f.forward < 1
+
+
+def test_optimizer_settings_mirror_the_default_config():
+  from configs import default
+
+  optim = default.get_config().optim.to_dict()
+  assert {k: tuple(v) if isinstance(v, list) else v for k, v in optim.items()} == benchmark.OPTIM
+  assert default.get_config().loss == benchmark.LOSS
+
+
+def test_train_mode_imports_neither_tensorflow_nor_ml_collections():
+  code = ('import sys; import experiments.benchmark, experiments.torch_unet; '
+          "bad = [m for m in ('tensorflow', 'ml_collections', 'clu') if m in sys.modules]; "
+          'assert not bad, bad')
+  if 'torch' not in sys.modules:
+    code = code.replace(', experiments.torch_unet', '')
+  subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def _jax_count(**kwargs):
+  model = models.UNet(**kwargs)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                                                train=False))
+  return (models.count_params(variables['params']),
+          models.count_params(variables.get('batch_stats', {})))
+
+
+@pytest.mark.parametrize('kwargs', [
+    {},  # The seed model.
+    dict(upsample='transpose', head='linear'),
+    dict(upsample='dense_d2s', norm_position='before_act'),
+    dict(norm='group', depth=2, base_width=8, dropout_levels=(2,)),
+])
+def test_torch_parameter_count_equals_jax(kwargs):
+  torch_unet = pytest.importorskip('experiments.torch_unet')
+  count = torch_unet.count_params(torch_unet.UNet(**kwargs))
+  assert count == _jax_count(**kwargs)
+  if not kwargs:
+    assert count == (31_044_617, 11_780)
+
+
+@pytest.mark.parametrize(('upsample', 'norm_position'), [
+    ('resize_conv', 'after_act'), ('transpose', 'before_act'), ('dense_d2s', 'after_act')])
+def test_torch_forward_equals_jax_with_copied_weights(upsample, norm_position):
+  torch = pytest.importorskip('torch')
+  from experiments import torch_unet
+
+  kwargs = dict(depth=2, base_width=4, upsample=upsample, norm_position=norm_position,
+                dropout_levels=(), head='seed')
+  model = models.UNet(**kwargs)
+  rng = np.random.default_rng(0)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)),
+                                             train=False))
+  # Random values everywhere (biases, scales, running statistics too) so a mis-mapped tensor
+  # cannot hide behind an initializer's zeros or ones.
+  variables = jax.tree.map(lambda s: (rng.uniform(0.5, 1.5, s.shape) * rng.choice([-1, 1], s.shape)
+                                      ).astype(np.float32), shapes)
+  variables['batch_stats'] = jax.tree.map(np.abs, variables['batch_stats'])
+  x = rng.uniform(size=(2, 16, 16, 3)).astype(np.float32)
+
+  reference = torch_unet.load_flax_variables(torch_unet.UNet(**kwargs), variables)
+  x_torch = torch.from_numpy(x).permute(0, 3, 1, 2)
+  for train in (False, True):
+    expected = np.asarray(jax.jit(lambda v, x, train=train: model.apply(
+        v, x, train=train, mutable=['batch_stats'])[0])(variables, x))
+    reference.train(train)
+    with torch.no_grad():
+      got = reference(x_torch).permute(0, 2, 3, 1).numpy()
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got / scale, expected / scale, atol=1e-4, err_msg=f'{train=}')
+
+
+def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
+  use_torch = True
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    use_torch = False
+  out = tmp_path / 'results.json'
+  results = benchmark.main([
+      '--image-size', '16', '--base-width', '4', '--depth', '1', '--batch-sizes', '2',
+      '--precisions', 'float32', '--upsample', 'dense_d2s', '--steps', '1', '--warmup', '0',
+      '--matmul-size', '64', '--torch-compile', 'none', '--compilation-cache', '',
+      '--torch' if use_torch else '--no-torch', '--out', str(out)])
+  printed = capsys.readouterr().out
+  rows = results['rows']
+  assert [r['framework'] for r in rows] == (['jax', 'torch'] if use_torch else ['jax'])
+  jax_row = rows[0]
+  assert jax_row['images_per_s'] > 0 and jax_row['mfu'] > 0
+  assert jax_row['gflop_per_image'] == pytest.approx(
+      flops.unet_flops(16, depth=1, base_width=4, upsample='dense_d2s').train / 1e9)
+  assert 'JAX/torch' in printed and 'jax | dense_d2s | f32 | 2 |' in printed
+  if use_torch:
+    assert jax_row['jax_over_torch'] == pytest.approx(
+        jax_row['images_per_s'] / rows[1]['images_per_s'])
+  assert out.exists()
