@@ -50,3 +50,12 @@ def tiny_folder_run(tmp_path_factory):
   workdir = str(root / 'run')
   train.train_and_evaluate(tiny_folder_config(data_dir), workdir)
   return workdir, data_dir
+
+
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent XLA cache for the session: the many tiny training runs share programs, and
+  each `train_and_evaluate` builds fresh jitted functions, so without it each would recompile."""
+  from unet_jax import compilation_cache as cache
+
+  cache.enable_compilation_cache(str(tmp_path_factory.mktemp('xla_cache')))

@@ -58,8 +58,13 @@ def test_counts_and_shapes_for_other_settings(depth, width, head, upsample, posi
   assert (models.count_params(variables['params']),
           models.count_params(variables['batch_stats'])) == expected
   x = jnp.ones((2, 32, 48, 3))
-  out, _ = model.apply(model.init(jax.random.key(1), x, train=False), x, train=True,
-                       rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats'])
+
+  @jax.jit  # One compiled program instead of hundreds of eagerly dispatched ops.
+  def forward(x):
+    return model.apply(model.init(jax.random.key(1), x, train=False), x, train=True,
+                       rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats'])[0]
+
+  out = forward(x)
   assert out.shape == (2, 32, 48, 1) and out.dtype == jnp.float32
 
 
