@@ -173,6 +173,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       logging.info('Saved the checkpoint of step %d.', step)
     writer.flush()
 
+  if train_start is not None:
+    logging.info('Trained steps %d-%d in %s (after the first, compiling step).', start_step + 1,
+                 last_step, _format_eta(time.perf_counter() - train_start))
   if val_metrics is None:  # Nothing left to train: the run had already finished.
     logging.info('The checkpoint is at step %d, config.num_train_steps=%d: nothing to train.',
                  start_step, config.num_train_steps)

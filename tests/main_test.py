@@ -1,0 +1,33 @@
+"""The command-line entry points, run as a user runs them."""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+  return subprocess.run([sys.executable, '-m', *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, check=False)
+
+
+def test_help_explains_the_flags():
+  result = _run('unet_jax.main', '--help')  # absl's --help exits with status 1 after printing.
+  for text in ('--config', '--workdir', '--jax_distributed', '--config.<field>=<value>'):
+    assert text in result.stdout
+
+
+def test_a_misspelt_config_field_is_an_error_that_names_it(tmp_path):
+  result = _run('unet_jax.main', '--config', 'configs/quickstart.py', '--workdir',
+                str(tmp_path / 'run'), '--config.optim.lrr=0.1')
+  assert result.returncode != 0
+  assert 'lrr' in result.stderr
+  assert not os.path.exists(tmp_path / 'run')  # Nothing written for a config that is wrong.
+
+
+def test_summary_prints_totals_without_training():
+  result = _run('unet_jax.summary', '--config', 'configs/seed.py')
+  assert result.returncode == 0, result.stderr
+  assert 'trainable parameters: 31,044,617' in result.stdout
+  assert 'BatchNorm statistics (non-trainable): 11,780' in result.stdout
