@@ -4,6 +4,8 @@ Orbax writes each checkpoint into a temporary directory and renames it when comp
 interrupted save never leaves a checkpoint that looks finished.
 """
 
+import logging
+
 import jax
 import orbax.checkpoint as ocp
 
@@ -30,3 +32,13 @@ def restore_latest(manager: ocp.CheckpointManager, target):
     return target, None
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   return manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+
+
+class QuietOrbax(logging.Filter):
+  """Drops orbax's INFO chatter (a dozen lines per save or restore) from a log; keeps warnings.
+
+  Add it to a command's handler: `absl.logging.get_absl_handler().addFilter(QuietOrbax())`.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname

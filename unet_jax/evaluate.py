@@ -28,7 +28,14 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from unet_jax import inference, input_pipeline, native_scoring, resize_policy, synthetic
+from unet_jax import (
+  checkpointing,
+  inference,
+  input_pipeline,
+  native_scoring,
+  resize_policy,
+  synthetic,
+)
 
 FLAGS = flags.FLAGS
 
@@ -195,7 +202,7 @@ def define_flags() -> None:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}.')
-  logging.get_absl_handler().addFilter(inference.QuietOrbax())
+  logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
   if bool(FLAGS.workdir) == bool(FLAGS.predictions):
     raise app.UsageError('Pass either --workdir (evaluate a run) or --predictions with --truth '
                          '(score a folder of masks); see --help.')

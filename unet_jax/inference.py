@@ -15,7 +15,6 @@ size, so the forward pass compiles once whatever the number of images or tiles p
 import dataclasses
 import functools
 import json
-import logging as py_logging
 import os
 import sys
 import time
@@ -248,10 +247,3 @@ class Progress:
     bar = '#' * filled + '.' * (self.width - filled)
     return (f'{self.label}[{bar}] {self.done}/{self.total} {rate:.2f} img/s '
             f'ETA {eta:.0f}s {note}').rstrip()
-
-
-class QuietOrbax(py_logging.Filter):
-  """Drops orbax's INFO chatter (a dozen lines per restore) from a CLI's log; keeps warnings."""
-
-  def filter(self, record: py_logging.LogRecord) -> bool:
-    return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname

@@ -11,7 +11,6 @@ pass --jax_distributed on each of them (JAX's own multi-process runtime; on TPU 
 Open MPI clusters the coordinator is found automatically).
 """
 
-import logging as py_logging
 import os
 import sys
 
@@ -32,23 +31,17 @@ flags.DEFINE_string('compilation_cache_dir', '~/.cache/unet_jax/xla', 'Persisten
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-class _QuietLibraries(py_logging.Filter):
-  """Drops the INFO chatter of orbax (a dozen lines per checkpoint); keeps its warnings."""
-
-  def filter(self, record: py_logging.LogRecord) -> bool:
-    return record.levelno >= py_logging.WARNING or '/orbax/' not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}. Use --config.<field>=<value>.')
-  logging.get_absl_handler().addFilter(_QuietLibraries())
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ start-up notices.
   import jax
 
   if FLAGS.jax_distributed:
     jax.distributed.initialize()
-  from unet_jax import compilation_cache, train
+  from unet_jax import checkpointing, compilation_cache, train
+
+  logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
 
   if FLAGS.compilation_cache_dir:
     compilation_cache.enable_compilation_cache(FLAGS.compilation_cache_dir)

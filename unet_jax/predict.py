@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from unet_jax import inference, native_scoring
+from unet_jax import checkpointing, inference, native_scoring
 
 FLAGS = flags.FLAGS
 _OVERLAY_TINT = np.array([255, 64, 0], np.float32)
@@ -157,7 +157,7 @@ def define_flags() -> None:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}.')
-  logging.get_absl_handler().addFilter(inference.QuietOrbax())
+  logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
   paths = list_inputs(FLAGS.input)
   if not paths:
     raise app.UsageError(f'No images found in --input {FLAGS.input}.')
