@@ -1,0 +1,54 @@
+r"""The README's picture of what the quickstart learns: held-out synthetic images with the true
+lesion outlined in green and the model's prediction tinted orange.
+
+  python -m experiments.quickstart_figure --workdir workdirs/quickstart \
+      --output experiments/results/quickstart_predictions.png
+
+The images are the quickstart's own validation images (the synthetic source's held-out seed),
+predicted at native size through `unet_jax.inference`, the path `unet_jax.predict` uses.
+"""
+
+import argparse
+
+import numpy as np
+import tensorflow as tf
+
+from unet_jax import inference, input_pipeline, synthetic
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+  """The boundary pixels of a boolean mask."""
+  inner = mask.copy()
+  inner[1:] &= mask[:-1]
+  inner[:-1] &= mask[1:]
+  inner[:, 1:] &= mask[:, :-1]
+  inner[:, :-1] &= mask[:, 1:]
+  return mask & ~inner
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--workdir', required=True, help='A trained quickstart run.')
+  parser.add_argument('--output', required=True, help='PNG to write.')
+  parser.add_argument('--count', type=int, default=6, help='Images in the row.')
+  parser.add_argument('--size', type=int, default=160, help='Size the images are drawn at.')
+  args = parser.parse_args()
+
+  predictor = inference.load_predictor(args.workdir)
+  seed = predictor.config.seed + input_pipeline.SYNTHETIC_VAL_SEED_OFFSET
+  tiles = []
+  for index in range(args.count):
+    image, truth = synthetic.make_example(seed, index, args.size, args.size)
+    prediction = predictor.predict(image) >= 0.5
+    tile = image.astype(np.float32)
+    tile[prediction] = 0.55 * tile[prediction] + 0.45 * np.array([255, 110, 0])
+    tile = np.round(tile).astype(np.uint8)
+    tile[outline(truth.astype(bool))] = (0, 255, 0)
+    tiles.append(tile)
+  grid = np.concatenate(tiles, axis=1)
+  tf.io.write_file(args.output, tf.io.encode_png(grid))
+  print(f'Wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}).')
+
+
+if __name__ == '__main__':
+  main()
