@@ -221,3 +221,24 @@ def test_isic_configs_yield_batches(name, prepared, tmp_path):
   if name == 'seed':
     assert config.data.resize_policy == 'stretch' and config.data.normalize == 'none'
     assert batch['image'].max() > 1.0  # Raw 0..255.
+
+
+def test_prepare_command_builds_the_dataset(tmp_path, monkeypatch, capsys):
+  from absl import flags
+
+  from unet_jax import prepare_isic
+
+  info = fake_isic.make_fake_isic(str(tmp_path / 'manual'), zipped=True)
+  monkeypatch.setattr(isic2018.Isic2018Task1, 'EXPECTED_COUNTS',
+                      {split: len(ids) for split, ids in info['ids'].items()})
+  flags.FLAGS(['prepare_isic', f'--size={SIZE}', f'--manual_dir={info["root"]}',
+               f'--data_dir={tmp_path / "tfds"}'])
+  try:
+    prepare_isic.main(['prepare_isic'])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert f'{isic2018.NAME}/{SIZE} prepared' in capsys.readouterr().out
+  builder = tfds.builder(isic2018.NAME, config=isic2018.builder_config(SIZE),
+                         data_dir=str(tmp_path / 'tfds'))
+  assert builder.is_prepared()
+  assert builder.info.splits['train'].num_examples == len(info['ids']['train'])

@@ -440,8 +440,9 @@ def _isic_builder(data: ml_collections.ConfigDict):
     if jax.process_count() > 1:
       raise FileNotFoundError(
         f'The TFDS dataset {isic2018.NAME}/{data.image_size} is not prepared in '
-        f'{builder.data_dir!r}. Prepare it once from one process first: tfds build '
-        f'--imports=unet_jax --data_dir={builder.data_dir_root} {isic2018.NAME}/{data.image_size}'
+        f'{builder.data_dir!r}. Prepare it once from one process first: python -m '
+        f'unet_jax.prepare_isic --size={data.image_size} --data_dir={builder.data_dir_root} '
+        '--manual_dir=<folder with the ISIC archives>'
       )
     builder.download_and_prepare()
   return builder

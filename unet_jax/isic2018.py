@@ -4,7 +4,7 @@ Why a TFDS builder: the archives are ~11 GB of multi-megapixel JPEGs, and decodi
 photo costs more than a training step on it at 256 px. Preparing decodes every photo once, keeps
 only what training needs at one resolution, and writes it as TFRecords that any later run, on any
 machine, reads in seconds. Importing `unet_jax` registers the builder, so
-`tfds.load('isic2018_task1/256')` and `tfds build --imports=unet_jax isic2018_task1/256` find it.
+`tfds.load('isic2018_task1/256')` and `python -m unet_jax.prepare_isic --size 256` find it.
 
 One BuilderConfig per training resolution S (`isic2018_task1/224`, `/256`, ...). Each example holds
   - 'image': the photo resized with its aspect kept so that its SHORT side is S (PNG, lossless).
@@ -25,7 +25,7 @@ If an archive is neither there nor downloadable, the error lists the files expec
 
 Checksums: downloads are verified against `unet_jax/checksums.tsv` (TFDS's per-dataset checksums
 file, next to this module). We could not fetch the archives when writing this, so the file is not
-shipped: the first `tfds build --imports=unet_jax --register_checksums isic2018_task1/256` (with
+shipped: the first `python -m unet_jax.prepare_isic --size 256 --register_checksums` (with
 network, from a checkout) downloads the six archives and writes their sizes and SHA-256s there;
 commit that file, and every later download is checked against it.
 
@@ -97,7 +97,7 @@ ARCHIVES = tuple(n for p in SPLIT_PARTS.values() for n in (input_name(p), truth_
 _MANUAL_INSTRUCTIONS = f"""\
 Without network access (or to reuse a download), put the six ISIC 2018 Task 1 archives from
 {URL} (https://challenge.isic-archive.com/data/#2018) in the TFDS manual directory,
-`<data_dir>/downloads/manual/` by default (`tfds build --manual_dir=...` or
+`<data_dir>/downloads/manual/` by default (`python -m unet_jax.prepare_isic --manual_dir=...` or
 `tfds.download.DownloadConfig(manual_dir=...)` to change it), either as the zips or unpacked:
 """ + ''.join(f'  {n}.zip  or  {n}/\n' for n in ARCHIVES)
 

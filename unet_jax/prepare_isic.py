@@ -1,0 +1,49 @@
+r"""Prepares the ISIC 2018 Task 1 TFDS dataset once, before training reads it.
+
+  python -m unet_jax.prepare_isic --size 224 --manual_dir ~/isic2018 [--data_dir ~/tensorflow_datasets]
+  python -m unet_jax.prepare_isic --size 224 --register_checksums   # downloads; records checksums
+
+`--manual_dir` holds the six official archives, zipped or unpacked
+(ISIC2018_Task1-2_{Training,Validation,Test}_Input, ISIC2018_Task1_{Training,Validation,Test}_GroundTruth);
+without it they are downloaded from the ISIC archive. Each full-resolution photo is decoded once
+and stored at the training resolution (`--size`, the short side), with its native mask.
+
+The same as `tfds build --imports=unet_jax isic2018_task1/<size>`, which needs apache_beam in this
+TFDS version; a single training process also prepares the dataset on first use, but several
+processes need it prepared beforehand.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_integer('size', [256], 'Training resolution(s) to prepare (the short side).')
+flags.DEFINE_string('manual_dir', None, 'Folder with the official archives (zips or unpacked).')
+flags.DEFINE_string('data_dir', None, 'TFDS data dir (default: ~/tensorflow_datasets); the '
+                    "configs' config.data.tfds_data_dir.")
+flags.DEFINE_bool('register_checksums', False, 'Record the downloaded archives\' checksums in '
+                  'unet_jax/checksums.tsv (for maintainers, with network access).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  import tensorflow_datasets as tfds
+
+  from unet_jax import isic2018
+
+  download_config = tfds.download.DownloadConfig(
+      manual_dir=os.path.expanduser(FLAGS.manual_dir) if FLAGS.manual_dir else None,
+      register_checksums=FLAGS.register_checksums)
+  for size in FLAGS.size:
+    builder = tfds.builder(isic2018.NAME, config=isic2018.builder_config(size),
+                           data_dir=FLAGS.data_dir and os.path.expanduser(FLAGS.data_dir))
+    builder.download_and_prepare(download_config=download_config)
+    counts = {name: split.num_examples for name, split in builder.info.splits.items()}
+    print(f'{isic2018.NAME}/{size} prepared in {builder.data_dir}: {counts}', flush=True)
+
+
+if __name__ == '__main__':
+  sys.exit(app.run(main))
