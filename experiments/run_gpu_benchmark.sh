@@ -12,8 +12,9 @@
 #
 # Nothing needs carrying: the GPU machine has jax (CUDA), flax, optax and torch but no TensorFlow,
 # ml_collections or clu, and the benchmark's train mode imports none of those (the input-pipeline
-# mode needs TensorFlow, so it is measured per core on a CPU machine instead). Results (JSON, one
-# log per part, nvidia-smi) go to $OUT, which the device tool brings back; copy them into
+# mode needs TensorFlow, so it is measured per core on a CPU machine instead). Results (a JSON and a
+# log per benchmark call) go to $OUT, which the device tool brings back (the nvidia-smi and
+# version lines are printed, so they arrive in the output tail); copy them into
 # experiments/results/gpu/ and the table of each log into experiments/results/benchmark_gpu.md.
 #
 # Parts:
