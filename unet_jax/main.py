@@ -8,7 +8,8 @@ Examples:
 Any config field can be overridden with --config.<field>=<value>; a misspelt field is an error.
 Re-running the same command resumes from the latest checkpoint in --workdir. On several hosts,
 pass --jax_distributed on each of them (JAX's own multi-process runtime; on TPU pods and SLURM/
-Open MPI clusters the coordinator is found automatically).
+Open MPI clusters the coordinator is found automatically, elsewhere add --coordinator_address,
+--num_processes and --process_id).
 """
 
 import os
@@ -24,7 +25,12 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, TensorBoard events '
                     'and the resolved config. Re-using it resumes the run.')
 flags.DEFINE_bool('jax_distributed', False, 'Call jax.distributed.initialize() first, to train '
-                  'over several processes/hosts.')
+                  'over several processes/hosts. On TPU pods and SLURM/Open MPI clusters it finds '
+                  'the coordinator itself; elsewhere give the three flags below.')
+flags.DEFINE_string('coordinator_address', None, 'With --jax_distributed: host:port of process '
+                    '0, the same on every process.')
+flags.DEFINE_integer('num_processes', None, 'With --jax_distributed: how many processes.')
+flags.DEFINE_integer('process_id', None, 'With --jax_distributed: this process, 0..n-1.')
 flags.DEFINE_string('compilation_cache_dir', '~/.cache/unet_jax/xla', 'Persistent XLA '
                     'compilation cache, so a restarted or resumed run does not compile its steps '
                     'again; empty to disable.')
@@ -38,7 +44,8 @@ def main(argv):
   import jax
 
   if FLAGS.jax_distributed:
-    jax.distributed.initialize()
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   from unet_jax import checkpointing, compilation_cache, train
 
   logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
