@@ -223,22 +223,23 @@ def test_isic_configs_yield_batches(name, prepared, tmp_path):
     assert batch['image'].max() > 1.0  # Raw 0..255.
 
 
-def test_prepare_command_builds_the_dataset(tmp_path, monkeypatch, capsys):
-  from absl import flags
-
+def test_prepare_command_builds_the_dataset(tmp_path, monkeypatch):
   from unet_jax import prepare_isic
 
   info = fake_isic.make_fake_isic(str(tmp_path / 'manual'), zipped=True)
   monkeypatch.setattr(isic2018.Isic2018Task1, 'EXPECTED_COUNTS',
                       {split: len(ids) for split, ids in info['ids'].items()})
-  flags.FLAGS(['prepare_isic', f'--size={SIZE}', f'--manual_dir={info["root"]}',
-               f'--data_dir={tmp_path / "tfds"}'])
-  try:
-    prepare_isic.main(['prepare_isic'])
-  finally:
-    flags.FLAGS.unparse_flags()
-  assert f'{isic2018.NAME}/{SIZE} prepared' in capsys.readouterr().out
+  lines = prepare_isic.prepare([SIZE], manual_dir=info['root'], data_dir=str(tmp_path / 'tfds'))
+  assert len(lines) == 1 and lines[0].startswith(f'{isic2018.NAME}/{SIZE} prepared')
   builder = tfds.builder(isic2018.NAME, config=isic2018.builder_config(SIZE),
                          data_dir=str(tmp_path / 'tfds'))
   assert builder.is_prepared()
   assert builder.info.splits['train'].num_examples == len(info['ids']['train'])
+
+
+def test_prepare_command_help():
+  import subprocess
+
+  result = subprocess.run([sys.executable, '-m', 'unet_jax.prepare_isic', '--help'],
+                          capture_output=True, text=True, check=False, timeout=120)
+  assert '--manual_dir' in result.stdout and '--size' in result.stdout

@@ -27,22 +27,32 @@ flags.DEFINE_bool('register_checksums', False, 'Record the downloaded archives\'
                   'unet_jax/checksums.tsv (for maintainers, with network access).')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def prepare(sizes, *, manual_dir: str | None = None, data_dir: str | None = None,
+            register_checksums: bool = False) -> list[str]:
+  """Prepares `isic2018_task1/<size>` for each size; returns a line per prepared dataset."""
   import tensorflow_datasets as tfds
 
   from unet_jax import isic2018
 
   download_config = tfds.download.DownloadConfig(
-      manual_dir=os.path.expanduser(FLAGS.manual_dir) if FLAGS.manual_dir else None,
-      register_checksums=FLAGS.register_checksums)
-  for size in FLAGS.size:
+      manual_dir=os.path.expanduser(manual_dir) if manual_dir else None,
+      register_checksums=register_checksums)
+  lines = []
+  for size in sizes:
     builder = tfds.builder(isic2018.NAME, config=isic2018.builder_config(size),
-                           data_dir=FLAGS.data_dir and os.path.expanduser(FLAGS.data_dir))
+                           data_dir=data_dir and os.path.expanduser(data_dir))
     builder.download_and_prepare(download_config=download_config)
     counts = {name: split.num_examples for name, split in builder.info.splits.items()}
-    print(f'{isic2018.NAME}/{size} prepared in {builder.data_dir}: {counts}', flush=True)
+    lines.append(f'{isic2018.NAME}/{size} prepared in {builder.data_dir}: {counts}')
+  return lines
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  for line in prepare(FLAGS.size, manual_dir=FLAGS.manual_dir, data_dir=FLAGS.data_dir,
+                      register_checksums=FLAGS.register_checksums):
+    print(line, flush=True)
 
 
 if __name__ == '__main__':
