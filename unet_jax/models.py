@@ -22,7 +22,8 @@ NORM_POSITIONS = ('after_act', 'before_act')
 UPSAMPLES = ('resize_conv', 'transpose', 'dense_d2s')
 HEADS = ('linear', 'seed')
 
-# Keras' he_normal (truncated normal, fan-in scaling), the seed notebook's kernel initializer.
+# Keras' he_normal (truncated normal, fan-in scaling), the initializer of the classic Keras U-Net
+# (zhixuhao/unet) whose layers the seed notebook's model has; its parameter counts do not depend on it.
 _KERNEL_INIT = nn.initializers.he_normal()
 
 
