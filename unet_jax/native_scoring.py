@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from unet_jax import metrics
+
 THRESHOLD = 0.65
 METRICS = ('accuracy', 'sensitivity', 'specificity', 'jaccard', 'threshold_jaccard', 'dice')
 COUNTS = ('tp', 'fp', 'fn', 'tn')
@@ -77,16 +79,14 @@ def confusion(truth: np.ndarray, prediction: np.ndarray) -> tuple[int, int, int,
 
 
 def metrics_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
-  """The official per-image metrics of one confusion matrix (see the module docstring)."""
-  jaccard = tp / (tp + fp + fn) if tp + fp + fn else 1.0
-  return {
-    'accuracy': (tp + tn) / (tp + tn + fp + fn),
-    'sensitivity': tp / (tp + fn) if tp + fn else 1.0,
-    'specificity': tn / (tn + fp) if tn + fp else 1.0,
-    'jaccard': jaccard,
-    'threshold_jaccard': jaccard if jaccard >= THRESHOLD else 0.0,
-    'dice': 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
-  }
+  """The official per-image metrics of one confusion matrix (see the module docstring).
+
+  The ratios (and their empty-denominator convention) are the training loop's
+  `unet_jax.metrics.metrics_from_counts`; the challenge adds the thresholded Jaccard.
+  """
+  result = metrics.metrics_from_counts({'tp': tp, 'fp': fp, 'fn': fn, 'tn': tn})
+  result['threshold_jaccard'] = result['jaccard'] if result['jaccard'] >= THRESHOLD else 0.0
+  return {name: result[name] for name in METRICS}
 
 
 def score_image(image_id: str, truth: np.ndarray, prediction: np.ndarray) -> ImageScore:

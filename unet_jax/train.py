@@ -98,6 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   dtype = ts.compute_dtype(config.precision)
   model = models.create_model(config.model, dtype=dtype, bn_axis_name=ts.AXIS)
   optimizer = optim.create_optimizer(config.optim, config.num_train_steps)
+  schedule = optim.create_schedule(config.optim, config.num_train_steps)  # For logging the lr.
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   state = ts.create_train_state(model, optimizer, init_rng, config.data.image_size)
@@ -151,7 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if window_steps:
         scalars['images_per_sec'] = window_steps * images_per_step / elapsed
         scalars['data_wait_fraction'] = wait_time / elapsed
-      scalars['lr'] = float(optim.create_schedule(config.optim, config.num_train_steps)(step - 1))
+      scalars['lr'] = float(schedule(step - 1))
       writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
       rate = timed_steps / (now - train_start) if timed_steps else 0.0
       eta = (config.num_train_steps - step) / rate if rate else 0.0
