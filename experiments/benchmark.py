@@ -5,8 +5,9 @@
     python -m experiments.benchmark --mode input --cores 1        # the tf.data pipeline alone
 
 Mode 'train' times the real jitted train step (`train_step.make_data_parallel('shard_map', ...)`
-over a mesh of one device, the default optimizer with clipping, BatchNorm, dropout, bce_dice) on
-a device-resident synthetic batch, for every combination of --upsample, --precisions and
+over a mesh of one device, the default optimizer with clipping, BatchNorm, dropout, bce_dice,
+and the default augmentation on the device from a uint8 batch, as training runs it) on a
+device-resident synthetic batch, for every combination of --upsample, --precisions and
 --batch-sizes, and prints one row per combination: compile time, median step time (each step
 synchronized, after warm-up), images/s, model FLOPs per image (analytic, `unet_jax.flops`, and
 XLA's own count of the compiled step), achieved TFLOP/s and its fraction of the peak of a large
@@ -14,11 +15,13 @@ matmul of the same dtype timed in the same process, and memory (XLA's plan for t
 device's peak where it reports one). With --torch, the PyTorch copy of the model
 (`experiments/torch_unet.py`, parameter count checked equal) trains on the same batch with its
 best standard settings (bf16 autocast, channels_last, torch.compile, fused AdamW on GPU) and each
-JAX row gets the ratio JAX/PyTorch of images/s.
+JAX row gets the ratio JAX/PyTorch of images/s (PyTorch trains on the float batch without
+augmentation, which only flatters it; `--no-augment` times JAX that way too).
 
-Mode 'input' times `unet_jax.input_pipeline.train_batches` (synthetic source, default
-augmentation) alone, in images/s and images/s per core; --cores pins the process to that many
-cores first, so the per-core figure is measured, not divided.
+Mode 'input' times the host's share of the input, `unet_jax.input_pipeline.train_batches`
+(synthetic source, cached examples, per-epoch order, uint8 batches) alone, in images/s and
+images/s per core; --cores pins the process to that many cores first, so the per-core figure is
+measured, not divided.
 
 Train mode imports neither TensorFlow nor ml_collections/clu: it runs on a machine with only
 jax, flax, optax (and torch for --torch). Run it from the repository root as a module.
@@ -41,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from unet_jax import compilation_cache, flops, models, optim
+from unet_jax import augment, compilation_cache, flops, models, optim
 from unet_jax import train_step as ts
 
 # The presets' model is the seed's (classic) U-Net: BatchNorm after ReLU, dropout 0.5 on level 3
@@ -61,6 +64,10 @@ DEFAULTS = PRESETS['cpu-small']
 OPTIM = dict(name='adamw', lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, momentum=0.9, nesterov=True,
              weight_decay=1e-4, grad_clip_norm=1.0, schedule='warmup_cosine', warmup_steps=500,
              end_lr_factor=0.01, step_boundaries=(0.6, 0.85), step_factor=0.1)
+# config.augment of configs/default.py, likewise checked: the timed step augments on the device
+# as training does (`unet_jax.augment`), from uint8 batches.
+AUGMENT = dict(enabled=True, flip=True, rot90=True, min_scale=0.6, brightness=0.1, contrast=0.2,
+               hue=0.02)
 LOSS = 'bce_dice'
 GIB = 2**30
 
@@ -79,6 +86,7 @@ class Spec:
   head: str = 'seed'
   dropout_rate: float = 0.5
   dropout_levels: tuple = (3, 4)
+  augment: bool = True  # The JAX step augments its uint8 batch on the device, as training does.
 
   def model_kwargs(self) -> dict:
     return dict(depth=self.depth, base_width=self.base_width, norm='batch',
@@ -92,11 +100,18 @@ class Spec:
 
 
 def synthetic_batch(batch_size: int, image_size: int, seed: int = 0) -> dict:
-  """Random images in [0, 1] and blob-free binary masks: the step's speed ignores content."""
+  """Random uint8 images and binary masks, as the input pipeline ships them: the step's speed
+  ignores content."""
   rng = np.random.default_rng(seed)
-  return {'image': rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
+  return {'image': rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8),
           'mask': (rng.uniform(size=(batch_size, image_size, image_size, 1)) > 0.5)
-                  .astype(np.float32)}
+                  .astype(np.uint8)}
+
+
+def model_inputs(batch_np: dict) -> dict:
+  """The batch as the model sees it (float32, 0..1), for steps that do not preprocess."""
+  return {'image': batch_np['image'].astype(np.float32) / 255.0,
+          'mask': batch_np['mask'].astype(np.float32)}
 
 
 def median_step_s(step, steps: int, warmup: int) -> float:
@@ -157,7 +172,13 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
   dtype = ts.compute_dtype(spec.precision)
   model = models.UNet(**spec.model_kwargs(), dtype=dtype, bn_axis_name=ts.AXIS)
   tx = optim.create_optimizer(types.SimpleNamespace(**OPTIM), num_train_steps=10_000)
-  dp = ts.make_data_parallel('shard_map', LOSS, ts.make_mesh(jax.devices()[:1]))
+  preprocess = None
+  if spec.augment:
+    preprocess = augment.make_preprocess(types.SimpleNamespace(**AUGMENT), 'unit', seed=0)
+  else:
+    batch_np = model_inputs(batch_np)
+  dp = ts.make_data_parallel('shard_map', LOSS, ts.make_mesh(jax.devices()[:1]),
+                             preprocess=preprocess)
   state = dp.place_state(ts.create_train_state(model, tx, jax.random.key(0), spec.image_size))
   batch = dp.place_batch(batch_np)
   rng = jax.random.key(1)
@@ -269,7 +290,7 @@ def run_spec(spec: Spec, args) -> list[dict]:
   rows = [bench_jax(spec, batch_np, args.steps, args.warmup, args.matmul_size)]
   if args.torch:
     compile_mode = None if args.torch_compile == 'none' else args.torch_compile
-    rows.append(bench_torch(spec, batch_np, args.steps, args.warmup, compile_mode,
+    rows.append(bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
                             rows[0]['params'], rows[0]['matmul_peak_tflops'] * 1e12))
     rows[0]['jax_over_torch'] = rows[0]['images_per_s'] / rows[1]['images_per_s']
   return rows
@@ -318,7 +339,7 @@ def _fmt(value, spec: str = '.1f') -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-  header = ('framework', 'upsample', 'prec', 'batch', 'compile s', '1st step s', 'step ms',
+  header = ('framework', 'upsample', 'prec', 'aug', 'batch', 'compile s', '1st step s', 'step ms',
             'img/s', 'GFLOP/img', 'XLA GFLOP/img', 'TFLOP/s', 'MFU', 'plan GiB', 'peak GiB',
             'JAX/torch')
   lines = [' | '.join(header), ' | '.join('---' for _ in header)]
@@ -328,7 +349,8 @@ def format_table(rows: list[dict]) -> str:
                    + r['error'].replace('\n', ' ')[-200:])
       continue
     lines.append(' | '.join([
-        r['framework'], r['upsample'], r['precision'].replace('float', 'f').replace('bf', 'bf'),
+        r['framework'], r['upsample'], r['precision'].replace('float', 'f'),
+        'yes' if r.get('augment', True) and r['framework'] == 'jax' else 'no',
         str(r['batch_size']), _fmt(r['compile_s']), _fmt(r['first_step_s']),
         _fmt(r['step_ms']), _fmt(r['images_per_s']), _fmt(r['gflop_per_image']),
         _fmt(r['xla_gflop_per_image']), _fmt(r['tflops'], '.3f'),
@@ -346,7 +368,7 @@ def train_mode(args, argv: list[str]) -> dict:
     return {}
   specs = [Spec(upsample=u, precision=p, batch_size=b, image_size=args.image_size,
                 base_width=args.base_width, depth=args.depth, norm_position=args.norm_position,
-                head=args.head)
+                head=args.head, augment=args.augment)
            for u in _split(args.upsample) for p in _split(args.precisions)
            for b in map(int, _split(args.batch_sizes))]
   env = environment()
@@ -394,8 +416,9 @@ def input_mode(args) -> dict:
              setup_s=setup_s, images_per_s=rate, images_per_s_per_core=rate / cores,
              cpu=environment()['cpu'])
   print(json.dumps(row))
-  print(f'input pipeline, {args.image_size}x{args.image_size}, augmentation on: '
-        f'{rate:.0f} images/s on {cores} core(s) = {rate / cores:.0f} images/s per core')
+  print(f'input pipeline (host part; augmentation runs in the train step), '
+        f'{args.image_size}x{args.image_size}: {rate:.0f} images/s on {cores} core(s) = '
+        f'{rate / cores:.0f} images/s per core')
   if args.out:
     with open(args.out, 'w', encoding='utf-8') as f:
       json.dump(row, f, indent=1)
@@ -432,6 +455,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument('--warmup', type=int, help='Untimed steps after the first one.')
   parser.add_argument('--matmul-size', type=int,
                       help='Side of the square matmul whose speed is the MFU reference.')
+  parser.add_argument('--augment', action=argparse.BooleanOptionalAction, default=True,
+                      help='Train mode: the JAX step augments its uint8 batch on the device, as '
+                           'training does (PyTorch gets the float batch unaugmented). Default: on.')
   parser.add_argument('--torch', action=argparse.BooleanOptionalAction, default=True,
                       help='Also train the PyTorch reference on the same batch. Default: on.')
   parser.add_argument('--torch-compile', default='default',

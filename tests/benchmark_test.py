@@ -56,6 +56,7 @@ def test_optimizer_settings_mirror_the_default_config():
   optim = default.get_config().optim.to_dict()
   assert {k: tuple(v) if isinstance(v, list) else v for k, v in optim.items()} == benchmark.OPTIM
   assert default.get_config().loss == benchmark.LOSS
+  assert default.get_config().augment.to_dict() == benchmark.AUGMENT
 
 
 def test_train_mode_imports_neither_tensorflow_nor_ml_collections():
@@ -139,7 +140,7 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
   assert jax_row['images_per_s'] > 0 and jax_row['mfu'] > 0
   assert jax_row['gflop_per_image'] == pytest.approx(
       flops.unet_flops(16, depth=1, base_width=4, upsample='dense_d2s').train / 1e9)
-  assert 'JAX/torch' in printed and 'jax | dense_d2s | f32 | 2 |' in printed
+  assert 'JAX/torch' in printed and 'jax | dense_d2s | f32 | yes | 2 |' in printed
   if use_torch:
     assert jax_row['jax_over_torch'] == pytest.approx(
         jax_row['images_per_s'] / rows[1]['images_per_s'])

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import unet_jax
-from unet_jax import isic2018, resize_policy, synthetic
+from unet_jax import augment, isic2018, resize_policy, synthetic
 
 SIZE = 24
 
@@ -218,9 +218,13 @@ def test_isic_configs_yield_batches(name, prepared, tmp_path):
   batch = next(input_pipeline.train_batches(config, process_index=0, process_count=1))
   assert batch['image'].shape == (2, SIZE, SIZE, 3)
   assert input_pipeline.num_examples(config, 'val') == 2  # Fold 0 of 5 of 6 examples.
+  assert batch['image'].dtype == np.uint8  # Raw pixels; the train step normalizes them.
+  inputs = augment.make_preprocess(config.augment, config.data.normalize, config.seed)(
+    batch, 0, 0)
   if name == 'seed':
     assert config.data.resize_policy == 'stretch' and config.data.normalize == 'none'
-    assert batch['image'].max() > 1.0  # Raw 0..255.
+    # The notebook's inputs: raw 0..255, unaugmented.
+    np.testing.assert_array_equal(inputs['image'], batch['image'].astype(np.float32))
 
 
 def test_prepare_command_builds_the_dataset(tmp_path, monkeypatch):

@@ -28,8 +28,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tensorflow as tf
 
-# input_pipeline hides TF's GPUs/TPUs when imported; TF only decodes images here.
-from unet_jax import checkpointing, input_pipeline, models, optim, resize_policy
+# Imported for its side effect: it hides TF's GPUs/TPUs, as TF only decodes images here.
+from unet_jax import (
+  checkpointing,
+  input_pipeline,  # noqa: F401
+  models,
+  normalization,
+  optim,
+  resize_policy,
+)
 from unet_jax import train_step as ts
 
 Key = TypeVar('Key')
@@ -115,7 +122,7 @@ class Predictor:
 
   def tile_probs(self, tiles: np.ndarray) -> np.ndarray:
     """float32 [n, S, S] probabilities of raw 0..255 tiles [n, S, S, 3], n of any size."""
-    tiles = input_pipeline.normalize(np.asarray(tiles, np.float32), self.config.data.normalize)
+    tiles = normalization.normalize(np.asarray(tiles, np.float32), self.config.data.normalize)
     n = tiles.shape[0]
     out = []
     for start in range(0, n, self.batch_size):

@@ -1,8 +1,9 @@
 """Training and periodic evaluation: `train_and_evaluate(config, workdir)`.
 
-The path of a batch: `input_pipeline.train_batches` (tf.data, numpy out) -> `DataParallel.place_batch`
-(one global array sharded over the devices, prefetched) -> `train_step.train_step` (loss, pmean'd
-grads, optimizer). Checkpoints, metrics and the resolved config live in `workdir`; re-running the
+The path of a batch: `input_pipeline.train_batches` (tf.data, uint8 numpy out) ->
+`DataParallel.place_batch` (one global array sharded over the devices, prefetched) ->
+`train_step.train_step` (augmentation and normalization on the device, `augment.make_preprocess`;
+loss, pmean'd grads, optimizer). Checkpoints, metrics and the resolved config live in `workdir`; re-running the
 same command resumes from the latest checkpoint.
 """
 
@@ -18,7 +19,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from unet_jax import checkpointing, input_pipeline, metric_logging, metrics, models, optim
+from unet_jax import augment, checkpointing, input_pipeline, metric_logging, metrics, models, optim
 from unet_jax import train_step as ts
 
 
@@ -106,7 +107,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                f'{models.count_params(state.params):,}',
                f'{models.count_params(state.batch_stats):,}', jax.numpy.dtype(dtype).name)
 
-  dp = ts.make_data_parallel(config.parallelism, config.loss, mesh)
+  preprocess = augment.make_preprocess(config.augment, config.data.normalize, config.seed)
+  dp = ts.make_data_parallel(config.parallelism, config.loss, mesh, preprocess=preprocess)
   if dp.mode == 'shard_map':
     state = jax.device_put(state, NamedSharding(mesh, P()))
   ckpt_dir = os.path.join(workdir, 'checkpoints')

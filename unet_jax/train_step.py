@@ -58,9 +58,17 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
                            batch_stats=variables.get('batch_stats', {}))
 
 
-def train_step(state: TrainState, batch: dict, rng: jax.Array, *,
-               loss_name: str) -> tuple[TrainState, dict]:
-  """One optimizer step on this device's shard of the batch (runs under a 'data' axis)."""
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, loss_name: str,
+               preprocess: Callable | None = None) -> tuple[TrainState, dict]:
+  """One optimizer step on this device's shard of the batch (runs under a 'data' axis).
+
+  `preprocess(batch, step, first)` (e.g. `augment.make_preprocess`) turns the raw batch into
+  model inputs first; `first` is the position of this shard's first example in the global batch,
+  so per-example randomness does not depend on how many devices share the batch.
+  """
+  if preprocess is not None:
+    first = jax.lax.axis_index(AXIS) * batch['image'].shape[0]
+    batch = preprocess(batch, state.step, first)
   # Each device and each step gets its own dropout key.
   step_rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), jax.lax.axis_index(AXIS))
 
@@ -155,10 +163,12 @@ class DataParallel:
     return jax.device_get(step_metrics)
 
 
-def make_data_parallel(mode: str, loss_name: str, mesh: Mesh | None = None) -> DataParallel:
-  """Wraps `train_step` and `eval_step` with shard_map over `mesh` or with pmap."""
+def make_data_parallel(mode: str, loss_name: str, mesh: Mesh | None = None,
+                       preprocess: Callable | None = None) -> DataParallel:
+  """Wraps `train_step` (with `preprocess`, see there) and `eval_step` with shard_map over
+  `mesh` or with pmap."""
   mesh = make_mesh() if mesh is None else mesh
-  train_fn = functools.partial(train_step, loss_name=loss_name)
+  train_fn = functools.partial(train_step, loss_name=loss_name, preprocess=preprocess)
   eval_fn = functools.partial(eval_step, loss_name=loss_name)
   if mode == 'shard_map':
     # check_vma=False keeps pmap's semantics inside the body: gradients are per device until
