@@ -21,8 +21,11 @@
 #   main-a / main-b  the headline: classic U-Net ('transpose' upsampling, 74 GFLOP forward per
 #                    image), bf16, batch 32,64 / 128,256; JAX and PyTorch (bf16 autocast,
 #                    channels_last, torch.compile) on the same batch, one process per config.
+#                    Every JAX step augments its uint8 batch on the device, as training does;
+#                    main-a also times that augmentation alone (experiments/augment_cost.py).
 #   variants         batch 128: 'dense_d2s' and the seed's 'resize_conv' upsampling, BatchNorm
-#                    before the ReLU, and float32, each with its PyTorch twin.
+#                    before the ReLU, and float32, each with its PyTorch twin; and JAX without
+#                    the on-device augmentation (what it costs inside the step).
 #   flags            batch 128, JAX only: XLA flag candidates, one process each (XLA_FLAGS is read
 #                    at start), every figure kept.
 #   cache            the persistent compilation cache: the same config compiled in a fresh process
@@ -38,18 +41,27 @@ CACHE=${JAX_CACHE_DIR:-/tmp/unet_jax_xla_cache}
 mkdir -p "$OUT"
 export TF_CPP_MIN_LOG_LEVEL=2
 COMMON=(--preset h200-classic --isolate --compilation-cache "$CACHE")
+# Appended to every benchmark call (later flags win): tests/gpu_script_test.py shrinks the model
+# with it to run this script on CPU.
+read -r -a EXTRA <<< "${BENCH_EXTRA_ARGS:-}"
+read -r -a AUGMENT_COST <<< "${AUGMENT_COST_ARGS:---batch-size 128}"
 
 bench() {  # bench NAME ARGS...: one benchmark call, its JSON and log under $OUT.
   local name=$1
   shift
   echo "=== $name: $PY -m experiments.benchmark $* (XLA_FLAGS='${XLA_FLAGS:-}')"
-  "$PY" -m experiments.benchmark "$@" --out "$OUT/$name.json" 2>&1 | tee "$OUT/$name.log" \
+  "$PY" -m experiments.benchmark "$@" "${EXTRA[@]}" --out "$OUT/$name.json" 2>&1 \
+    | tee "$OUT/$name.log" \
     | grep -v '^{'
 }
 
 run_part() {
   case "$1" in
-    main-a) bench main-a "${COMMON[@]}" --upsample transpose --batch-sizes 32,64 ;;
+    main-a)
+      echo "=== augment-cost: $PY -m experiments.augment_cost ${AUGMENT_COST[*]}"
+      "$PY" -m experiments.augment_cost "${AUGMENT_COST[@]}" 2>&1 | tail -3
+      bench main-a "${COMMON[@]}" --upsample transpose --batch-sizes 32,64
+      ;;
     main-b) bench main-b "${COMMON[@]}" --upsample transpose --batch-sizes 128,256 ;;
     variants)
       bench variants-upsample "${COMMON[@]}" --upsample dense_d2s,resize_conv --batch-sizes 128
@@ -57,6 +69,8 @@ run_part() {
         --norm-position before_act
       bench variants-fp32 "${COMMON[@]}" --upsample transpose --batch-sizes 128 \
         --precisions float32 --matmul-size 4096
+      bench variants-no-augment "${COMMON[@]}" --no-torch --upsample transpose --batch-sizes 128 \
+        --no-augment
       ;;
     flags)
       local i=0 flags
