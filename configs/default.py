@@ -49,7 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.fold = 0
   config.data.split_seed = 0
 
-  # Joint image/mask augmentation, applied after the cache. Zero or False turns a part off.
+  # Joint image/mask augmentation, done on the accelerator inside the train step
+  # (unet_jax/augment.py), keyed by seed, step and position in the batch. Zero or False turns a
+  # part off.
   config.augment = ml_collections.ConfigDict()
   config.augment.enabled = True
   config.augment.flip = True  # Horizontal and vertical flips.
@@ -57,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.min_scale = 0.6  # Random crop of [min_scale, 1] of the area, resized back.
   config.augment.brightness = 0.1  # Max delta, as a fraction of the 0..255 range.
   config.augment.contrast = 0.2  # Contrast factor drawn from [1 - c, 1 + c].
-  config.augment.hue = 0.02  # Max hue shift, as a fraction of the colour wheel.
+  config.augment.hue = 0.02  # Max hue rotation (YIQ chroma plane), as a fraction of a turn.
 
   # Model: see unet_jax/models.py for what each field means.
   config.model = ml_collections.ConfigDict()

@@ -167,8 +167,13 @@ def _device_peak_bytes() -> int | None:
   return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
 
-def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: int) -> dict:
-  """Compiles and times the real data-parallel train step on one device."""
+def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: int,
+              compile_only: bool = False) -> dict:
+  """Compiles and times the real data-parallel train step on one device.
+
+  With `compile_only`, stops after compiling: compile time, XLA's FLOPs and memory plan only
+  (what a configuration would need, e.g. the classic U-Net at batch 256, on a CPU machine).
+  """
   dtype = ts.compute_dtype(spec.precision)
   model = models.UNet(**spec.model_kwargs(), dtype=dtype, bn_axis_name=ts.AXIS)
   tx = optim.create_optimizer(types.SimpleNamespace(**OPTIM), num_train_steps=10_000)
@@ -187,6 +192,16 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
   start = time.perf_counter()
   compiled = dp.train_step.lower(state, batch, rng).compile()
   compile_s = time.perf_counter() - start
+  analytic = spec.analytic_flops()
+  xla_flops = _cost_flops(compiled)
+  row = dict(framework='jax', **dataclasses.asdict(spec), compile_s=compile_s,
+             gflop_per_image=analytic.train / 1e9,
+             xla_gflop_per_image=None if xla_flops is None else xla_flops / spec.batch_size / 1e9,
+             plan_gib=_none_or(_plan_bytes(compiled), GIB),
+             params=models.count_params(state.params))
+  if compile_only:
+    return dict(row, first_step_s=None, step_ms=None, images_per_s=None, tflops=None,
+                matmul_peak_tflops=None, mfu=None, peak_gib=None, loss=None)
   start = time.perf_counter()
   state, step_metrics = compiled(state, batch, rng)
   jax.block_until_ready((state, step_metrics))
@@ -198,21 +213,12 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
     jax.block_until_ready((state, step_metrics))
 
   step_s = median_step_s(step, steps, warmup)
-  loss = float(step_metrics['loss'])
-  xla_flops = _cost_flops(compiled)
-  analytic = spec.analytic_flops()
   achieved = analytic.train * spec.batch_size / step_s
   peak = matmul_peak_flops(jnp.dtype(dtype).name, matmul_size)
-  row = dict(framework='jax', **dataclasses.asdict(spec), compile_s=compile_s,
-             first_step_s=first_step_s, step_ms=1e3 * step_s,
-             images_per_s=spec.batch_size / step_s,
-             gflop_per_image=analytic.train / 1e9,
-             xla_gflop_per_image=None if xla_flops is None else xla_flops / spec.batch_size / 1e9,
-             tflops=achieved / 1e12, matmul_peak_tflops=peak / 1e12, mfu=achieved / peak,
-             plan_gib=_none_or(_plan_bytes(compiled), GIB),
-             peak_gib=_none_or(_device_peak_bytes(), GIB), loss=loss,
-             params=models.count_params(state.params))
-  return row
+  return dict(row, first_step_s=first_step_s, step_ms=1e3 * step_s,
+              images_per_s=spec.batch_size / step_s, tflops=achieved / 1e12,
+              matmul_peak_tflops=peak / 1e12, mfu=achieved / peak,
+              peak_gib=_none_or(_device_peak_bytes(), GIB), loss=float(step_metrics['loss']))
 
 
 def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mode: str | None,
@@ -287,8 +293,9 @@ def _none_or(value, scale):
 def run_spec(spec: Spec, args) -> list[dict]:
   """The JAX row (and the PyTorch row, with the ratio) of one configuration."""
   batch_np = synthetic_batch(spec.batch_size, spec.image_size)
-  rows = [bench_jax(spec, batch_np, args.steps, args.warmup, args.matmul_size)]
-  if args.torch:
+  rows = [bench_jax(spec, batch_np, args.steps, args.warmup, args.matmul_size,
+                    args.compile_only)]
+  if args.torch and not args.compile_only:
     compile_mode = None if args.torch_compile == 'none' else args.torch_compile
     rows.append(bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
                             rows[0]['params'], rows[0]['matmul_peak_tflops'] * 1e12))
@@ -458,6 +465,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument('--augment', action=argparse.BooleanOptionalAction, default=True,
                       help='Train mode: the JAX step augments its uint8 batch on the device, as '
                            'training does (PyTorch gets the float batch unaugmented). Default: on.')
+  parser.add_argument('--compile-only', action='store_true',
+                      help='Train mode: compile each JAX step and report compile time, XLA '
+                           'FLOPs and memory plan, without running it (no PyTorch).')
   parser.add_argument('--torch', action=argparse.BooleanOptionalAction, default=True,
                       help='Also train the PyTorch reference on the same batch. Default: on.')
   parser.add_argument('--torch-compile', default='default',
