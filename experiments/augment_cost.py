@@ -14,7 +14,6 @@ import types
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from experiments import benchmark
 from unet_jax import augment, flops
@@ -45,8 +44,8 @@ def main(argv=None):
         '| augmentation FLOPs / train FLOPs')
   print(f'{args.image_size} | {args.batch_size} | {gflop:.3f} | {1e3 * seconds:.2f} | '
         f'{args.batch_size / seconds:.0f} | {train_gflop:.1f} | {gflop / train_gflop:.3%}')
-  return dict(gflop_per_image=gflop, seconds=seconds, train_gflop_per_image=train_gflop,
-              images=np.float64(args.batch_size / seconds))
+  return dict(gflop_per_image=gflop, seconds_per_batch=seconds,
+              train_gflop_per_image=train_gflop, images_per_s=args.batch_size / seconds)
 
 
 if __name__ == '__main__':

@@ -1,11 +1,12 @@
 """Training augmentation on the accelerator, inside the jitted train step.
 
 Why on the device: done per example in tf.data (the first version of this module), flips, rot90,
-a random crop and brightness/contrast/hue cost about 1.6 ms per 224x224 image per CPU core
-(615 images/s/core, HSV hue alone about 0.9 ms), so a 16-core host could feed about 9,600
-images/s, under 3x the H200's ~3,500 images/s limit. Here the whole augmentation of an image is
-two small matrix products and one 3x3 colour matrix, about 0.2 GFLOP against the ~221 GFLOP of
-its training step (<0.1%), and the host ships uint8 pixels (4x fewer bytes than float32).
+a random crop and brightness/contrast/hue (through HSV) cost about 1.6 ms per 224x224 image per
+CPU core (616 images/s/core), so a 16-core host could feed about 9,600 images/s, under 3x the
+H200's ~3,500 images/s limit. Here the whole augmentation of an image is two small matrix
+products and one 3x3 colour matrix, 0.18 GFLOP against the ~221 GFLOP of its training step
+(0.08%), and the host ships uint8 pixels (4x fewer bytes than float32), about 20,000 images/s
+per core (experiments/results/benchmark_cpu.md).
 
 What one example gets, all from its own key:
   * geometry, applied to the image and the mask *together*: a random box of area fraction
@@ -124,25 +125,24 @@ def draw(key: jax.Array, settings: Settings, size: int) -> Draw:
   if settings.flip:
     flip_rows ^= jax.random.bernoulli(keys[5])
     flip_cols ^= jax.random.bernoulli(keys[6])
-  colour = jnp.float32(0.0)
-  return Draw(
-    top=top, left=left, height=height, width=width, transpose=k % 2 == 1,
-    flip_rows=flip_rows, flip_cols=flip_cols,
-    brightness=(uniform(keys[7], minval=-1.0, maxval=1.0) * settings.brightness * 255.0
-                if settings.brightness else colour),
-    contrast=(uniform(keys[8], minval=1.0 - settings.contrast, maxval=1.0 + settings.contrast)
-              if settings.contrast else colour + 1.0),
-    hue=(uniform(keys[9], minval=-1.0, maxval=1.0) * settings.hue
-         * 2.0 * math.pi if settings.hue else colour),
-  )
+  brightness, contrast, hue = jnp.float32(0.0), jnp.float32(1.0), jnp.float32(0.0)
+  if settings.brightness:
+    brightness = uniform(keys[7], minval=-1.0, maxval=1.0) * settings.brightness * 255.0
+  if settings.contrast:
+    contrast = uniform(keys[8], minval=1.0 - settings.contrast, maxval=1.0 + settings.contrast)
+  if settings.hue:
+    hue = uniform(keys[9], minval=-1.0, maxval=1.0) * settings.hue * 2.0 * math.pi
+  return Draw(top=top, left=left, height=height, width=width, transpose=k % 2 == 1,
+              flip_rows=flip_rows, flip_cols=flip_cols, brightness=brightness,
+              contrast=contrast, hue=hue)
 
 
 def resize_matrix(start: jax.Array, length: jax.Array, size: int) -> jax.Array:
   """[size, size] bilinear weights taking pixels [start, start + length) of a row to `size`.
 
-  Half-pixel centres, clamped to the box's edge, as `tf.image.resize(..., 'bilinear')`: output i samples
-  input coordinate start + (i + 0.5) * length / size - 0.5. Each row sums to 1; with start=0,
-  length=size it is the identity, exactly.
+  Half-pixel centres, clamped to the box's edge pixels, as `tf.image.resize(..., 'bilinear')` of
+  the box: output i samples input coordinate start + (i + 0.5) * length / size - 0.5. Each row
+  sums to 1; with start=0, length=size it is the identity, exactly.
   """
   out = jnp.arange(size, dtype=jnp.float32)
   start, length = start.astype(jnp.float32), length.astype(jnp.float32)
