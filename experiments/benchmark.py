@@ -19,7 +19,8 @@ JAX row gets the ratio JAX/PyTorch of images/s (PyTorch trains on the float batc
 augmentation, which only flatters it; `--no-augment` times JAX that way too).
 
 Mode 'input' times the host's share of the input, `unet_jax.input_pipeline.train_batches`
-(synthetic source, cached examples, per-epoch order, uint8 batches) alone, in images/s and
+(synthetic source, or real photos with --data-dir; cached examples, per-epoch order, the
+--resize-policy's training crop, uint8 batches) alone, in images/s and
 images/s per core; --cores pins the process to that many cores first, so the per-core figure is
 measured, not divided.
 
@@ -401,10 +402,15 @@ def input_mode(args) -> dict:
   from unet_jax import input_pipeline
 
   config = default.get_config()
-  config.data.source = 'synthetic'
   config.data.image_size = args.image_size
-  config.data.synthetic_size = args.image_size
-  config.data.num_train = args.input_examples
+  config.data.resize_policy = args.resize_policy
+  if args.data_dir:  # Real photos in the ISIC layout, e.g. ../shared/data/isic_sample.
+    config.data.source = 'folder'
+    config.data.dir = args.data_dir
+  else:
+    config.data.source = 'synthetic'
+    config.data.synthetic_size = args.image_size
+    config.data.num_train = args.input_examples
   batch_size = int(_split(args.batch_sizes)[0])
   config.batch_size = batch_size
   cores = len(os.sched_getaffinity(0))
@@ -419,13 +425,14 @@ def input_mode(args) -> dict:
     next(batches)
   seconds = time.perf_counter() - start
   rate = args.steps * batch_size / seconds
-  row = dict(mode='input', image_size=args.image_size, batch_size=batch_size, cores=cores,
+  row = dict(mode='input', source=config.data.source, resize_policy=args.resize_policy,
+             image_size=args.image_size, batch_size=batch_size, cores=cores,
              setup_s=setup_s, images_per_s=rate, images_per_s_per_core=rate / cores,
              cpu=environment()['cpu'])
   print(json.dumps(row))
-  print(f'input pipeline (host part; augmentation runs in the train step), '
-        f'{args.image_size}x{args.image_size}: {rate:.0f} images/s on {cores} core(s) = '
-        f'{rate / cores:.0f} images/s per core')
+  print(f'input pipeline (host part; augmentation runs in the train step), {config.data.source} '
+        f'source, {args.resize_policy} policy, {args.image_size}x{args.image_size}: {rate:.0f} '
+        f'images/s on {cores} core(s) = {rate / cores:.0f} images/s per core')
   if args.out:
     with open(args.out, 'w', encoding='utf-8') as f:
       json.dump(row, f, indent=1)
@@ -484,6 +491,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help='Input mode: pin the process to this many cores (0: all).')
   parser.add_argument('--input-examples', type=int, default=256,
                       help='Input mode: synthetic training examples in the cache.')
+  parser.add_argument('--data-dir', default='',
+                      help='Input mode: a folder in the ISIC layout to read instead of synthetic '
+                           'data (e.g. ../shared/data/isic_sample).')
+  parser.add_argument('--resize-policy', default='stretch', choices=('stretch', 'pad', 'crop'),
+                      help='Input mode: config.data.resize_policy. Default: %(default)s.')
   parser.add_argument('--out', default='', help='Write the results as JSON here.')
   parser.add_argument('--worker-spec', default='', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
