@@ -32,7 +32,7 @@ def main(argv=None):
   batch = jax.device_put(benchmark.synthetic_batch(args.batch_size, args.image_size))
   step = jnp.int32(0)
   compiled = preprocess.lower(batch, step, jnp.int32(0)).compile()
-  gflop = benchmark._cost_flops(compiled) / args.batch_size / 1e9
+  gflop = benchmark.cost_flops(compiled) / args.batch_size / 1e9
   jax.block_until_ready(compiled(batch, step, jnp.int32(0)))
   seconds = benchmark.median_step_s(
       lambda: jax.block_until_ready(compiled(batch, step, jnp.int32(0))), args.steps, 2)

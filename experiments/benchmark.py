@@ -144,7 +144,7 @@ def matmul_peak_flops(dtype_name: str, size: int, chain: int = 8, reps: int = 5)
   return 2 * size**3 * chain / seconds
 
 
-def _cost_flops(compiled) -> float | None:
+def cost_flops(compiled) -> float | None:
   cost = compiled.cost_analysis()
   if isinstance(cost, list | tuple):  # Older jax: one dict per computation.
     cost = cost[0] if cost else None
@@ -194,7 +194,7 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
   compiled = dp.train_step.lower(state, batch, rng).compile()
   compile_s = time.perf_counter() - start
   analytic = spec.analytic_flops()
-  xla_flops = _cost_flops(compiled)
+  xla_flops = cost_flops(compiled)
   row = dict(framework='jax', **dataclasses.asdict(spec), compile_s=compile_s,
              gflop_per_image=analytic.train / 1e9,
              xla_gflop_per_image=None if xla_flops is None else xla_flops / spec.batch_size / 1e9,

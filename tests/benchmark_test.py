@@ -145,3 +145,29 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
     assert jax_row['jax_over_torch'] == pytest.approx(
         jax_row['images_per_s'] / rows[1]['images_per_s'])
   assert out.exists()
+
+
+def test_compile_only_reports_the_plan_without_running(capsys):
+  results = benchmark.main([
+      '--image-size', '16', '--base-width', '4', '--depth', '1', '--batch-sizes', '2,4',
+      '--precisions', 'float32', '--upsample', 'transpose', '--compile-only',
+      '--compilation-cache', ''])
+  rows = results['rows']
+  assert [(r['framework'], r['batch_size']) for r in rows] == [('jax', 2), ('jax', 4)]
+  assert all(r['step_ms'] is None and r['compile_s'] > 0 for r in rows)
+  # XLA's buffer plan grows with the batch; its FLOP count stays per image.
+  assert rows[1]['plan_gib'] > rows[0]['plan_gib'] > 0
+  assert rows[1]['xla_gflop_per_image'] == pytest.approx(rows[0]['xla_gflop_per_image'], rel=0.05)
+  assert 'torch |' not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('policy', ['stretch', 'crop'])
+def test_input_mode_reads_real_photos_under_each_policy(tmp_path, policy):
+  import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
+
+  root = fake_isic.make_fake_isic(str(tmp_path), counts={'Training': 8})['root']
+  row = benchmark.main([
+      '--mode', 'input', '--image-size', '32', '--batch-sizes', '2', '--steps', '3',
+      '--warmup', '0', '--data-dir', root, '--resize-policy', policy, '--compilation-cache', ''])
+  assert (row['source'], row['resize_policy'], row['batch_size']) == ('folder', policy, 2)
+  assert row['images_per_s'] > 0 and row['images_per_s_per_core'] <= row['images_per_s']
