@@ -171,8 +171,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       window_start += time.perf_counter() - eval_start  # Eval time is not training time.
       train_start += time.perf_counter() - eval_start
 
-    if checkpointing.save(manager, step, dp.fetch_state(state),
-                          force=step == last_step):
+    if step == last_step or manager.should_save(step):
+      # Asked first, so the state is gathered to one copy (a gather per leaf in 'pmap' mode)
+      # only on the steps that save, not on every step.
+      checkpointing.save(manager, step, dp.fetch_state(state), force=True)
       logging.info('Saved the checkpoint of step %d.', step)
     writer.flush()
 
