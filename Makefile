@@ -22,7 +22,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -q -n auto --maxprocesses=4 --durations=10 tests
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadgroup --durations=10 tests
 
 clean:
 	rm -rf $(VENV) workdirs

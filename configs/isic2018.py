@@ -56,8 +56,9 @@ def get_config():
 
   # 2075 training images (4 of 5 folds) at batch 16 are 130 steps an epoch: ~150 epochs.
   config.batch_size = 16
-  config.eval_batch_size = 16
   config.num_train_steps = 20_000
-  config.eval_every_steps = 1000
+  config.eval.batch_size = 16
+  config.eval.every_steps = 5000  # Native validation of one fold (519 photos), ~8 s on a GPU host.
+  config.eval.pooled_every_steps = 500
   config.checkpoint_every_steps = 1000
   return config

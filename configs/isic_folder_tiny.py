@@ -23,10 +23,11 @@ def get_config():
   config.optim.lr = 3e-3
   config.optim.warmup_steps = 30
   config.batch_size = 8
-  config.eval_batch_size = 16
   config.num_train_steps = 300
   config.log_every_steps = 25
-  config.eval_every_steps = 100
+  config.eval.batch_size = 16
+  config.eval.every_steps = 100
+  config.eval.pooled_every_steps = 100
   config.checkpoint_every_steps = 100
   config.max_checkpoints_to_keep = 1
   config.precision = 'float32'

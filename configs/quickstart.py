@@ -14,7 +14,6 @@ def get_config():
   config.data.synthetic_size = 96
   config.data.num_train = 1024
   config.data.num_val = 128
-  config.data.shuffle_buffer = 1024
 
   config.model.depth = 3
   config.model.base_width = 16
@@ -27,10 +26,11 @@ def get_config():
   config.optim.lr = 3e-3
   config.optim.warmup_steps = 50
   config.batch_size = 16
-  config.eval_batch_size = 32
   config.num_train_steps = 600
   config.log_every_steps = 50
-  config.eval_every_steps = 200
+  config.eval.batch_size = 32
+  config.eval.every_steps = 200
+  config.eval.pooled_every_steps = 200
   config.checkpoint_every_steps = 200
   config.max_checkpoints_to_keep = 2
   config.precision = 'float32'

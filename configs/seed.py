@@ -45,10 +45,11 @@ def get_config():
   config.optim.grad_clip_norm = 0.0
   config.optim.schedule = 'constant'
   config.batch_size = 16
-  config.eval_batch_size = 16
   # The notebook's epoch count is not part of the recipe we reproduce; we train 30 epochs:
   # 2075 training images (4 of 5 folds) at batch 16 are 130 steps an epoch.
   config.num_train_steps = 3900
-  config.eval_every_steps = 130
+  config.eval.batch_size = 16
+  config.eval.every_steps = 1300  # Every 10 epochs, per image at native resolution.
+  config.eval.pooled_every_steps = 130  # Once an epoch, as the notebook's Keras validation.
   config.checkpoint_every_steps = 650
   return config

@@ -24,13 +24,13 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np
 import tensorflow as tf
 
-from unet_jax import isic2018, resize_policy
+from unet_jax import isic2018, photos, resize_policy
 
 
 def _tf_decode_resize(image_path: str, size: int, use_ratio: bool) -> np.ndarray:
   data = tf.io.read_file(image_path)
   height, width = (int(v) for v in tf.io.extract_jpeg_shape(data)[:2])
-  ratio = isic2018.jpeg_ratio(height, width, size) if use_ratio else 1
+  ratio = photos.jpeg_ratio(height, width, size) if use_ratio else 1
   image = tf.io.decode_jpeg(data, channels=3, ratio=ratio)
   target = resize_policy.resized_shape(height, width, size, 'crop')
   image = tf.image.resize(tf.cast(image, tf.float32), target, antialias=True)
@@ -82,7 +82,7 @@ def main():
   print(f'{len(pairs)} images from {args.dir}, S={size}, {args.repeats} timed passes each')
   for _, image_path, _ in pairs:
     h, w = (int(v) for v in tf.io.extract_jpeg_shape(tf.io.read_file(image_path))[:2])
-    print(f'  {os.path.basename(image_path)}: {w}x{h}, ratio {isic2018.jpeg_ratio(h, w, size)}')
+    print(f'  {os.path.basename(image_path)}: {w}x{h}, ratio {photos.jpeg_ratio(h, w, size)}')
   print(f'python {platform.python_version()}, tensorflow {tf.__version__}', end='')
   try:
     import PIL

@@ -34,8 +34,8 @@ def main():
   parser.add_argument('--size', type=int, default=160, help='Size the images are drawn at.')
   args = parser.parse_args()
 
-  predictor = inference.load_predictor(args.workdir)
-  seed = predictor.config.seed + input_pipeline.SYNTHETIC_VAL_SEED_OFFSET
+  predictor = inference.load_predictor(args.workdir, checkpoint='final')
+  seed = input_pipeline.synthetic_seed(predictor.config, 'val')
   tiles = []
   for index in range(args.count):
     image, truth = synthetic.make_example(seed, index, args.size, args.size)

@@ -45,7 +45,7 @@ def shrink(config, folder: str, tfds_dir: str):
   config.model.base_width = 4
   config.model.dropout_levels = tuple(lvl for lvl in config.model.dropout_levels
                                       if lvl <= config.model.depth)
-  config.batch_size = config.eval_batch_size = 8
+  config.batch_size = config.eval.batch_size = 8
   config.num_train_steps = 1
   config.optim.warmup_steps = min(config.optim.warmup_steps, 1)
   return config
@@ -57,7 +57,7 @@ def test_config_trains_one_step(name, fake_data, tmp_path):
   assert config.is_locked is False  # main.py locks it after command-line overrides.
   workdir = str(tmp_path / name)
   final = train.train_and_evaluate(shrink(config, *fake_data), workdir)
-  assert 0.0 <= final['dice'] <= 1.0 and final['loss'] > 0
+  assert 0.0 <= final['threshold_jaccard'] <= 1.0 and final['pooled_loss'] > 0
   rows = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   assert rows[0]['step'] == 1 and rows[0]['train_loss'] > 0
   with open(os.path.join(workdir, 'config.json')) as f:

@@ -17,22 +17,28 @@ TINY_RUN_SIZES = ((40, 52), (52, 40), (37, 45))
 
 
 def tiny_folder_config(data_dir: str):
-  """A 1-step run of a tiny U-Net on a folder of images: enough to have a checkpoint to load."""
+  """A 1-step run of a tiny U-Net on a folder of images: enough to have a checkpoint to load.
+
+  Tests that use the shared run carry `@pytest.mark.xdist_group('tiny_folder_run')`, so that
+  one pytest worker trains it (`make test` distributes with --dist loadgroup).
+  """
   from configs import quickstart
 
   config = quickstart.get_config()
   config.data.source = 'folder'
   config.data.dir = data_dir
   config.data.image_size = 32
+  config.data.resize_policy = 'crop'  # Two tiles per photo: validation must score them all.
   config.data.num_folds = 3
   config.augment.enabled = False
   config.model.depth = 1
   config.model.base_width = 4
   config.batch_size = 8  # Tests simulate 8 devices.
-  config.eval_batch_size = 8
   config.num_train_steps = 1
   config.log_every_steps = 1
-  config.eval_every_steps = 1
+  config.eval.batch_size = 8
+  config.eval.every_steps = 1
+  config.eval.pooled_every_steps = 1
   config.checkpoint_every_steps = 1
   config.optim.warmup_steps = 1
   return config

@@ -13,6 +13,7 @@ import sys
 
 import jax
 import numpy as np
+import official_scorer  # tests/official_scorer.py
 import pytest
 from isic_challenge_scoring.segmentation import SegmentationScore
 
@@ -20,20 +21,25 @@ from configs import quickstart
 from unet_jax import (
   evaluate,
   inference,
+  input_pipeline,
   models,
   native_scoring,
   predict,
   resize_policy,
+  results,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.filterwarnings('ignore:The inplace keyword in Series.rename')
 
 
+pytestmark = [pytestmark, pytest.mark.xdist_group('tiny_folder_run')]
+
+
 @pytest.fixture(scope='module')
 def run(tiny_folder_run):
   workdir, data_dir = tiny_folder_run
-  return workdir, data_dir, inference.load_predictor(workdir)
+  return workdir, data_dir, inference.load_predictor(workdir, checkpoint='final')
 
 
 def test_evaluate_run_scores_each_val_image_at_native_size(run):
@@ -42,7 +48,7 @@ def test_evaluate_run_scores_each_val_image_at_native_size(run):
   out = os.path.join(workdir, 'eval_val')
   with open(os.path.join(out, 'summary.json')) as f:
     assert json.load(f) == summary
-  scores = native_scoring.read_csv(os.path.join(out, 'per_image.csv'))
+  scores = results.read_per_image_csv(os.path.join(out, 'per_image.csv'))
   assert len(scores) == summary['num_images'] == 4  # One fold of 12.
   for s in scores:
     truth = native_scoring.read_mask(os.path.join(
@@ -50,13 +56,16 @@ def test_evaluate_run_scores_each_val_image_at_native_size(run):
     assert (s.height, s.width) == truth.shape
     assert s.tp + s.fn == np.count_nonzero(truth > 128)  # Scored against the native mask.
   assert native_scoring.summarize(scores)['macro_average'] == summary['macro_average']
-  assert summary['step'] == 1 and summary['resize_policy'] == 'stretch'
+  assert summary['source']['step'] == 1 and summary['source']['resize_policy'] == 'crop'
+  assert summary['kind'] == 'evaluation' and not summary['source']['selected_on_this_split']
 
 
-def test_predict_then_score_equals_evaluate_and_the_official_scorer(run, tmp_path):
+def test_predict_then_score_equals_evaluate_the_validation_and_the_official_scorer(run, tmp_path):
+  """The official scorer on predict's masks, evaluate, and the training loop's own validation
+  (every tile of the 'crop' policy, at native resolution) agree image by image."""
   workdir, _, predictor = run
   config = predictor.config
-  _, image_paths, mask_paths = evaluate.input_pipeline.folder_split(config.data, 'val')
+  _, image_paths, mask_paths = input_pipeline.folder_split(config.data, 'val')
   truth_dir = tmp_path / 'truth'
   truth_dir.mkdir()
   for path in mask_paths:
@@ -71,6 +80,14 @@ def test_predict_then_score_equals_evaluate_and_the_official_scorer(run, tmp_pat
     assert folder['macro_average'][metric] == ours['macro_average'][metric]
     assert ours['macro_average'][metric] == pytest.approx(
       float(official.macro_average[metric]), abs=1e-6)
+  in_loop = results.read_per_image_csv(os.path.join(workdir, 'validation', 'step_1.csv'))
+  assert in_loop == results.read_per_image_csv(str(tmp_path / 'eval' / 'per_image.csv'))
+  per_image = {s.image_id: s.metrics() for s in in_loop}
+  reference = official_scorer.per_image(truth_dir, tmp_path / 'pred')
+  assert sorted(per_image) == sorted(reference) and len(reference) == 4
+  for ident, values in reference.items():
+    for metric in native_scoring.METRICS:
+      assert per_image[ident][metric] == pytest.approx(values[metric], abs=1e-12)
 
 
 def _predictor(policy: str, tta: bool = False) -> inference.Predictor:
@@ -92,7 +109,7 @@ def test_predictor_maps_back_to_native_size_under_each_policy(policy):
   predictor = _predictor(policy)
   rng = np.random.default_rng(0)
   images = [rng.integers(0, 256, (h, w, 3)).astype(np.uint8) for h, w in [(20, 41), (33, 17)]]
-  out = list(predictor.predict_images(enumerate(images)))
+  out = list(predictor.predict_images((k, image, None) for k, image in enumerate(images)))
   assert [k for k, _ in out] == [0, 1]
   for (_, probs), image in zip(out, images, strict=True):
     assert probs.shape == image.shape[:2] and probs.dtype == np.float32

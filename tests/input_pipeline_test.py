@@ -9,10 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from configs import default
-from unet_jax import input_pipeline, normalization, resize_policy, synthetic
+from unet_jax import input_pipeline, isic2018, normalization, photos, resize_policy, synthetic
 
 SIZE = 32
 
@@ -24,7 +23,7 @@ def _config(**data):
   config.data.num_train = 10
   config.data.num_val = 7
   config.batch_size = 4
-  config.eval_batch_size = 4
+  config.eval.batch_size = 4
   for name, value in data.items():
     setattr(config.data, name, value)
   return config
@@ -179,7 +178,7 @@ def test_eval_pads_last_batch_and_marks_it_invalid():
   np.testing.assert_array_equal(batches[0]['valid'], [1, 1, 1, 1])
   np.testing.assert_array_equal(batches[1]['valid'], [1, 1, 1, 0])
   last = batches[1]
-  assert last['image'].shape == (4, SIZE, SIZE, 3) and last['valid'].dtype == np.float32
+  assert last['image'].shape == (4, SIZE, SIZE, 3) and last['valid'].dtype == np.int32
   assert not last['image'][3].any() and not last['mask'][3].any()
   assert last['image'][2].any()
   # Deterministic, unaugmented, and held out from training (different images).
@@ -329,10 +328,8 @@ def isic(tmp_path_factory):
   """A prepared `isic2018_task1/<SIZE>` from a fake archive: 6 train, 2 validation, 2 test."""
   info = fake_isic.make_fake_isic(str(tmp_path_factory.mktemp('manual')), zipped=False)
   data_dir = str(tmp_path_factory.mktemp('tfds'))
-  builder = fake_isic.prepare_fake_tfds(data_dir, SIZE, info)
-  stored = {x['id'].decode(): x for s in ('train', 'validation', 'test')
-            for x in tfds.as_numpy(builder.as_dataset(split=s))}
-  return data_dir, info, stored
+  fake_isic.prepare_fake_tfds(data_dir, SIZE, info)
+  return data_dir, info
 
 
 def _isic_config(data_dir, **data):
@@ -340,54 +337,61 @@ def _isic_config(data_dir, **data):
   return config
 
 
-def _expected(stored, ids, policy):
-  """What evaluation must yield: the stored short-side-S examples through the policy."""
+def _expected(info, ids, policy):
+  """What the pooled validation must yield: what `predict` gives the model for the archive's
+  original JPEG ('crop': the central window of its canvas), the one preprocessing path."""
   images = []
   for ident in ids:
-    x = stored[ident]
-    image, _ = resize_policy.resize_for_cache(x['image'], x['mask'] > 128, SIZE, policy)
+    part = next(p for p, split in fake_isic.PARTS.items() if ident in info['ids'][split])
+    path = os.path.join(info['root'], isic2018.input_name(part), f'{ident}.jpg')
+    image, native = photos.read_photo(path, SIZE)
+    tiles, placement = resize_policy.model_inputs(image, SIZE, policy, native)
     if policy == 'crop':
-      image = resize_policy.center_crop(image, SIZE)
-    images.append(image.numpy().astype(np.float32))
+      canvas = np.zeros((placement.resized_height, placement.resized_width, 3), np.float32)
+      for tile, (top, left) in zip(tiles, placement.offsets, strict=True):
+        canvas[top:top + SIZE, left:left + SIZE] = tile
+      top, left = (canvas.shape[0] - SIZE) // 2, (canvas.shape[1] - SIZE) // 2
+      tiles = canvas[None, top:top + SIZE, left:left + SIZE]
+    images.append(tiles[0])
   return np.stack(images)
 
 
 @pytest.mark.parametrize('policy', ['stretch', 'pad', 'crop'])
 def test_isic_kfold_splits_and_policies(isic, policy):
-  data_dir, info, stored = isic
+  data_dir, info = isic
   config = _isic_config(data_dir, resize_policy=policy, normalize='none', num_folds=3, fold=1)
   train_ids, val_ids = input_pipeline.split_ids(info['ids']['train'], 3, 1, 0)
   assert input_pipeline.num_examples(config, 'train') == len(train_ids) == 4
   assert input_pipeline.num_examples(config, 'val') == len(val_ids) == 2
-  np.testing.assert_array_equal(_valid_images(_eval(config)), _expected(stored, val_ids, policy))
+  np.testing.assert_array_equal(_valid_images(_eval(config)), _expected(info, val_ids, policy))
   np.testing.assert_array_equal(
-    _valid_images(_eval(config, 'test')), _expected(stored, info['ids']['test'], policy)
+    _valid_images(_eval(config, 'test')), _expected(info, info['ids']['test'], policy)
   )
   (batch,) = _train(config, 1)
   assert batch['image'].shape == (4, SIZE, SIZE, 3) and set(np.unique(batch['mask'])) <= {0, 1}
   if policy != 'crop':  # One epoch = the 4 training examples, in some order.
-    want = _expected(stored, train_ids, policy)
+    want = _expected(info, train_ids, policy)
     assert sorted(x.astype(np.float32).tobytes() for x in batch['image']) == sorted(x.tobytes() for x in want)
 
 
 def test_isic_official_validation_split(isic):
-  data_dir, info, stored = isic
+  data_dir, info = isic
   config = _isic_config(data_dir, val_split='validation', normalize='none')
   assert input_pipeline.num_examples(config, 'train') == 6
   assert input_pipeline.num_examples(config, 'val') == 2
   np.testing.assert_array_equal(
-    _valid_images(_eval(config)), _expected(stored, info['ids']['validation'], 'stretch')
+    _valid_images(_eval(config)), _expected(info, info['ids']['validation'], 'stretch')
   )
   with pytest.raises(ValueError, match=r'config\.data\.val_split'):
     input_pipeline.num_examples(_isic_config(data_dir, val_split='official'), 'val')
 
 
 def test_isic_processes_split_disjointly(isic):
-  data_dir, info, stored = isic
+  data_dir, info = isic
   config = _isic_config(data_dir, normalize='none', val_split='validation')
   per_process = [_eval(config, 'train', process_index=p, process_count=2) for p in range(2)]
   union = np.concatenate([_valid_images(bs) for bs in per_process])
-  np.testing.assert_array_equal(union, _expected(stored, info['ids']['train'], 'stretch'))
+  np.testing.assert_array_equal(union, _expected(info, info['ids']['train'], 'stretch'))
 
 
 def test_test_split_needs_isic():

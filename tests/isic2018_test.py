@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import unet_jax
-from unet_jax import augment, isic2018, resize_policy, synthetic
+from unet_jax import augment, isic2018, photos, synthetic
 
 SIZE = 24
 
@@ -61,7 +61,7 @@ def test_archives_and_official_counts():
    (766, 1024, 384, 1), (1020, 1024, 256, 2), (1024, 1021, 256, 4), (100, 50, 64, 1)],
 )
 def test_jpeg_ratio_keeps_short_side_at_least_size(height, width, size, ratio):
-  assert isic2018.jpeg_ratio(height, width, size) == ratio
+  assert photos.jpeg_ratio(height, width, size) == ratio
   assert -(-min(height, width) // ratio) >= size or ratio == 1
 
 
@@ -69,10 +69,15 @@ def test_jpeg_ratio_matches_libjpeg_output(tmp_path):
   image, _ = synthetic.make_example(0, 0, 100, 75)
   path = str(tmp_path / 'photo.jpg')
   tf.io.write_file(path, tf.io.encode_jpeg(image))
-  for size, shape in ((10, (13, 10)), (12, (25, 19)), (19, (25, 19)), (20, (50, 38)), (40, None)):
-    decoded, original = isic2018.decode_image(path, size)
+  for size, shape in ((10, (13, 10)), (12, (25, 19)), (19, (25, 19)), (20, (50, 38)), (40, None),
+                      (None, None)):
+    decoded, original = photos.read_photo(path, size)
     assert original == (100, 75)
     assert decoded.shape[:2] == (shape or (100, 75))  # ceil(side / ratio), short side >= size.
+    # libjpeg's own scaled decode, asked for directly: the same pixels.
+    ratio = {None: 1, (13, 10): 8, (25, 19): 4, (50, 38): 2}[shape]
+    direct = tf.io.decode_jpeg(tf.io.read_file(path), channels=3, ratio=ratio).numpy()
+    np.testing.assert_array_equal(decoded, direct)
 
 
 def test_splits_ids_and_sizes(prepared):
@@ -80,16 +85,20 @@ def test_splits_ids_and_sizes(prepared):
   assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
     'train': 6, 'validation': 2, 'test': 2
   }
+  ratios = set()
   for split, ids in info['ids'].items():
     examples = _read(builder, split)
     assert sorted(examples) == ids
     for ident, x in examples.items():
       height, width = info['sizes'][ident]
       assert (x['height'], x['width']) == (height, width)
-      target = resize_policy.resized_shape(height, width, SIZE, 'crop')
-      assert min(target) == SIZE
+      ratio = photos.jpeg_ratio(height, width, SIZE)  # The stored image is libjpeg's decode.
+      target = (-(-height // ratio), -(-width // ratio))
+      ratios.add(ratio)
+      assert min(target) >= SIZE
       assert x['image'].shape == (*target, 3) and x['mask'].shape == (*target, 1)
       assert set(np.unique(x['mask'])) <= {0, 255}
+  assert ratios == {1, 2}  # Both paths: decoded whole, and at libjpeg's half scale.
 
 
 def test_examples_match_the_source_files(prepared):
@@ -189,9 +198,10 @@ def test_non_binary_mask_is_binarized_at_128(tmp_path):
   path = str(tmp_path / 'm.png')
   values = np.array([[0, 128, 129, 255]], np.uint8)[..., None]
   tf.io.write_file(path, tf.io.encode_png(values))
-  mask, png = isic2018.decode_mask(path)
-  np.testing.assert_array_equal(mask.numpy()[0, :, 0], [0, 0, 255, 255])
-  np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), mask.numpy())
+  png = isic2018.decode_mask_native(path)
+  np.testing.assert_array_equal(tf.io.decode_png(png).numpy()[0, :, 0], [0, 0, 255, 255])
+  mask = photos.decode_mask(tf.io.read_file(path))
+  np.testing.assert_array_equal(mask.numpy()[0, :, 0], [0, 0, 1, 1])
   assert re.fullmatch(r'\d+', isic2018.builder_config(40).name)
 
 
@@ -208,7 +218,7 @@ def test_isic_configs_yield_batches(name, prepared, tmp_path):
   _, builder = prepared
   config = importlib.import_module(f'configs.{name}').get_config()
   config.data.image_size = SIZE
-  config.batch_size = config.eval_batch_size = 2
+  config.batch_size = config.eval.batch_size = 2
   if config.data.source == 'isic':
     config.data.tfds_data_dir = str(builder.data_dir_root)
   else:

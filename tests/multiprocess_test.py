@@ -4,7 +4,8 @@ Each process runs `python -m unet_jax.main --jax_distributed` with 2 CPU devices
 a cluster would: one global mesh of 4 devices, each process reading its own slice of the data.
 Their validation metrics must equal those of the saved checkpoint evaluated in a single process:
 every validation image counted exactly once across processes, none dropped or doubled by the
-per-process slicing and padding.
+per-process slicing and padding, in the per-image validation (each process scores its slice,
+then the counts are all-gathered) and in the pooled pass (a psum over the global mesh).
 """
 
 import os
@@ -15,16 +16,16 @@ import sys
 import jax
 import pytest
 
-from unet_jax import inference, metric_logging, models, optim, train
+from unet_jax import evaluate, inference, metric_logging, models, optim, results, run_config, train
 from unet_jax import train_step as ts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = ['--config.num_train_steps=12', '--config.log_every_steps=4',
-             '--config.eval_every_steps=12', '--config.checkpoint_every_steps=12',
+             '--config.eval.every_steps=12', '--config.eval.pooled_every_steps=12', '--config.checkpoint_every_steps=12',
              '--config.data.num_train=64', '--config.data.num_val=21',  # Odd: uneven slices.
              '--config.data.image_size=32', '--config.data.synthetic_size=32',
              '--config.model.depth=2', '--config.model.base_width=8',
-             '--config.batch_size=8', '--config.eval_batch_size=8',
+             '--config.batch_size=8', '--config.eval.batch_size=8',
              '--config.optim.warmup_steps=1', '--config.optim.lr=0.01']  # Some lesion found.
 
 
@@ -48,15 +49,27 @@ def test_two_processes_train_and_count_every_validation_image_once(tmp_path):
   for i, (p, out) in enumerate(zip(procs, outputs, strict=True)):
     assert p.returncode == 0, f'process {i}:\n{out[-3000:]}'
     assert f'process {i}/2, 2 local / 4 global devices' in out
-  assert 'Final validation metrics' in outputs[0]  # Only process 0 prints and writes files.
+  assert 'Final validation, per image' in outputs[0]  # Only process 0 prints and writes.
+  assert 'Final validation' not in outputs[1]
 
   rows = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
-  distributed = {k[4:]: v for k, v in rows[-1].items() if k.startswith('val_')}
   assert rows[-1]['step'] == 12
-  assert 0 < distributed['dice'] < 1  # Not a degenerate all-background prediction.
+  pooled = {k[len('val_pooled_'):]: v for r in rows if r['step'] == 12 for k, v in r.items()
+            if k.startswith('val_pooled_')}
+  assert 0 < pooled['dice'] < 1  # Not a degenerate all-background prediction.
 
-  # The same checkpoint, evaluated here in one process over 8 devices.
-  config = inference.load_config(workdir)
+  # The per-image validation: each process scored its slice; together, every image once, as a
+  # single process evaluating the saved checkpoint scores them.
+  summary = results.read_run_summary(workdir)
+  assert summary['devices']['processes'] == 2 and summary['state'] == 'finished'
+  distributed = results.read_per_image_csv(
+      os.path.join(workdir, summary['final']['per_image_csv']))
+  single = evaluate.evaluate_run(workdir, output_dir=str(tmp_path / 'eval'))
+  assert single['num_images'] == len(distributed) == 21
+  assert results.read_per_image_csv(str(tmp_path / 'eval' / 'per_image.csv')) == distributed
+
+  # The pooled pass: the same checkpoint, evaluated here in one process over 8 devices.
+  config = run_config.load(workdir)
   variables, step = inference.restore_variables(config, workdir)
   assert step == 12
   state = ts.create_train_state(models.create_model(config.model),
@@ -64,7 +77,7 @@ def test_two_processes_train_and_count_every_validation_image_once(tmp_path):
                                 jax.random.key(0), config.data.image_size)
   state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
   dp = ts.make_data_parallel('shard_map', config.loss)
-  single = train.evaluate(dp, dp.place_state(state), config)
+  reference = train.evaluate_pooled(dp, dp.place_state(state), config)
   for key in ('dice', 'jaccard', 'accuracy', 'sensitivity', 'specificity'):
-    assert distributed[key] == pytest.approx(single[key], abs=1e-7), key
-  assert distributed['loss'] == pytest.approx(single['loss'], rel=1e-5)
+    assert pooled[key] == reference[key], key
+  assert pooled['loss'] == pytest.approx(reference['loss'], rel=1e-5)

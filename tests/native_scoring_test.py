@@ -9,14 +9,12 @@ conventions (empty masks, the 0.65 threshold, the > 128 binarization) fails here
 import pathlib
 
 import numpy as np
+import official_scorer  # tests/official_scorer.py
 import pytest
-from isic_challenge_scoring import metrics as official_metrics
-from isic_challenge_scoring.confusion import create_binary_confusion_matrix
-from isic_challenge_scoring.load_image import iter_image_pairs
 from isic_challenge_scoring.segmentation import SegmentationScore
 from PIL import Image
 
-from unet_jax import native_scoring
+from unet_jax import native_scoring, results
 
 # The official package's pandas code warns under pandas 3; not ours to fix.
 pytestmark = pytest.mark.filterwarnings('ignore:The inplace keyword in Series.rename')
@@ -74,27 +72,11 @@ def folders(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, dict]:
   return truth_dir, pred_dir, cases
 
 
-def _official_per_image(truth_dir, pred_dir) -> dict[str, dict[str, float]]:
-  """Per-image metrics computed by the official package's own functions."""
-  out = {}
-  for pair in iter_image_pairs(truth_dir, pred_dir):
-    cm = create_binary_confusion_matrix(pair.truth_image > 128, pair.prediction_image > 128)
-    out[pair.image_id] = {
-      'accuracy': official_metrics.binary_accuracy(cm),
-      'sensitivity': official_metrics.binary_sensitivity(cm),
-      'specificity': official_metrics.binary_specificity(cm),
-      'jaccard': official_metrics.binary_jaccard(cm),
-      'threshold_jaccard': official_metrics.binary_threshold_jaccard(cm, threshold=0.65),
-      'dice': official_metrics.binary_dice(cm),
-    }
-  return out
-
-
 def test_per_image_metrics_equal_the_official_scorer(folders):
   truth_dir, pred_dir, cases = folders
   ours = {s.image_id: s.metrics() for s in native_scoring.score_folders(str(pred_dir),
                                                                        str(truth_dir))}
-  official = _official_per_image(truth_dir, pred_dir)
+  official = official_scorer.per_image(truth_dir, pred_dir)
   assert sorted(ours) == sorted(official) == sorted(cases)
   for ident in ours:
     for metric in native_scoring.METRICS:
@@ -106,7 +88,7 @@ def test_macro_averages_equal_the_official_scorer(folders, tmp_path):
   truth_dir, pred_dir, _ = folders
   official = SegmentationScore.from_dir(truth_dir, pred_dir)
   scores = native_scoring.score_folders(str(pred_dir), str(truth_dir))
-  summary = native_scoring.write_outputs(scores, str(tmp_path))
+  summary = results.write_evaluation(scores, str(tmp_path), {})
   for metric in native_scoring.METRICS:
     assert summary['macro_average'][metric] == pytest.approx(
       float(official.macro_average[metric]), abs=1e-6), metric
@@ -127,14 +109,17 @@ def test_degenerate_cases_by_hand():
 def test_csv_round_trips_and_reproduces_the_summary(folders, tmp_path):
   truth_dir, pred_dir, cases = folders
   scores = native_scoring.score_folders(str(pred_dir), str(truth_dir))
-  summary = native_scoring.write_outputs(scores, str(tmp_path), {'note': 'x'})
+  summary = results.write_evaluation(scores, str(tmp_path), {'note': 'x'})
   header = (tmp_path / 'per_image.csv').read_text().splitlines()[0]
-  assert header.split(',') == list(native_scoring.CSV_COLUMNS)
-  again = native_scoring.read_csv(str(tmp_path / 'per_image.csv'))
+  assert header.split(',') == list(results.CSV_COLUMNS)
+  again = results.read_per_image_csv(str(tmp_path / 'per_image.csv'))
   assert again == scores
   assert [s.image_id for s in again] == sorted(cases)
   assert native_scoring.summarize(again)['macro_average'] == summary['macro_average']
-  assert summary['num_images'] == len(cases) and summary['note'] == 'x'
+  assert summary['num_images'] == len(cases) and summary['source'] == {'note': 'x'}
+  assert summary['kind'] == 'evaluation' and summary['per_image_csv'] == 'per_image.csv'
+  assert results.read_json(str(tmp_path / 'summary.json')) == summary
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['per_image.csv', 'summary.json']
 
 
 def test_missing_prediction_is_named(folders, tmp_path):

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_jax import inference, predict
+from unet_jax import inference, photos, predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.xdist_group('tiny_folder_run')
 
 
 @pytest.fixture(scope='module')
@@ -41,6 +42,7 @@ def test_cli_skips_a_corrupt_file_names_it_and_fails(run, tmp_path):
     capture_output=True, text=True, cwd=REPO, check=False,
     env={**os.environ, 'PYTHONPATH': REPO})
   assert done.returncode != 0
+  assert "Checkpoint 'best': step 1;" in done.stdout  # The default for new images, named.
   assert 'ISIC_0999999.jpg' in done.stderr
   assert 'predict [' in done.stderr  # The progress bar.
   written = sorted(os.listdir(out))
@@ -63,7 +65,7 @@ def test_predict_files_in_process_matches_the_predictor(run, tmp_path):
                                    show_progress=False)
   assert failures == []
   for path in paths:
-    expected = predictor.predict(inference.read_image(path)) >= 0.5
+    expected = predictor.predict(*photos.read_photo(path, predictor.size)) >= 0.5
     with Image.open(tmp_path / predict.mask_name(path)) as mask:
       np.testing.assert_array_equal(np.asarray(mask) == 255, expected)
   assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]  # No temp files left.

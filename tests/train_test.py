@@ -1,14 +1,31 @@
-"""The training loop end to end at tiny size: outputs, learning, checkpoints, exact resume."""
+"""The training loop end to end at tiny size: outputs, learning, checkpoints, exact resume.
+
+References are independent of the loop's own bookkeeping: TensorBoard's own event loader for the
+events, a run logging every step for the windowed training loss, `unet_jax.evaluate` restoring a
+checkpoint for the per-image validation, orbax's directory listing for what was kept.
+"""
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from configs import quickstart
-from unet_jax import checkpointing, metric_logging, models, optim, train
+from unet_jax import (
+  checkpointing,
+  evaluate,
+  metric_logging,
+  models,
+  native_scoring,
+  optim,
+  results,
+  run_config,
+  train,
+)
 from unet_jax import train_step as ts
 
 
@@ -18,43 +35,109 @@ def tiny_config(**overrides):
   config.data.synthetic_size = 48
   config.data.num_train = 64
   config.data.num_val = 20  # Not a multiple of the eval batch: the last batch is padded.
+  config.data.resize_policy = 'pad'
   config.model.depth = 2
   config.model.base_width = 8
+  config.model.dropout_rate = 0.5  # Dropout keys must follow the step for an exact resume.
+  config.model.dropout_levels = (2,)
   config.batch_size = 16
-  config.eval_batch_size = 16
   config.num_train_steps = 30
   config.log_every_steps = 5
-  config.eval_every_steps = 15
   config.checkpoint_every_steps = 10
+  config.max_checkpoints_to_keep = 1
+  config.eval.batch_size = 16
+  config.eval.every_steps = 10
+  config.eval.pooled_every_steps = 5
   config.optim.warmup_steps = 5
   config.update_from_flattened_dict(overrides)
   return config
 
 
-def test_train_and_evaluate_writes_everything_and_learns(tmp_path):
-  workdir = str(tmp_path / 'run')
-  final = train.train_and_evaluate(tiny_config(), workdir)
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+  """(config, workdir, final metrics) of one finished tiny run, shared by the read-only tests."""
+  workdir = str(tmp_path_factory.mktemp('run') / 'run')
+  config = tiny_config()
+  return config, workdir, train.train_and_evaluate(config, workdir)
 
-  with open(os.path.join(workdir, 'config.json')) as f:
-    assert json.load(f)['model']['base_width'] == 8
-  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['20', '30']  # Keeps 2.
-  assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir))
+
+@pytest.mark.xdist_group('train_run')  # One worker builds the shared run.
+def test_a_run_writes_its_summary_csvs_and_logs(run):
+  config, workdir, final = run
+  assert run_config.load(workdir).model.base_width == 8
+  summary = results.read_run_summary(workdir)
+  assert summary['state'] == 'finished' and summary['step'] == 30
+  assert summary['num_params'] == models.count_params(
+      ts.create_train_state(models.create_model(config.model), optim.create_optimizer(
+          config.optim, 30), jax.random.key(0), 32).params)
+  assert summary['devices'] == {'backend': 'cpu', 'kind': 'cpu', 'count': 8, 'processes': 1}
+  assert summary['versions']['jax'] == jax.__version__
+  assert summary['config']['model']['base_width'] == 8
+  assert summary['train_images_per_sec'] > 0 and 0 <= summary['data_wait_fraction'] < 1
+  assert summary['timing']['timed_steps'] == 29  # The first, compiling step is not timed.
+  # The final entry: the native validation of step 30, as its CSV says, plus the pooled pass.
+  assert summary['final'] == summary['latest'] and summary['final']['step'] == 30
+  scores = results.read_per_image_csv(os.path.join(workdir, summary['final']['per_image_csv']))
+  assert len(scores) == 20 and {(s.height, s.width) for s in scores} == {(48, 48)}
+  macro = native_scoring.summarize(scores)['macro_average']
+  assert {k: v for k, v in final.items() if not k.startswith('pooled_')} == macro
+  assert summary['final']['metrics'] == final and 'pooled_dice' in final
+  assert sorted(os.listdir(os.path.join(workdir, 'validation'))) == [
+      'step_10.csv', 'step_20.csv', 'step_30.csv']
 
   rows = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   train_rows = [r for r in rows if 'train_loss' in r]
   assert [r['step'] for r in train_rows] == [5, 10, 15, 20, 25, 30]
   assert {'train_images_per_sec', 'train_data_wait_fraction', 'train_lr'} <= set(train_rows[-1])
   assert train_rows[-1]['train_loss'] < 0.8 * train_rows[0]['train_loss']  # It learns.
-  val_rows = [r for r in rows if 'val_dice' in r]
-  assert [r['step'] for r in val_rows] == [15, 30]
-  assert val_rows[-1]['val_dice'] == pytest.approx(final['dice'])
-  assert set(final) == {'loss', 'dice', 'jaccard', 'accuracy', 'sensitivity', 'specificity'}
+  assert [r['step'] for r in rows if 'val_pooled_dice' in r] == [5, 10, 15, 20, 25, 30]
+  native_rows = [r for r in rows if 'val_threshold_jaccard' in r]
+  assert [r['step'] for r in native_rows] == [10, 20, 30]
+  assert {k[4:] for k in native_rows[-1] if k.startswith('val_') and 'pooled' not in k} == set(
+      config.eval.metrics)
+  assert native_rows[-1]['val_dice'] == pytest.approx(final['dice'])
 
 
-def _final_params(workdir):
-  manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), every_steps=1,
-                                         max_to_keep=5)
-  config = tiny_config()
+@pytest.mark.xdist_group('train_run')  # One worker builds the shared run.
+def test_the_best_checkpoint_is_kept_beside_the_last_and_scores_as_recorded(run):
+  _, workdir, _ = run
+  summary = results.read_run_summary(workdir)
+  best = summary['best']
+  rows = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  history = {r['step']: r['val_threshold_jaccard'] for r in rows if 'val_threshold_jaccard' in r}
+  # The first step with the highest value (a later tie is not an improvement).
+  want = min(s for s, v in history.items() if v == max(history.values()))
+  assert best['step'] == want and best['value'] == history[want]
+  # max_checkpoints_to_keep=1: the last checkpoint, and the best one; never step 1.
+  assert sorted(int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints'))) == sorted(
+      {30, want})
+  # Restored and scored by evaluate: the CSV the run recorded for that step, image by image.
+  out = evaluate.evaluate_run(workdir, checkpoint='best', output_dir=os.path.join(workdir, 'e'))
+  assert out['source']['step'] == want and out['source']['selected_on_this_split']
+  recorded = results.read_per_image_csv(os.path.join(workdir, best['per_image_csv']))
+  assert results.read_per_image_csv(os.path.join(workdir, 'e', 'per_image.csv')) == recorded
+
+
+def test_best_and_last_checkpoints_both_survive_pruning(tmp_path):
+  manager = checkpointing.create_manager(str(tmp_path), max_to_keep=2)
+  state = {'x': np.zeros(3, np.float32)}
+  for step, selection in [(10, 0.2), (20, None), (30, 0.6), (40, None), (50, None), (60, None)]:
+    checkpointing.save(manager, step, state, selection=selection)
+  manager.wait_until_finished()
+  assert sorted(int(n) for n in os.listdir(tmp_path)) == [30, 50, 60]
+  assert checkpointing.best(manager) == (30, 0.6)
+  assert checkpointing.resolve_step(manager, 'best', 60) == 30
+  assert checkpointing.resolve_step(manager, 'final', 60) == 60
+  assert checkpointing.resolve_step(manager, 'latest', 70) == 60
+  with pytest.raises(ValueError, match='has not finished'):
+    checkpointing.resolve_step(manager, 'final', 70)
+  with pytest.raises(ValueError, match=r'holds steps \[30, 50, 60\]'):
+    checkpointing.resolve_step(manager, '40', 60)
+  manager.close()
+
+
+def _final_params(workdir, config):
+  manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=5)
   model = models.create_model(config.model)
   target = ts.create_train_state(model, optim.create_optimizer(config.optim, 30),
                                  jax.random.key(0), config.data.image_size)
@@ -63,34 +146,84 @@ def _final_params(workdir):
   return state, step
 
 
-def test_resume_continues_exactly_where_it_stopped(tmp_path):
-  """A run stopped at step 10 and started again ends with the same parameters as one that ran
-  straight through: the data order, augmentation and dropout keys all follow the step."""
-  straight, interrupted = str(tmp_path / 'straight'), str(tmp_path / 'interrupted')
-  config = tiny_config(num_train_steps=20,
-                       **{'model.dropout_rate': 0.5, 'model.dropout_levels': (2,)})
-  train.train_and_evaluate(config, straight)
-  train.train_and_evaluate(config, interrupted, stop_after_step=10)  # As if pre-empted.
-  assert _final_params(interrupted)[1] == 10
-  train.train_and_evaluate(config, interrupted)
+def _events(workdir):
+  """{tag: [steps]} as TensorBoard itself reads the run's event files."""
+  loader = event_accumulator.EventAccumulator(workdir, size_guidance={'scalars': 0, 'tensors': 0})
+  loader.Reload()
+  return {tag: [e.step for e in loader.Tensors(tag)] for tag in loader.Tags()['tensors']}
 
-  resumed, step = _final_params(interrupted)
-  reference, _ = _final_params(straight)
-  assert step == 20
+
+@pytest.mark.xdist_group('train_run')  # One worker builds the shared run.
+def test_resume_is_exact_and_logs_each_step_once(tmp_path, run):
+  """Stopped at step 10 (checkpointed), and crashed after logging up to step 20 with its
+  checkpoint lost and a half-written line: resuming ends with the parameters and metrics of
+  the uninterrupted run, and every step logged once (checked with TensorBoard's loader)."""
+  config, straight, final = run
+  workdir = str(tmp_path / 'interrupted')
+  train.train_and_evaluate(config, workdir, stop_after_step=10)  # As if pre-empted.
+  assert results.read_run_summary(workdir)['state'] == 'stopped'
+  assert _final_params(workdir, config)[1] == 10
+  train.train_and_evaluate(config, workdir, stop_after_step=20)
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '20'))  # Killed before this save landed.
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
+    f.write('{"step": 21, "train_lo')  # Killed mid-line.
+  again = train.train_and_evaluate(config, workdir)
+
+  resumed, step = _final_params(workdir, config)
+  reference, _ = _final_params(straight, config)
+  assert step == 30
   for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(reference.params), strict=True):
     np.testing.assert_array_equal(a, b)
+  assert again == final
+  def values(run_dir):  # Every logged value but the timings, row by row.
+    rows = metric_logging.read_jsonl(os.path.join(run_dir, 'metrics.jsonl'))
+    return [{k: v for k, v in r.items() if 'per_sec' not in k and 'wait' not in k} for r in rows]
+
+  assert [r['step'] for r in values(workdir) if 'train_loss' in r] == [5, 10, 15, 20, 25, 30]
+  assert values(workdir) == values(straight)
+  events = _events(workdir)
+  assert events['train_loss'] == [5, 10, 15, 20, 25, 30]
+  assert events['val_threshold_jaccard'] == [10, 20, 30]
+  assert events == _events(straight)
+  summary = results.read_run_summary(workdir)
+  # Throughput counts every step trained, the redone ones too: 9 + 9 + 19 after compiling.
+  assert summary['state'] == 'finished' and summary['timing']['timed_steps'] == 37
+
+
+def test_the_logged_loss_is_the_mean_over_its_window(tmp_path):
+  every = tiny_config(num_train_steps=10, log_every_steps=1, **{'eval.every_steps': 0,
+                                                                'eval.pooled_every_steps': 0})
+  train.train_and_evaluate(every, str(tmp_path / 'every'))
+  windowed = tiny_config(num_train_steps=10, log_every_steps=5, **{'eval.every_steps': 0,
+                                                                   'eval.pooled_every_steps': 0})
+  train.train_and_evaluate(windowed, str(tmp_path / 'windowed'))
+  per_step = {r['step']: r['train_loss'] for r in metric_logging.read_jsonl(
+      str(tmp_path / 'every' / 'metrics.jsonl')) if 'train_loss' in r}
+  logged = {r['step']: r['train_loss'] for r in metric_logging.read_jsonl(
+      str(tmp_path / 'windowed' / 'metrics.jsonl')) if 'train_loss' in r}
+  assert logged == pytest.approx({5: np.mean([per_step[s] for s in range(1, 6)]),
+                                  10: np.mean([per_step[s] for s in range(6, 11)])}, rel=1e-6)
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path):
   # Also the pmap path end to end (train_step_test checks its step against shard_map's).
   workdir = str(tmp_path / 'run')
-  config = tiny_config(num_train_steps=10, eval_every_steps=10, parallelism='pmap')
+  config = tiny_config(num_train_steps=10, parallelism='pmap')
   first = train.train_and_evaluate(config, workdir)
   rows_before = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   again = train.train_and_evaluate(config, workdir)
-  rows_after = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
-  assert again == pytest.approx(first)
-  assert not [r for r in rows_after[len(rows_before):] if 'train_loss' in r]
+  assert again == first
+  assert metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl')) == rows_before
+
+
+def test_a_diverging_run_is_recorded_as_failed(tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(num_train_steps=10, **{'optim.lr': 1e30, 'optim.grad_clip_norm': 0.0,
+                                              'optim.schedule': 'constant'})
+  with pytest.raises(FloatingPointError, match='Step 5'):
+    train.train_and_evaluate(config, workdir)
+  summary = results.read_run_summary(workdir)
+  assert summary['state'] == 'failed' and 'FloatingPointError' in summary['error']
 
 
 def test_config_errors_come_before_compiling(tmp_path):
@@ -98,4 +231,23 @@ def test_config_errors_come_before_compiling(tmp_path):
     train.train_and_evaluate(tiny_config(batch_size=12), str(tmp_path / 'a'))
   with pytest.raises(ValueError, match='config.data.image_size=30'):
     train.train_and_evaluate(tiny_config(**{'data.image_size': 30}), str(tmp_path / 'b'))
+  with pytest.raises(ValueError, match='config.eval.best_metric'):
+    train.train_and_evaluate(tiny_config(**{'eval.best_metric': 'pooled_loss'}),
+                             str(tmp_path / 'c'))
   assert not os.path.exists(tmp_path / 'a' / 'checkpoints')
+
+
+@pytest.mark.xdist_group('train_run')  # One worker builds the shared run.
+def test_a_config_json_from_before_a_rename_names_the_new_field(tmp_path, run):
+  _, workdir, _ = run
+  old = str(tmp_path / 'old')
+  shutil.copytree(workdir, old)
+  with open(os.path.join(old, 'config.json')) as f:
+    tree = json.load(f)
+  tree['eval_every_steps'] = tree['eval'].pop('pooled_every_steps')
+  with open(os.path.join(old, 'config.json'), 'w') as f:
+    json.dump(tree, f)
+  with pytest.raises(ValueError, match=r'eval_every_steps is now eval\.pooled_every_steps'):
+    train.train_and_evaluate(tiny_config(), old)
+  with pytest.raises(ValueError, match=r'eval\.pooled_every_steps'):
+    evaluate.evaluate_run(old)

@@ -1,44 +1,125 @@
-"""Orbax checkpoints of the train state: periodic saves, the last K kept, resume from the latest.
+"""Orbax checkpoints of the train state: the last K, the best one, and which one a command loads.
+
+One `CheckpointManager` per run (`<workdir>/checkpoints/<step>/`). What it keeps:
+  * the last `max_to_keep` checkpoints (resume reads the latest), and
+  * the best one: a checkpoint saved because the validation selection metric improved carries
+    that value as orbax metrics ({'selection': value}), and orbax's `BestN` policy keeps the one
+    with the highest value whatever the pruning of the last K. Checkpoints saved only because of
+    their period carry no metrics and are never taken for the best.
+The training loop decides when to save (`save(..., force=True)`): no step-1 checkpoint, unlike
+orbax's default initial-save policy.
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete, so an
 interrupted save never leaves a checkpoint that looks finished.
 """
 
 import logging
+import os
 
 import jax
 import orbax.checkpoint as ocp
 
-
-def create_manager(directory: str, *, every_steps: int, max_to_keep: int) -> ocp.CheckpointManager:
-  """A manager that saves every `every_steps` steps (and whenever forced) and keeps the last K."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_interval_steps=every_steps,
-                                         create=True)
-  return ocp.CheckpointManager(directory, options=options)
+SELECTION = 'selection'
+# What `--checkpoint` accepts besides a step number.
+CHOICES = ('best', 'final', 'latest')
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, *, force: bool = False) -> bool:
-  """Saves `state` at `step` if the interval says so (or `force`); returns whether it saved."""
-  return manager.save(step, args=ocp.args.StandardSave(state), force=force)
+def _selection(metrics) -> float:
+  return float(metrics[SELECTION])
+
+
+def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager:
+  """A manager that keeps the last `max_to_keep` checkpoints and the best one (see above)."""
+  policies = ocp.checkpoint_managers
+  keep = policies.AnyPreservationPolicy([
+      policies.LatestN(n=max_to_keep),
+      policies.BestN(get_metric_fn=_selection, reverse=False, n=1,
+                     keep_checkpoints_without_metrics=False),
+  ])
+  options = ocp.CheckpointManagerOptions(best_fn=_selection, best_mode='max',
+                                         preservation_policy=keep, create=True)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, *, selection: float | None = None):
+  """Saves `state` at `step`; `selection` marks it as the new best with that metric value."""
+  metrics = None if selection is None else {SELECTION: float(selection)}
+  manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+
+
+def best(manager: ocp.CheckpointManager) -> tuple[int, float] | None:
+  """(step, selection value) of the best checkpoint, or None if none was saved as a best."""
+  scored = [(_selection(m), step) for step in manager.all_steps()
+            if (m := manager.metrics(step)) is not None]
+  if not scored:
+    return None
+  value, step = max(scored)  # On a tie, the later step, as orbax's BestN keeps.
+  return step, value
+
+
+def restore(manager: ocp.CheckpointManager, step: int, target):
+  """The checkpoint of `step` restored into the structure, dtypes and shardings of `target`.
+
+  A checkpoint of another model fails with the config fields to compare, not only orbax's
+  shape message.
+  """
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  except ValueError as error:
+    if 'shape' not in str(error).lower():
+      raise
+    raise ValueError(
+        f'The checkpoint of step {step} in {manager.directory} does not fit the model of this '
+        f'config ({error}). It was written by a run with another config.model (or image size); '
+        'compare the config.json in its workdir with this config.') from error
 
 
 def restore_latest(manager: ocp.CheckpointManager, target):
-  """The latest checkpoint restored into the structure, dtypes and shardings of `target`.
-
-  Returns (state, step), or (target, None) when the directory holds no checkpoint yet.
-  """
+  """(state, step) of the latest checkpoint, or (target, None) when there is none yet."""
   step = manager.latest_step()
   if step is None:
     return target, None
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+  return restore(manager, step, target), step
+
+
+def resolve_step(manager: ocp.CheckpointManager, which: str, num_train_steps: int) -> int:
+  """The step that `--checkpoint WHICH` names: 'best', 'final', 'latest' or a step number."""
+  steps = manager.all_steps()
+  where = os.fspath(manager.directory)
+  if not steps:
+    raise FileNotFoundError(f'No checkpoint in {where!r}; train the run first.')
+  if which == 'latest':
+    return max(steps)
+  if which == 'final':
+    if num_train_steps not in steps:
+      raise ValueError(f'The run in {where!r} has not finished: its latest checkpoint is step '
+                       f'{max(steps)} of config.num_train_steps={num_train_steps}. Use '
+                       '--checkpoint=latest, or train it to the end.')
+    return num_train_steps
+  if which == 'best':
+    found = best(manager)
+    if found is None:
+      raise ValueError(f'No best checkpoint in {where!r} (none was validated yet); use '
+                       '--checkpoint=latest.')
+    return found[0]
+  try:
+    step = int(which)
+  except ValueError:
+    raise ValueError(f'--checkpoint={which!r} is not one of {CHOICES} or a step number.') from None
+  if step not in steps:
+    raise ValueError(f'No checkpoint of step {step} in {where!r}; it holds steps {steps}.')
+  return step
 
 
 class QuietOrbax(logging.Filter):
-  """Drops orbax's INFO chatter (a dozen lines per save or restore) from a log; keeps warnings.
+  """Drops orbax's INFO chatter (a dozen lines per save or restore) from a log; keeps warnings,
+  except the one orbax gives for each periodic save (no selection metric: not a best candidate).
 
   Add it to a command's handler: `absl.logging.get_absl_handler().addFilter(QuietOrbax())`.
   """
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+    if '/orbax/' not in record.pathname:
+      return True
+    return record.levelno >= logging.WARNING and 'did not provide metrics' not in record.getMessage()

@@ -1,14 +1,17 @@
 r"""Scores segmentations at native resolution, as the ISIC 2018 Task 1 challenge does.
 
 Two modes, the same outputs (`per_image.csv`: counts and metrics per image; `summary.json`:
-macro averages, the challenge's figures, with 'overall' = mean threshold Jaccard):
+macro averages, the challenge's figures, with 'overall' = mean threshold Jaccard; both files'
+schemas are in unet_jax/results.py):
 
 1. A trained run:
-     python -m unet_jax.evaluate --workdir W [--split val] [--tta] [--output DIR]
-   predicts every image of the split (from the run's config; --images/--truth folders instead)
-   at the training resolution, maps the probabilities back onto the image's own grid with the
-   run's resize policy, thresholds at --threshold and scores against the native mask.
-   Default output: <workdir>/eval_<split>/.
+     python -m unet_jax.evaluate --workdir W [--checkpoint final|best|latest|STEP] [--split val]
+         [--tta] [--output DIR]
+   predicts every image of the split (from the run's config and data source, 'isic' included;
+   --images/--truth folders instead) at the training resolution, through the same decoding and
+   resizing as training (unet_jax.photos), maps the probabilities back onto the image's own grid
+   with the run's resize policy, thresholds at --threshold and scores against the native mask.
+   Default output: <workdir>/eval_<split>/ (final checkpoint), eval_<split>_<checkpoint>/ (other).
 2. Any prediction folder:
      python -m unet_jax.evaluate --predictions DIR --truth DIR [--output DIR]
    scores 8-bit masks made by anything (e.g. unet_jax.predict) against the ground truth, pairing
@@ -19,119 +22,21 @@ so mode 2 on a folder gives its numbers, and mode 1 gives what mode 2 would give
 `unet_jax.predict` writes for the same run.
 """
 
-import dataclasses
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
 
-import ml_collections
-import numpy as np
 from absl import app, flags, logging
 
-from unet_jax import (
-  checkpointing,
-  inference,
-  input_pipeline,
-  native_scoring,
-  resize_policy,
-  synthetic,
-)
+from unet_jax import checkpointing, evaluation, inference, native_scoring, results
 
 FLAGS = flags.FLAGS
-
-
-@dataclasses.dataclass(frozen=True)
-class Example:
-  """One image to evaluate, loaded on demand (ISIC photos are tens of megabytes decoded)."""
-
-  image_id: str
-  load_image: Callable[[], np.ndarray]  # uint8 [H, W, 3]
-  load_truth: Callable[[], np.ndarray]  # bool [H', W'], the native ground truth
-
-
-def folder_examples(image_paths: Sequence[str], truth_paths: Sequence[str]) -> list[Example]:
-  """Examples from matching lists of image files and 8-bit mask files."""
-  return [
-    Example(native_scoring.image_id(image),
-            lambda p=image: inference.read_image(p),
-            lambda p=truth: native_scoring.binarize(native_scoring.read_mask(p)))
-    for image, truth in zip(image_paths, truth_paths, strict=True)
-  ]
-
-
-def dir_examples(images_dir: str, truth_dir: str) -> list[Example]:
-  """Every mask in `truth_dir` with its image in `images_dir`, paired by id."""
-  truth = native_scoring.list_masks(truth_dir)
-  images = {}
-  for name in sorted(os.listdir(images_dir)):
-    if not name.startswith('.') and name.lower().endswith(inference.IMAGE_EXTS):
-      images.setdefault(native_scoring.image_id(name), os.path.join(images_dir, name))
-  missing = sorted(set(truth) - set(images))
-  if missing:
-    raise FileNotFoundError(f'{len(missing)} truth mask(s) have no image in {images_dir!r}, '
-                            f'e.g. {missing[:5]}.')
-  ids = sorted(truth)
-  return folder_examples([images[i] for i in ids], [truth[i] for i in ids])
-
-
-def split_examples(config: ml_collections.ConfigDict, split: str) -> list[Example]:
-  """The examples of a split of the run's data source, at their native resolution.
-
-  'folder': the k-fold split's files. 'synthetic': the split's images drawn at
-  config.data.synthetic_size, before the pipeline's resize. Other sources: pass --images/--truth.
-  """
-  data = config.data
-  if data.source == 'folder':
-    _, image_paths, mask_paths = input_pipeline.folder_split(data, split)
-    return folder_examples(image_paths, mask_paths)
-  if data.source == 'synthetic':
-    n = data.num_train if split == 'train' else data.num_val
-    seed = config.seed
-    if split != 'train':  # The pipeline's validation seed (input_pipeline._uncached_source).
-      seed += input_pipeline.SYNTHETIC_VAL_SEED_OFFSET
-    images, masks = synthetic.make_dataset(n, data.synthetic_size, data.synthetic_size, seed)
-    return [Example(f'synthetic_{split}_{k:05d}', lambda k=k: images[k],
-                    lambda k=k: masks[k].astype(bool)) for k in range(n)]
-  raise ValueError(f'Evaluating config.data.source={data.source!r} from the config is not '
-                   'supported; pass --images and --truth folders instead.')
-
-
-def score_examples(
-  predictor: inference.Predictor,
-  examples: Sequence[Example],
-  *,
-  threshold: float = 0.5,
-  show_progress: bool = False,
-) -> list[native_scoring.ImageScore]:
-  """Predicts and scores each example at the truth mask's resolution.
-
-  When the stored image is smaller than its truth mask (a prepared dataset keeps images at the
-  training scale, masks at native size), the probabilities are resized onto the mask's grid
-  before thresholding, exactly as for a native image.
-  """
-  progress = inference.Progress(len(examples), 'evaluate ') if show_progress else None
-
-  def items() -> Iterator[tuple[Example, np.ndarray]]:
-    for example in examples:
-      yield example, example.load_image()
-
-  scores = []
-  for example, probs in predictor.predict_images(items()):
-    truth = example.load_truth()
-    if probs.shape != truth.shape:
-      probs = resize_policy.resize_2d(probs, *truth.shape)
-    scores.append(native_scoring.score_image(example.image_id, truth, probs >= threshold))
-    if progress:
-      progress.update(example.image_id)
-  if progress:
-    progress.close()
-  return scores
 
 
 def evaluate_run(
   workdir: str,
   *,
-  split: str | None = None,
+  checkpoint: str = 'final',
+  split: str = 'val',
   images_dir: str | None = None,
   truth_dir: str | None = None,
   output_dir: str | None = None,
@@ -141,36 +46,49 @@ def evaluate_run(
   show_progress: bool = False,
   predictor: inference.Predictor | None = None,
 ) -> dict:
-  """Mode 1: scores a run's latest checkpoint; writes the CSV and summary; returns the summary.
+  """Mode 1: scores a checkpoint of a run; writes the CSV and summary; returns the summary.
 
-  `predictor` (instead of loading the checkpoint; then `tta` and `batch_size` are its own) lets a
-  caller that already holds the model, e.g. a training loop, score it without a restore.
+  `predictor` (instead of loading the checkpoint; then `checkpoint`, `tta` and `batch_size` are
+  its own) lets a caller that already holds the model score it without a restore.
   """
   if predictor is None:
-    predictor = inference.load_predictor(workdir, tta=tta, batch_size=batch_size)
-  if images_dir or truth_dir:
-    if not (images_dir and truth_dir):
-      raise ValueError('--images and --truth go together.')
-    examples, split = dir_examples(images_dir, truth_dir), split or 'folder'
+    predictor = inference.load_predictor(workdir, checkpoint=checkpoint, tta=tta,
+                                         batch_size=batch_size)
+  if bool(images_dir) != bool(truth_dir):
+    raise ValueError('--images and --truth go together.')
+  if images_dir:
+    split = 'folder'
+    ids, _ = evaluation.dir_ids(images_dir, truth_dir)
+    examples = evaluation.iter_dirs(images_dir, truth_dir, predictor.size)
   else:
-    split = split or predictor.config.data.get('eval_split', 'val')
-    examples = split_examples(predictor.config, split)
-  if not examples:
+    ids = evaluation.split_ids(predictor.config, split)
+    examples = evaluation.iter_split(predictor.config, split, ids)
+  if not ids:
     raise ValueError(f'The {split!r} split has no examples.')
-  scores = score_examples(predictor, examples, threshold=threshold, show_progress=show_progress)
-  output_dir = output_dir or os.path.join(workdir, f'eval_{split}')
-  extra = {'workdir': os.path.abspath(workdir), 'split': split, 'step': predictor.step,
-           'resize_policy': predictor.policy, 'image_size': predictor.size, 'tta': predictor.tta,
-           'threshold': threshold}
-  return native_scoring.write_outputs(scores, output_dir, extra)
+  progress = inference.Progress(len(ids), 'evaluate ') if show_progress else None
+  scores = evaluation.score(predictor, examples, threshold=threshold, progress=progress)
+  scores.sort(key=lambda s: s.image_id)
+  which = predictor.checkpoint or str(predictor.step)
+  output_dir = output_dir or default_output(workdir, split, which)
+  source = {'workdir': os.path.abspath(workdir), 'split': split, 'checkpoint': which,
+            'step': predictor.step, 'selected_on_this_split': which == 'best' and split == 'val',
+            'resize_policy': predictor.policy, 'image_size': predictor.size, 'tta': predictor.tta,
+            'threshold': threshold}
+  return results.write_evaluation(scores, output_dir, source)
+
+
+def default_output(workdir: str, split: str, checkpoint: str) -> str:
+  """<workdir>/eval_<split> for the final checkpoint, eval_<split>_<checkpoint> for another."""
+  suffix = '' if checkpoint == 'final' else f'_{checkpoint}'
+  return os.path.join(workdir, f'eval_{split}{suffix}')
 
 
 def evaluate_folders(predictions_dir: str, truth_dir: str, output_dir: str | None = None) -> dict:
   """Mode 2: scores a folder of masks against the truth; writes the CSV and summary."""
   scores = native_scoring.score_folders(predictions_dir, truth_dir)
   output_dir = output_dir or os.path.normpath(predictions_dir) + '_eval'
-  extra = {'predictions': os.path.abspath(predictions_dir), 'truth': os.path.abspath(truth_dir)}
-  return native_scoring.write_outputs(scores, output_dir, extra)
+  source = {'predictions': os.path.abspath(predictions_dir), 'truth': os.path.abspath(truth_dir)}
+  return results.write_evaluation(scores, output_dir, source)
 
 
 def format_summary(summary: dict) -> str:
@@ -183,20 +101,25 @@ def format_summary(summary: dict) -> str:
 def define_flags() -> None:
   """The CLI's flags; defined only when run as a program, so importing the module never clashes
   with another CLI's flags (unet_jax.predict has flags of the same names)."""
-  flags.DEFINE_string('workdir', None, 'Mode 1: a training run to evaluate (latest checkpoint).')
-  flags.DEFINE_string('split', None, "Mode 1: the split to evaluate ('val' or 'train'); "
-                      "default: config.data.eval_split if the run has it, else 'val'.")
+  flags.DEFINE_string('workdir', None, 'Mode 1: a training run to evaluate.')
+  flags.DEFINE_string('checkpoint', 'final', "Mode 1: which checkpoint: 'final' (the end of "
+                      "training), 'best' (the best validation score; selected on the 'val' "
+                      "split, so its 'val' numbers are optimistic), 'latest', or a step number.")
+  flags.DEFINE_string('split', 'val', "Mode 1: the split to evaluate: 'val', 'train', or 'test' "
+                      "(ISIC source only); 'val' is the run's own validation split (its fold).")
   flags.DEFINE_string('images', None, 'Mode 1: evaluate these images instead of a split (with '
                       '--truth).')
   flags.DEFINE_string('truth', None, 'Ground-truth masks (8-bit, lesion > 128), e.g. '
                       'ISIC2018_Task1_Training_GroundTruth. Mode 2 needs it; mode 1 with --images.')
   flags.DEFINE_string('predictions', None, 'Mode 2: a folder of predicted masks to score.')
   flags.DEFINE_string('output', None, 'Where per_image.csv and summary.json go. Default: '
-                      '<workdir>/eval_<split> (mode 1), <predictions>_eval (mode 2).')
+                      '<workdir>/eval_<split> for the final checkpoint, '
+                      '<workdir>/eval_<split>_<checkpoint> for another (mode 1), '
+                      '<predictions>_eval (mode 2).')
   flags.DEFINE_bool('tta', False, 'Mode 1: flip test-time augmentation (4x compute).')
   flags.DEFINE_float('threshold', 0.5, 'Mode 1: lesion where the probability >= this.')
   flags.DEFINE_integer('batch_size', None, "Mode 1: tiles per forward pass; default: the run's "
-                       'eval_batch_size.')
+                       'config.eval.batch_size.')
 
 
 def main(argv) -> int:
@@ -211,13 +134,21 @@ def main(argv) -> int:
       raise app.UsageError('--predictions needs --truth.')
     summary = evaluate_folders(FLAGS.predictions, FLAGS.truth, FLAGS.output)
   else:
+    predictor = inference.load_predictor(FLAGS.workdir, checkpoint=FLAGS.checkpoint,
+                                         tta=FLAGS.tta, batch_size=FLAGS.batch_size)
+    print(f'Checkpoint {FLAGS.checkpoint!r}: step {predictor.step}.', flush=True)
     summary = evaluate_run(FLAGS.workdir, split=FLAGS.split, images_dir=FLAGS.images,
-                           truth_dir=FLAGS.truth, output_dir=FLAGS.output, tta=FLAGS.tta,
-                           threshold=FLAGS.threshold, batch_size=FLAGS.batch_size,
-                           show_progress=True)
+                           truth_dir=FLAGS.truth, output_dir=FLAGS.output,
+                           threshold=FLAGS.threshold, show_progress=True, predictor=predictor)
+    if summary['source']['selected_on_this_split']:
+      print("Note: the 'best' checkpoint was selected on this split; its numbers here are "
+            'optimistic. Report the final checkpoint, or another split.', flush=True)
   print(format_summary(summary), flush=True)
-  out = FLAGS.output or (os.path.join(FLAGS.workdir, f'eval_{summary["split"]}') if FLAGS.workdir
-                         else os.path.normpath(FLAGS.predictions) + '_eval')
+  if FLAGS.predictions:
+    out = FLAGS.output or os.path.normpath(FLAGS.predictions) + '_eval'
+  else:
+    out = FLAGS.output or default_output(FLAGS.workdir, summary['source']['split'],
+                                         summary['source']['checkpoint'])
   print(f'Wrote {os.path.join(out, "per_image.csv")} and summary.json.', flush=True)
   logging.flush()
   return 0

@@ -1,12 +1,13 @@
-"""A trained run as a function from native images to native-resolution lesion probabilities.
+"""A trained run as a function from photos to native-resolution lesion probabilities.
 
-`load_predictor(workdir)` rebuilds what training built -- the config from `<workdir>/config.json`,
-the model from `config.model`, the latest checkpoint -- and returns a `Predictor`. Its
-`predict_images` turns each image into the model's tiles with the run's resize policy
+`load_predictor(workdir, checkpoint=...)` rebuilds what training built -- the config from
+`<workdir>/config.json`, the model from `config.model`, the chosen checkpoint -- and returns a
+`Predictor`. Its `predict_images` takes each photo as `unet_jax.photos` decodes it (the one
+preprocessing path training takes too), makes the model's tiles with the run's resize policy
 (`unet_jax.resize_policy`), normalizes them as training did, runs one jitted forward pass per
-batch of tiles, and maps the probabilities back onto the image's own H x W grid. Evaluation
-(`unet_jax.evaluate`) and prediction (`unet_jax.predict`) share this path, so the masks we score
-are exactly the masks we would submit.
+batch of tiles, and maps the probabilities back onto the photo's native H x W grid. The in-loop
+validation (`unet_jax.validation`), `evaluate` and `predict` share this path, so the masks we
+score are exactly the masks we would submit.
 
 Tiles of consecutive images are batched together and the last batch is padded to the fixed batch
 size, so the forward pass compiles once whatever the number of images or tiles per image.
@@ -14,7 +15,6 @@ size, so the forward pass compiles once whatever the number of images or tiles p
 
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
@@ -25,10 +25,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
-import tensorflow as tf
 
-# Imported for its side effect: it hides TF's GPUs/TPUs, as TF only decodes images here.
+# input_pipeline is imported for its side effect: it hides TF's GPUs/TPUs (TF only decodes here).
 from unet_jax import (
   checkpointing,
   input_pipeline,  # noqa: F401
@@ -36,31 +34,22 @@ from unet_jax import (
   normalization,
   optim,
   resize_policy,
+  run_config,
 )
 from unet_jax import train_step as ts
 
 Key = TypeVar('Key')
+# An image to predict: (key, uint8 [h, w, 3] as `unet_jax.photos` decoded it, native (H, W) or
+# None when the image is at its native size).
+Item = tuple[Any, np.ndarray, tuple[int, int] | None]
 
 
-def resize_policy_of(config: ml_collections.ConfigDict) -> str:
-  """The run's resize policy; runs from before the setting existed stretched their images."""
-  return config.data.get('resize_policy', 'stretch')
+def restore_variables(config: ml_collections.ConfigDict, workdir: str,
+                      checkpoint: str = 'latest') -> tuple[dict, int]:
+  """({'params', 'batch_stats'}, step) of a checkpoint in `<workdir>/checkpoints`.
 
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The resolved config a run wrote into its workdir (train.write_config)."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path!r} does not exist: is {workdir!r} the workdir of a training '
-                            'run (python -m unet_jax.main --workdir ...)?')
-  with open(path, encoding='utf-8') as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def restore_variables(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, int]:
-  """({'params', 'batch_stats'}, step) of the latest checkpoint in `<workdir>/checkpoints`.
-
-  The restore target is the whole train state as training builds it, so orbax checks every shape
+  `checkpoint` is 'best', 'final', 'latest' or a step (`checkpointing.resolve_step`). The
+  restore target is the whole train state as training builds it, so orbax checks every shape
   and dtype against the config instead of trusting the files; it is abstract (`jax.eval_shape`),
   so nothing is initialized or compiled just to be overwritten.
   """
@@ -72,13 +61,10 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str) -> tuple[
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                           abstract)
   ckpt_dir = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  manager = checkpointing.create_manager(ckpt_dir, every_steps=config.checkpoint_every_steps,
-                                         max_to_keep=config.max_checkpoints_to_keep)
+  manager = checkpointing.create_manager(ckpt_dir, max_to_keep=config.max_checkpoints_to_keep)
   try:
-    step = manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'No checkpoint in {ckpt_dir!r}; train the run first.')
-    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    step = checkpointing.resolve_step(manager, checkpoint, config.num_train_steps)
+    state = checkpointing.restore(manager, step, abstract)
   finally:
     manager.close()
   return {'params': state.params, 'batch_stats': state.batch_stats}, int(step)
@@ -90,11 +76,12 @@ class Predictor:
 
   Attributes:
     config: the run's config (image_size, normalize, resize policy, model).
-    variables: {'params', 'batch_stats'}.
+    variables: {'params', 'batch_stats'}; the training loop swaps in the live state's.
     batch_size: tiles per forward pass (the last batch is padded to it).
     tta: average the probabilities of the image and its horizontal, vertical and double flips
       (the flips training augments with), at 4x the compute.
     step: the checkpoint's step, for the record.
+    checkpoint: which checkpoint that is ('best', 'final', 'latest' or the step), for the record.
   """
 
   config: ml_collections.ConfigDict
@@ -102,6 +89,7 @@ class Predictor:
   batch_size: int
   tta: bool = False
   step: int | None = None
+  checkpoint: str | None = None
   _forward: Callable | None = dataclasses.field(default=None, repr=False)
 
   def __post_init__(self):
@@ -118,7 +106,7 @@ class Predictor:
 
   @property
   def policy(self) -> str:
-    return resize_policy_of(self.config)
+    return self.config.data.resize_policy
 
   def tile_probs(self, tiles: np.ndarray) -> np.ndarray:
     """float32 [n, S, S] probabilities of raw 0..255 tiles [n, S, S, 3], n of any size."""
@@ -133,19 +121,20 @@ class Predictor:
       out.append(np.asarray(self._forward(self.variables, chunk))[: self.batch_size - pad])
     return np.concatenate(out) if out else np.zeros((0, self.size, self.size), np.float32)
 
-  def predict(self, image: np.ndarray) -> np.ndarray:
-    """float32 [H, W] lesion probabilities of one uint8 [H, W, 3] image."""
-    return next(self.predict_images([(None, image)]))[1]
+  def predict(self, image: np.ndarray, native_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """float32 [H, W] lesion probabilities of one uint8 image (see `Item`)."""
+    return next(self.predict_images([(None, image, native_shape)]))[1]
 
-  def predict_images(
-    self, items: Iterable[tuple[Key, np.ndarray]]
-  ) -> Iterator[tuple[Key, np.ndarray]]:
-    """(key, probabilities [H, W]) for each (key, uint8 image [H, W, 3]), in order.
+  def predict_tiles(
+    self, items: Iterable[Item]
+  ) -> Iterator[tuple[Any, np.ndarray, resize_policy.Placement]]:
+    """(key, tile probabilities [k, S, S], placement) for each item, in order.
 
     Tiles of up to `batch_size` images share forward passes; keys pass through untouched, so a
-    caller can carry a path or a truth mask along.
+    caller can carry a path or a truth mask along. Mapping the tiles back to the native grid
+    (`resize_policy.probs_to_native`) is left to the caller, who may run it in threads.
     """
-    pending: list[tuple[Key, Any]] = []
+    pending: list[tuple[Any, resize_policy.Placement]] = []
     tiles: list[np.ndarray] = []
 
     def flush():
@@ -153,19 +142,25 @@ class Predictor:
       start = 0
       for key, placement in pending:
         stop = start + placement.num_tiles
-        yield key, resize_policy.probs_to_native(probs[start:stop], placement)
+        yield key, probs[start:stop], placement
         start = stop
       pending.clear()
       tiles.clear()
 
-    for key, image in items:
-      image_tiles, placement = resize_policy.model_inputs(_rgb(image), self.size, self.policy)
+    for key, image, native_shape in items:
+      image_tiles, placement = resize_policy.model_inputs(
+        _rgb(image), self.size, self.policy, native_shape)
       pending.append((key, placement))
       tiles.append(image_tiles)
       if sum(t.shape[0] for t in tiles) >= self.batch_size:
         yield from flush()
     if pending:
       yield from flush()
+
+  def predict_images(self, items: Iterable[Item]) -> Iterator[tuple[Any, np.ndarray]]:
+    """(key, float32 [H, W] probabilities on the native grid) for each item, in order."""
+    for key, probs, placement in self.predict_tiles(items):
+      yield key, resize_policy.probs_to_native(probs, placement)
 
 
 def _probabilities(model, tta: bool, variables: dict, images: jax.Array) -> jax.Array:
@@ -193,30 +188,17 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def load_predictor(
-  workdir: str, *, tta: bool = False, batch_size: int | None = None
+  workdir: str, *, checkpoint: str = 'latest', tta: bool = False, batch_size: int | None = None
 ) -> Predictor:
-  """The latest checkpoint of a run as a Predictor (batch size: the run's eval_batch_size)."""
-  config = load_config(workdir)
-  variables, step = restore_variables(config, workdir)
-  return Predictor(config, variables, batch_size or int(config.eval_batch_size), tta=tta,
-                   step=step)
+  """A checkpoint of a run ('best', 'final', 'latest' or a step) as a Predictor (batch size:
+  the run's config.eval.batch_size)."""
+  config = run_config.load(workdir)
+  variables, step = restore_variables(config, workdir, checkpoint)
+  return Predictor(config, variables, batch_size or int(config.eval.batch_size), tta=tta,
+                   step=step, checkpoint=checkpoint)
 
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
-
-
-def read_image(path: str) -> np.ndarray:
-  """uint8 [H, W, 3] of an image file, decoded as the training pipeline decodes it (TF).
-
-  Raises ValueError naming the file when it cannot be read or decoded.
-  """
-  try:
-    data = tf.io.read_file(path)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-  except (tf.errors.OpError, OSError) as e:
-    message = getattr(e, 'message', None) or str(e)
-    raise ValueError(f'Cannot read image {path!r}: {message.strip()}') from e
-  return image.numpy()
 
 
 class Progress:

@@ -1,22 +1,24 @@
 """tf.data input pipeline: this process's slice of each batch, as numpy, deterministic, resumable.
 
-The path of an example: a *source* ('synthetic', 'folder' or 'isic') yields it; it is resized once
-per `config.data.resize_policy` (`unet_jax.resize_policy`: 'stretch' or 'pad' to S x S, 'crop' to
-short side S) and (with `config.data.cache`) kept in memory as uint8; training then draws it in a
-per-epoch order, takes a random S x S crop of it ('crop' policy only) and ships it as uint8: the
-train step augments and normalizes it on the accelerator (`unet_jax.augment`), which is both
-cheaper there and 4x fewer bytes to transfer. Evaluation takes the central S x S crop instead and
-yields normalized float32 images.
+The path of an example: a *source* ('synthetic', 'folder' or 'isic') yields it, decoded by
+`unet_jax.photos` (the one preprocessing path, which evaluate and predict take too); it is resized
+once per `config.data.resize_policy` (`unet_jax.resize_policy`: 'stretch' or 'pad' to S x S, 'crop'
+to short side S, geometry from the photo's native size) and (with `config.data.cache`) kept in
+memory as uint8; training then draws it in a per-epoch order, takes a random S x S crop of it
+('crop' policy only) and ships it as uint8: the train step augments and normalizes it on the
+accelerator (`unet_jax.augment`), which is both cheaper there and 4x fewer bytes to transfer.
+
+`eval_batches` is the cheap pooled S x S validation pass (`val_pooled_*`): the central S x S crop
+under 'crop', normalized float32 images, integer masks. The challenge's per-image numbers at
+native resolution come from `unet_jax.validation` instead.
 
 Sources and splits ('train', 'val', and for 'isic' also 'test'):
   - 'synthetic': generated on the fly (`unet_jax.synthetic`), no download.
   - 'folder': any folder in the ISIC layout (ISIC 2016-2018, HAM10000, your own) under
     `config.data.dir`; 'train'/'val' are a k-fold split of it (`split_ids`).
   - 'isic': the ISIC 2018 Task 1 TFDS dataset (`unet_jax.isic2018`), `isic2018_task1/<S>` under
-    `config.data.tfds_data_dir`, prepared on first use. With `config.data.val_split='kfold'`
-    (the seed's protocol) 'train'/'val' are a k-fold split of the official training split, so the
-    official validation split stays unseen until a final check; with 'validation', 'train' is all
-    2594 training images and 'val' the official 100. 'test' is the official test split.
+    `config.data.tfds_data_dir`, prepared on first use; `unet_jax.isic_source` maps the splits
+    ('kfold' folds of the official training split, or the official validation split).
 
 Why the epochs are built by hand rather than with `ds.shuffle().repeat()`: a shuffle buffer's
 order depends on everything drawn before, so resuming at step k would mean replaying k batches.
@@ -47,7 +49,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from unet_jax import normalization, resize_policy, synthetic
+from unet_jax import isic_source, normalization, photos, resize_policy, synthetic
 
 for _kind in ('GPU', 'TPU'):
   # RuntimeError: TF was initialized already; ValueError: no such device type in this build.
@@ -56,7 +58,6 @@ for _kind in ('GPU', 'TPU'):
 
 _SOURCES = ('synthetic', 'folder', 'isic')
 _SPLITS = ('train', 'val', 'test')
-_VAL_SPLITS = ('kfold', 'validation')
 # Folded into an example's seed to draw its 'crop' policy training crop.
 _CROP_SEED_SALT = 7919
 # Validation images of the synthetic source use a seed far from any training seed.
@@ -107,7 +108,7 @@ def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
       'ISIC 2018 dataset has a held-out test split.'
     )
   if data.source == 'isic':
-    return len(_isic_split(data, split)[1])
+    return len(isic_source.split(data, split)[1])
   if data.source == 'synthetic':
     return data.num_train if split == 'train' else data.num_val
   if data.source == 'folder':
@@ -180,15 +181,15 @@ def eval_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
   """One pass over this process's slice of a split, padded so that no example is dropped.
 
-  Yields {'image': float32 [b, S, S, 3] normalized per config.data.normalize, 'mask': float32
-  [b, S, S, 1] in {0, 1}, 'valid': float32 [b]} with
-  b = config.eval_batch_size // process_count; 'valid' is 1 for real examples and 0 for the
+  Yields {'image': float32 [b, S, S, 3] normalized per config.data.normalize, 'mask': int32
+  [b, S, S, 1] in {0, 1}, 'valid': int32 [b]} with
+  b = config.eval.batch_size // process_count; 'valid' is 1 for real examples and 0 for the
   all-zero padding. Every process yields ceil(max slice size / b) batches, since the jitted eval
   step runs on all processes in lockstep; each example appears exactly once over all processes.
   """
   _check_split(split)
   index, count = _process(process_index, process_count)
-  batch = _local_batch(config.eval_batch_size, count, 'config.eval_batch_size')
+  batch = _local_batch(config.eval.batch_size, count, 'config.eval.batch_size')
   fetch, n = _source(config, split, index, count, equal=False)
   total = _split_size(config, split)
   largest = -(-total // count)  # Slice sizes differ by at most one; the largest is ceil.
@@ -200,12 +201,12 @@ def eval_batches(
     if config.data.resize_policy == 'crop':  # Periodic evaluation sees the central S x S.
       image, mask = resize_policy.center_crop(image, size), resize_policy.center_crop(mask, size)
     image = normalization.normalize(tf.cast(image, tf.float32), config.data.normalize)
-    return {'image': image, 'mask': tf.cast(mask, tf.float32), 'valid': tf.constant(1.0)}
+    return {'image': image, 'mask': tf.cast(mask, tf.int32), 'valid': tf.constant(1, tf.int32)}
 
   padding = {
     'image': tf.zeros([size, size, 3], tf.float32),
-    'mask': tf.zeros([size, size, 1], tf.float32),
-    'valid': tf.constant(0.0),
+    'mask': tf.zeros([size, size, 1], tf.int32),
+    'valid': tf.constant(0, tf.int32),
   }
   ds = tf.data.Dataset.range(n).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_batches * batch - n))
@@ -296,6 +297,23 @@ def _materialize(ds: tf.data.Dataset) -> tuple[_Store, np.ndarray]:
   return store, np.concatenate(keys) if keys else np.zeros([0])
 
 
+def _isic_store(data: ml_collections.ConfigDict, split: str, start: int, n: int) -> _Store:
+  """This process's slice [start, start + n) of an ISIC split (sorted by id), resized, in memory."""
+  ids = isic_source.split(data, split)[1][start : start + n]
+
+  def resize(x):
+    image, mask = resize_policy.resize_for_cache(
+      x['image'], x['mask'], data.image_size, data.resize_policy, x['native']
+    )
+    return image, mask, x['id']
+
+  store, keys = _materialize(isic_source.records(data, split, ids).map(resize))
+  if len(keys) != n:
+    raise ValueError(f'Expected {n} examples of the ISIC {split!r} split, read {len(keys)}.')
+  order = np.argsort(keys)  # TFDS stores examples in a hashed order; the slice is sorted by id.
+  return _Store(store.images, store.masks, store.offsets[order], store.shapes[order])
+
+
 def _store_fetch(store: _Store, size: int, policy: str) -> Fetch:
   images, masks = store.images, store.masks
   offsets = tf.constant(store.offsets, tf.int64)
@@ -316,7 +334,7 @@ def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, 
   data = config.data
   size = data.image_size
   if data.source == 'synthetic':
-    seed = config.seed if split == 'train' else config.seed + SYNTHETIC_VAL_SEED_OFFSET
+    seed = synthetic_seed(config, split)
     images, masks = synthetic.make_dataset(
       n, data.synthetic_size, data.synthetic_size, seed, start=start
     )
@@ -335,19 +353,21 @@ def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, 
     mask_paths = tf.constant(mask_paths[start : start + n], tf.string)
 
     def fetch_folder(i):
-      image = tf.io.decode_image(
-        tf.io.read_file(tf.gather(image_paths, i)), channels=3, expand_animations=False
+      image_path, mask_path = tf.gather(image_paths, i), tf.gather(mask_paths, i)
+      image, mask, native = photos.decode_example(
+        tf.io.read_file(image_path), tf.io.read_file(mask_path), size,
+        image_name=image_path, mask_name=mask_path,
       )
-      mask = tf.io.decode_image(
-        tf.io.read_file(tf.gather(mask_paths, i)), channels=1, expand_animations=False
-      )
-      # Ground-truth PNGs are 0/255 but JPEG-like artefacts or resampling in third-party copies
-      # leave other values; > 128 is how the ISIC scorer binarizes them.
-      mask = tf.cast(mask > 128, tf.uint8)
-      return resize_policy.resize_for_cache(image, mask, size, data.resize_policy)
+      return resize_policy.resize_for_cache(image, mask, size, data.resize_policy, native)
 
     return fetch_folder
   raise _unknown_source(data.source)
+
+
+def synthetic_seed(config: ml_collections.ConfigDict, split: str) -> int:
+  """The seed the synthetic source draws a split's examples from (example k of the split is
+  `synthetic.make_example(seed, k, S0, S0)`, S0 = config.data.synthetic_size)."""
+  return config.seed if split == 'train' else config.seed + SYNTHETIC_VAL_SEED_OFFSET
 
 
 def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], list[str]]:
@@ -398,94 +418,6 @@ def folder_split(
   keep = set(train_ids if split == 'train' else val_ids)
   rows = [row for row in zip(ids, image_paths, mask_paths, strict=True) if row[0] in keep]
   return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-
-
-def _isic_builder(data: ml_collections.ConfigDict):
-  """The `isic2018_task1/<S>` TFDS builder for S = config.data.image_size, prepared if needed.
-
-  Preparing (download or manual archives, then one decode of every photo) runs here only in a
-  single-process run: concurrent processes would all write the same files.
-  """
-  import tensorflow_datasets as tfds  # Lazy: only this source needs TFDS.
-
-  from unet_jax import isic2018
-
-  builder = tfds.builder(
-    isic2018.NAME,
-    config=isic2018.builder_config(data.image_size),
-    data_dir=data.tfds_data_dir or None,
-  )
-  if not builder.is_prepared():
-    import jax  # Lazy, as in `_process`.
-
-    if jax.process_count() > 1:
-      raise FileNotFoundError(
-        f'The TFDS dataset {isic2018.NAME}/{data.image_size} is not prepared in '
-        f'{builder.data_dir!r}. Prepare it once from one process first: python -m '
-        f'unet_jax.prepare_isic --size={data.image_size} --data_dir={builder.data_dir_root} '
-        '--manual_dir=<folder with the ISIC archives>'
-      )
-    builder.download_and_prepare()
-  return builder
-
-
-_ISIC_IDS: dict[tuple[str, str], list[str]] = {}
-
-
-def _isic_ids(data: ml_collections.ConfigDict, tfds_split: str) -> list[str]:
-  """Sorted ids of a TFDS split: read once per process (records parsed, images not decoded)."""
-  import tensorflow_datasets as tfds
-
-  builder = _isic_builder(data)
-  key = (builder.data_dir, tfds_split)
-  if key not in _ISIC_IDS:
-    ds = builder.as_dataset(split=tfds_split, decoders=tfds.decode.PartialDecoding({'id': True}))
-    ids = [x['id'].decode() for x in ds.with_options(_options()).as_numpy_iterator()]
-    _ISIC_IDS[key] = sorted(ids)
-  return _ISIC_IDS[key]
-
-
-def _isic_split(data: ml_collections.ConfigDict, split: str) -> tuple[str, list[str]]:
-  """(TFDS split, sorted ids) of a pipeline split; see the module docstring for the mapping."""
-  if data.val_split not in _VAL_SPLITS:
-    raise ValueError(f'config.data.val_split={data.val_split!r} is not one of {_VAL_SPLITS}.')
-  if split == 'test':
-    return 'test', _isic_ids(data, 'test')
-  if data.val_split == 'validation':
-    tfds_split = 'train' if split == 'train' else 'validation'
-    return tfds_split, _isic_ids(data, tfds_split)
-  train_ids, val_ids = split_ids(
-    _isic_ids(data, 'train'), data.num_folds, data.fold, data.split_seed
-  )
-  return 'train', train_ids if split == 'train' else val_ids
-
-
-def _isic_store(
-  data: ml_collections.ConfigDict, split: str, start: int, n: int
-) -> _Store:
-  """This process's slice [start, start + n) of a split (sorted by id), resized and in memory."""
-  import tensorflow_datasets as tfds
-
-  tfds_split, ids = _isic_split(data, split)
-  wanted = tf.constant(ids[start : start + n], tf.string, shape=[n])
-  skip = tfds.decode.SkipDecoding()
-  ds = _isic_builder(data).as_dataset(
-    split=tfds_split, decoders={'image': skip, 'mask': skip, 'mask_native': skip}
-  )
-  # Filter on the id before decoding: a process decodes only its own examples.
-  ds = ds.filter(lambda x: tf.reduce_any(tf.equal(x['id'], wanted)))
-
-  def load(x):
-    image = tf.io.decode_png(x['image'], channels=3)
-    mask = tf.cast(tf.io.decode_png(x['mask'], channels=1) > 128, tf.uint8)
-    image, mask = resize_policy.resize_for_cache(image, mask, data.image_size, data.resize_policy)
-    return image, mask, x['id']
-
-  store, keys = _materialize(ds.map(load, num_parallel_calls=tf.data.AUTOTUNE))
-  if len(keys) != n:
-    raise ValueError(f'Expected {n} examples of the ISIC {tfds_split!r} split, read {len(keys)}.')
-  order = np.argsort(keys)  # TFDS stores examples in a hashed order; the slice is sorted by id.
-  return _Store(store.images, store.masks, store.offsets[order], store.shapes[order])
 
 
 # ---------------------------------------------------------------------------------------------

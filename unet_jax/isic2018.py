@@ -7,13 +7,19 @@ machine, reads in seconds. Importing `unet_jax` registers the builder, so
 `tfds.load('isic2018_task1/256')` and `python -m unet_jax.prepare_isic --size 256` find it.
 
 One BuilderConfig per training resolution S (`isic2018_task1/224`, `/256`, ...). Each example holds
-  - 'image': the photo resized with its aspect kept so that its SHORT side is S (PNG, lossless).
-    Every resize policy of `unet_jax.resize_policy` ('stretch', 'pad', 'crop') is derived from it
-    in tf.data, so one prepared dataset serves all policies at that S.
-  - 'mask': the lesion mask resized the same way (PNG, 0/255).
+what `unet_jax.photos.decode_example` makes of the two files, the one preprocessing path that the
+folder source, evaluate and predict take too:
+  - 'image': the photo at its libjpeg decode scale for S (1/8, 1/4 or 1/2 of its size, the
+    smallest whose short side is still >= S; PNG, lossless). Every resize policy of
+    `unet_jax.resize_policy` ('stretch', 'pad', 'crop') is made from it in tf.data, from the
+    native size, so one prepared dataset serves all policies at that S, and the model sees the
+    pixels `predict` would give it for the original JPEG.
+  - 'mask': the lesion mask binarized (> 128) and brought to the image's size (PNG, 0/255).
   - 'mask_native': the ground truth at the photo's own resolution (PNG, 0/255), for evaluation at
     native resolution as the challenge scores it.
   - 'id' ('ISIC_0000000'), 'height', 'width': the photo's original size.
+Version 2.0.0 made this layout; data prepared by 1.0.0 (short side S) is refused with the command
+that prepares it again (`unet_jax.isic_source`).
 Splits: 'train' (2594), 'validation' (100), 'test' (1000), the official ones; k-fold splits of
 'train' are made by the input pipeline (`unet_jax.input_pipeline.split_ids`), not stored.
 
@@ -41,6 +47,7 @@ TensorFlow is imported inside functions only: `import tensorflow_datasets` does 
 import concurrent.futures
 import dataclasses
 import os
+import re
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -56,9 +63,6 @@ EXPECTED_COUNTS = {'train': 2594, 'validation': 100, 'test': 1000}
 SIZES = (64, 96, 128, 192, 224, 256, 320, 384, 512)
 IMAGE_EXT = '.jpg'
 MASK_SUFFIX = '_segmentation.png'
-# libjpeg decodes at 1/2, 1/4 or 1/8 of the size by skipping DCT coefficients: several times
-# faster than a full decode followed by a resize.
-_JPEG_RATIOS = (8, 4, 2)
 
 _CITATION = """
 @article{codella2019skin,
@@ -104,7 +108,7 @@ Without network access (or to reuse a download), put the six ISIC 2018 Task 1 ar
 
 @dataclasses.dataclass(eq=False)
 class Isic2018Task1Config(tfds.core.BuilderConfig):
-  """One training resolution: images and masks are stored with their short side = `size`."""
+  """One training resolution: images are stored at the libjpeg decode scale for `size`."""
 
   size: int = 256
 
@@ -122,7 +126,7 @@ def builder_config(size: int) -> Isic2018Task1Config:
 def _make_config(size: int) -> Isic2018Task1Config:
   return Isic2018Task1Config(
     name=str(size),
-    description=f'Images and masks resized (aspect kept) to a short side of {size} px.',
+    description=f'Images at their libjpeg decode scale for a training size of {size} px.',
     size=size,
   )
 
@@ -130,8 +134,13 @@ def _make_config(size: int) -> Isic2018Task1Config:
 class Isic2018Task1(tfds.core.GeneratorBasedBuilder):
   """ISIC 2018 Task 1 images and lesion masks, stored at one training resolution per config."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Short side = config size; native-resolution masks kept.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {
+    '1.0.0': 'Short side = config size; native-resolution masks kept.',
+    '2.0.0': 'Images at their libjpeg decode scale for the config size (unet_jax.photos, the '
+             'path inference takes too), masks at the same size; the resize policy makes the '
+             'model geometry in the pipeline.',
+  }
   BUILDER_CONFIGS = [_make_config(s) for s in SIZES]
   DEFAULT_CONFIG_NAME = '256'
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_INSTRUCTIONS
@@ -155,9 +164,9 @@ class Isic2018Task1(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
       builder=self,
       description=(
-        'ISIC 2018 Task 1: dermoscopy images with expert lesion masks. Images and masks are '
-        f'resized (aspect kept) to a short side of {self.builder_config.size} px; the mask at '
-        'native resolution is kept for evaluation.'
+        'ISIC 2018 Task 1: dermoscopy images with expert lesion masks. Images (and masks, '
+        'resized to them) at the libjpeg decode scale whose short side is at least '
+        f'{self.builder_config.size} px; the mask at native resolution is kept for evaluation.'
       ),
       features=tfds.features.FeaturesDict(
         {
@@ -268,44 +277,16 @@ def pair_files(image_dir: str, mask_dir: str) -> list[tuple[str, str, str]]:
   return [(i, images[i], masks[i]) for i in sorted(images)]
 
 
-def jpeg_ratio(height: int, width: int, size: int) -> int:
-  """The largest libjpeg downscale (8, 4, 2, else 1) that keeps the short side >= `size`.
+def decode_mask_native(path: str):
+  """PNG bytes of the ground truth at native size, 0/255, binarized at > 128 (the scorer's rule).
 
-  libjpeg's scaled output is ceil(side / ratio), hence the ceiling here.
-  """
-  short = min(height, width)
-  for ratio in _JPEG_RATIOS:
-    if -(-short // ratio) >= size:
-      return ratio
-  return 1
-
-
-def decode_image(path: str, size: int):
-  """(uint8 [h', w', 3] tensor, (H, W)): the photo decoded at the smallest size >= `size`.
-
-  Raises ValueError naming the file when it cannot be decoded.
+  The file's own bytes are kept when it already is a one-channel 0/255 PNG (all official masks),
+  which saves re-encoding a 12-megapixel PNG per example. Raises ValueError naming the file
+  when it cannot be decoded.
   """
   import tensorflow as tf  # Lazy: see the module docstring.
 
-  data = tf.io.read_file(path)
-  try:
-    if bool(tf.io.is_jpeg(data)):
-      height, width = (int(v) for v in tf.io.extract_jpeg_shape(data)[:2])
-      ratio = jpeg_ratio(height, width, size)
-      return tf.io.decode_jpeg(data, channels=3, ratio=ratio), (height, width)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-  except tf.errors.InvalidArgumentError as error:
-    raise ValueError(f'Cannot decode image {path!r}: {error.message}') from None
-  return image, tuple(int(v) for v in image.shape[:2])
-
-
-def decode_mask(path: str):
-  """(uint8 [H, W, 1] 0/255 tensor, PNG bytes of it): the ground truth binarized at > 128.
-
-  The file's own bytes are kept when it already is a one-channel 0/255 PNG (all official masks),
-  which saves re-encoding a 12-megapixel PNG per example.
-  """
-  import tensorflow as tf
+  from unet_jax import photos
 
   data = tf.io.read_file(path)
   try:
@@ -313,40 +294,40 @@ def decode_mask(path: str):
   except tf.errors.InvalidArgumentError as error:
     raise ValueError(f'Cannot decode mask {path!r}: {error.message}') from None
   gray = raw[..., :1] if raw.shape[-1] <= 2 else tf.image.rgb_to_grayscale(raw[..., :3])
-  mask = tf.where(gray > 128, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
-  if raw.shape[-1] == 1 and bool(tf.reduce_all(tf.equal(mask, raw))):
-    return mask, data.numpy()
-  return mask, tf.io.encode_png(mask).numpy()
+  mask = tf.where(gray > photos.MASK_THRESHOLD, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
+  if raw.shape[-1] == 1 and raw.dtype == tf.uint8 and bool(tf.reduce_all(tf.equal(mask, raw))):
+    return data.numpy()
+  return tf.io.encode_png(mask).numpy()
 
 
 def prepare_example(ident: str, image_path: str, mask_path: str, size: int):
-  """(key, example) for one image + mask: decoded once, resized to short side `size`."""
+  """(key, example) for one image + mask, decoded by `unet_jax.photos.decode_example`.
+
+  What is stored is what every other path decodes from the same files (the one preprocessing
+  path): the photo at its libjpeg decode scale for `size`, the mask binarized and brought to that
+  size, and the native mask for scoring. Raises ValueError naming the file on bad data.
+  """
   import tensorflow as tf
 
-  from unet_jax import resize_policy
+  from unet_jax import photos
 
-  image, (height, width) = decode_image(image_path, size)
-  mask, mask_png = decode_mask(mask_path)
-  if tuple(mask.shape[:2]) != (height, width):
-    raise ValueError(
-      f'Mask {mask_path!r} is {mask.shape[0]}x{mask.shape[1]} (HxW) but its image '
-      f'{image_path!r} is {height}x{width}.'
-    )
-  # The short-side-S geometry of `resize_policy` ('crop' policy), from the original size: the
-  # image was decoded at ~1/ratio scale and ceil(side / ratio) can shift its aspect by a pixel.
-  target = resize_policy.resized_shape(height, width, size, 'crop')
-  # The same ops as `resize_policy.resize_for_cache`: antialiased bilinear, rounded to uint8 for
-  # the image; for the mask, its 0/1 values resized and thresholded at 0.5 (keeps the area).
-  small = tf.image.resize(tf.cast(image, tf.float32), target, 'bilinear', antialias=True)
-  small = tf.cast(tf.round(tf.clip_by_value(small, 0.0, 255.0)), tf.uint8)
-  mask_small = tf.image.resize(tf.cast(mask, tf.float32) / 255.0, target, antialias=True)
-  mask_small = tf.where(mask_small > 0.5, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
+  try:
+    image, mask, native = photos.decode_example(
+      tf.io.read_file(image_path), tf.io.read_file(mask_path), size, image_name=image_path,
+      mask_name=mask_path)
+  except tf.errors.InvalidArgumentError as error:
+    message = error.message.strip()
+    sizes = re.search(r'Mask .* is \d+x\d+ \(HxW\) but its image .* is \d+x\d+\.', message)
+    if sizes:  # The sizes differ: the message names both files.
+      raise ValueError(sizes.group(0)) from None
+    photos.read_photo(image_path, size)  # Raises ValueError naming the image, if it is bad.
+    raise ValueError(f'Cannot decode mask {mask_path!r}: {message}') from None
   example = {
     'id': ident,
-    'image': tf.io.encode_png(small).numpy(),
-    'mask': tf.io.encode_png(mask_small).numpy(),
-    'mask_native': mask_png,
-    'height': np.int32(height),
-    'width': np.int32(width),
+    'image': tf.io.encode_png(image).numpy(),
+    'mask': tf.io.encode_png(mask * 255).numpy(),
+    'mask_native': decode_mask_native(mask_path),
+    'height': np.int32(native[0]),
+    'width': np.int32(native[1]),
   }
   return ident, example

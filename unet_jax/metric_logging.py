@@ -1,10 +1,17 @@
-"""Where metrics go: TensorBoard and the console through CLU, plus `metrics.jsonl`.
+"""Where metrics go: TensorBoard event files (CLU's SummaryWriter) and `metrics.jsonl`.
 
 `metrics.jsonl` holds one JSON object per logged step, `{"step": ..., "<name>": value, ...}`, so a
 run can be compared with plain Python (or `pandas.read_json(path, lines=True)`) without
-TensorBoard.
+TensorBoard. The console line of each logged step is the training loop's own (one line per
+step; CLU's LoggingWriter would print the same scalars a second time, so it is not used).
+
+A resumed run restarts from its last checkpoint, which may be older than the last logged step.
+`truncate_after(workdir, step)` first drops what the interrupted session logged after that step,
+from metrics.jsonl and from the TensorBoard event files, so each step appears once in both (a
+half-written last line or record, left by a crash, is dropped too).
 """
 
+import glob
 import json
 import os
 from collections.abc import Mapping
@@ -15,9 +22,12 @@ import numpy as np
 from clu import metric_writers
 from clu.metric_writers import interface
 
+JSONL = 'metrics.jsonl'
+_EVENTS = 'events.out.tfevents.*'
+
 
 class JsonlWriter(interface.MetricWriter):
-  """A CLU MetricWriter that appends scalars (and hparams) to a JSON-lines file."""
+  """A CLU MetricWriter that appends scalars to a JSON-lines file."""
 
   def __init__(self, path: str):
     self._file = open(path, 'a', encoding='utf-8')  # noqa: SIM115 (closed in close()).
@@ -56,14 +66,64 @@ class JsonlWriter(interface.MetricWriter):
 
 
 def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard events + console logs (CLU) and metrics.jsonl; only process 0 writes files."""
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  """TensorBoard events and metrics.jsonl from process 0; other processes write nothing."""
   if jax.process_index() > 0:
-    return writer
-  return metric_writers.MultiWriter([writer, JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))])
+    return metric_writers.MultiWriter([])
+  return metric_writers.MultiWriter([metric_writers.SummaryWriter(workdir),
+                                     JsonlWriter(os.path.join(workdir, JSONL))])
 
 
 def read_jsonl(path: str) -> list[dict]:
-  """The rows of a metrics.jsonl file."""
+  """The rows of a metrics.jsonl file; a half-written last line (a crash mid-write) is skipped."""
+  rows = []
   with open(path, encoding='utf-8') as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      if not line.strip():
+        continue
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        if line.endswith('\n'):
+          raise ValueError(f'{path}: a malformed line that is not the last: {line!r}') from None
+  return rows
+
+
+def truncate_after(workdir: str, step: int) -> None:
+  """Drops every metric logged after `step` from metrics.jsonl and the TensorBoard events."""
+  path = os.path.join(workdir, JSONL)
+  if os.path.exists(path):
+    rows = [r for r in read_jsonl(path) if r['step'] <= step]
+    _write_atomic_bytes(path, ''.join(json.dumps(r) + '\n' for r in rows).encode())
+  for events in sorted(glob.glob(os.path.join(workdir, _EVENTS))):
+    _truncate_events(events, step)
+
+
+def _truncate_events(path: str, step: int) -> None:
+  """Rewrites one event file without the events after `step` (or a torn last record)."""
+  import tensorflow as tf
+  from tensorboard.compat.proto import event_pb2
+
+  kept, dropped = [], False
+  try:
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+      if event_pb2.Event.FromString(record).step <= step:
+        kept.append(record)
+      else:
+        dropped = True
+  except tf.errors.DataLossError:  # A record cut short by a crash.
+    dropped = True
+  if not dropped:
+    return
+  # Hidden, and not matching the events pattern: TensorBoard never reads a half-written copy.
+  tmp = os.path.join(os.path.dirname(path), '.' + os.path.basename(path) + '.tmp')
+  with tf.io.TFRecordWriter(tmp) as writer:
+    for record in kept:
+      writer.write(record)
+  os.replace(tmp, path)
+
+
+def _write_atomic_bytes(path: str, data: bytes) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'wb') as f:
+    f.write(data)
+  os.replace(tmp, path)

@@ -18,9 +18,7 @@ Counts are Python ints and ratios Python floats (float64), as in the official co
 values agree exactly and macro averages to rounding.
 """
 
-import csv
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -32,7 +30,6 @@ from unet_jax import metrics
 THRESHOLD = 0.65
 METRICS = ('accuracy', 'sensitivity', 'specificity', 'jaccard', 'threshold_jaccard', 'dice')
 COUNTS = ('tp', 'fp', 'fn', 'tn')
-CSV_COLUMNS = ('image_id', 'height', 'width', *COUNTS, *METRICS)
 # 8-bit mask values above this are lesion, as the official scorer binarizes both masks.
 BINARIZE_ABOVE = 128
 
@@ -43,7 +40,7 @@ _MASK_SUFFIX = '_segmentation'
 
 @dataclasses.dataclass(frozen=True)
 class ImageScore:
-  """One image's confusion counts and metrics; a row of per_image.csv."""
+  """One image's confusion counts and metrics; a row of a per-image CSV (unet_jax.results)."""
 
   image_id: str
   height: int
@@ -114,37 +111,6 @@ def summarize(scores: Sequence[ImageScore]) -> dict:
     'pooled': metrics_from_counts(*(totals[c] for c in COUNTS)),
     'num_images': len(scores),
   }
-
-
-def write_outputs(scores: Sequence[ImageScore], output_dir: str, extra: dict | None = None) -> dict:
-  """Writes <output_dir>/per_image.csv and summary.json (each atomically); returns the summary."""
-  os.makedirs(output_dir, exist_ok=True)
-  summary = summarize(scores)
-  if extra:
-    summary.update(extra)
-  csv_path = os.path.join(output_dir, 'per_image.csv')
-  with open(csv_path + '.tmp', 'w', newline='', encoding='utf-8') as f:
-    writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    for score in scores:
-      # repr-exact floats: the CSV reproduces the summary's averages to the last bit.
-      writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in score.row().items()})
-  os.replace(csv_path + '.tmp', csv_path)
-  json_path = os.path.join(output_dir, 'summary.json')
-  with open(json_path + '.tmp', 'w', encoding='utf-8') as f:
-    json.dump(summary, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(json_path + '.tmp', json_path)
-  return summary
-
-
-def read_csv(path: str) -> list[ImageScore]:
-  """per_image.csv back into ImageScores (the counts; metrics are recomputed from them)."""
-  with open(path, newline='', encoding='utf-8') as f:
-    return [
-      ImageScore(row['image_id'], *(int(row[k]) for k in ('height', 'width', *COUNTS)))
-      for row in csv.DictReader(f)
-    ]
 
 
 # ---------------------------------------------------------------------------------------------

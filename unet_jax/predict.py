@@ -1,13 +1,14 @@
 r"""Segments images with a trained run, writing masks in the format the ISIC challenge accepts.
 
   python -m unet_jax.predict --workdir W --input DIR_OR_FILE[,...] --output DIR \
-      [--tta] [--overlay_dir DIR] [--threshold 0.5] [--batch_size N]
+      [--checkpoint best|final|latest|STEP] [--tta] [--overlay_dir DIR] [--threshold 0.5]
 
 For each input image `<name>.jpg` it writes `<output>/ISIC_<id>_segmentation.png` (or
 `<name>_segmentation.png` for names without an ISIC id): single-channel 8-bit, 0 = skin,
 255 = lesion, at the image's own size -- what the challenge's scorer reads. The model sees the
-image at the run's training resolution and resize policy; the probabilities are mapped back onto
-the native grid before thresholding (unet_jax.inference).
+image at the run's training resolution and resize policy, decoded and resized as in training
+(unet_jax.photos); the probabilities are mapped back onto the native grid before thresholding
+(unet_jax.inference). The default checkpoint is the run's best (by its validation metric).
 
 Each mask is written atomically (temp file + rename), so an interrupted run leaves only complete
 masks. A file that cannot be read is reported by name and skipped, the others are still written,
@@ -23,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from unet_jax import checkpointing, inference, native_scoring
+from unet_jax import checkpointing, inference, native_scoring, photos
 
 FLAGS = flags.FLAGS
 _OVERLAY_TINT = np.array([255, 64, 0], np.float32)
@@ -110,25 +111,26 @@ def predict_files(
   failures: list[tuple[str, str]] = []
   progress = inference.Progress(len(paths), 'predict ') if show_progress else None
 
-  def readable() -> Iterable[tuple[tuple[str, str, np.ndarray | None], np.ndarray]]:
+  def readable() -> Iterable[inference.Item]:
     for path, name in zip(paths, names, strict=True):
       try:
-        image = inference.read_image(path)
+        image, native = photos.read_photo(path, predictor.size)
       except ValueError as e:
         failures.append((path, str(e)))
         sys.stderr.write(f'\nSkipped {path}: {e}\n')
         if progress:
           progress.update('(skipped)')
         continue
-      yield (path, name, image if overlay_dir else None), image
+      yield (path, name), image, native
 
-  for (path, name, image), probs in predictor.predict_images(readable()):
+  for (path, name), probs in predictor.predict_images(readable()):
     mask = probs >= threshold
     write_atomic(os.path.join(output_dir, name), encode_png(mask.astype(np.uint8) * 255))
     if overlay_dir:
       stem = name[: -len('_segmentation.png')]
+      full, _ = photos.read_photo(path, None)  # The model saw a smaller decode.
       write_atomic(os.path.join(overlay_dir, stem + '_overlay.png'),
-                   encode_png(overlay(image, mask)))
+                   encode_png(overlay(full, mask)))
     if progress:
       progress.update(os.path.basename(path))
   if progress:
@@ -139,8 +141,11 @@ def predict_files(
 def define_flags() -> None:
   """The CLI's flags; defined only when run as a program, so that importing this module (tests,
   other tools) never clashes with another CLI's flags of the same name."""
-  flags.DEFINE_string('workdir', None, 'Workdir of a training run: its config.json and latest '
-                      'checkpoint are used.')
+  flags.DEFINE_string('workdir', None, 'Workdir of a training run: its config.json and a '
+                      'checkpoint (--checkpoint) are used.')
+  flags.DEFINE_string('checkpoint', 'best', "Which checkpoint: 'best' (the best validation "
+                      "score, the default for new images), 'final' (the end of training), "
+                      "'latest', or a step number.")
   flags.DEFINE_list('input', None, 'Image files and/or folders of images (.jpg, .jpeg, .png, .bmp, '
                     '.gif), comma-separated.')
   flags.DEFINE_string('output', None, 'Folder for the <id>_segmentation.png masks (created).')
@@ -150,7 +155,7 @@ def define_flags() -> None:
                     '(4x compute).')
   flags.DEFINE_float('threshold', 0.5, 'Lesion where the native-resolution probability >= this.')
   flags.DEFINE_integer('batch_size', None, 'Tiles per forward pass; default: the run\'s '
-                       'eval_batch_size.')
+                       'config.eval.batch_size.')
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
@@ -161,9 +166,11 @@ def main(argv) -> int:
   paths = list_inputs(FLAGS.input)
   if not paths:
     raise app.UsageError(f'No images found in --input {FLAGS.input}.')
-  predictor = inference.load_predictor(FLAGS.workdir, tta=FLAGS.tta, batch_size=FLAGS.batch_size)
-  logging.info('Checkpoint of step %d; %d image(s); resize policy %r at %d px%s.', predictor.step,
-               len(paths), predictor.policy, predictor.size, ', flip TTA' if FLAGS.tta else '')
+  predictor = inference.load_predictor(FLAGS.workdir, checkpoint=FLAGS.checkpoint, tta=FLAGS.tta,
+                                       batch_size=FLAGS.batch_size)
+  print(f'Checkpoint {FLAGS.checkpoint!r}: step {predictor.step}; {len(paths)} image(s); resize '
+        f'policy {predictor.policy!r} at {predictor.size} px{", flip TTA" if FLAGS.tta else ""}.',
+        flush=True)
   failures = predict_files(predictor, paths, FLAGS.output, overlay_dir=FLAGS.overlay_dir,
                            threshold=FLAGS.threshold)
   written = len(paths) - len(failures)

@@ -6,7 +6,8 @@ r"""Prepares the ISIC 2018 Task 1 TFDS dataset once, before training reads it.
 `--manual_dir` holds the six official archives, zipped or unpacked
 (ISIC2018_Task1-2_{Training,Validation,Test}_Input, ISIC2018_Task1_{Training,Validation,Test}_GroundTruth);
 without it they are downloaded from the ISIC archive. Each full-resolution photo is decoded once
-and stored at the training resolution (`--size`, the short side), with its native mask.
+at the libjpeg scale for the training resolution (`--size`; unet_jax.photos), with its native
+mask. A dataset prepared by an older version of the builder is prepared again under the new one.
 
 The same as `tfds build --imports=unet_jax isic2018_task1/<size>`, which needs apache_beam in this
 TFDS version; a single training process also prepares the dataset on first use, but several
@@ -19,7 +20,7 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_integer('size', [256], 'Training resolution(s) to prepare (the short side).')
+flags.DEFINE_multi_integer('size', [256], 'Training resolution(s) to prepare (config.data.image_size).')
 flags.DEFINE_string('manual_dir', None, 'Folder with the official archives (zips or unpacked).')
 flags.DEFINE_string('data_dir', None, 'TFDS data dir (default: ~/tensorflow_datasets); the '
                     "configs' config.data.tfds_data_dir.")

@@ -26,6 +26,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from unet_jax import photos
+
 POLICIES = ('stretch', 'pad', 'crop')
 
 
@@ -99,39 +101,35 @@ def _resize_image(image: tf.Tensor, shape) -> tf.Tensor:
   return tf.cast(resized, image.dtype)
 
 
-def _resize_mask(mask: tf.Tensor, shape) -> tf.Tensor:
-  """Resizes the 0/1 mask's values and thresholds at 0.5: binary, with the lesion's area kept."""
-  resized = tf.image.resize(tf.cast(mask, tf.float32), shape, 'bilinear', antialias=True)
-  return tf.cast(resized > 0.5, mask.dtype)
-
-
-def _geometry(image: tf.Tensor, size: int, policy: str):
-  shape = tf.shape(image, out_type=tf.int64)
+def _geometry(image: tf.Tensor, size: int, policy: str, native_shape=None):
+  shape = tf.shape(image, out_type=tf.int64) if native_shape is None else native_shape
   new_h, new_w = _resized_shape_tf(shape[0], shape[1], size, policy)
   new_h, new_w = tf.cast(new_h, tf.int32), tf.cast(new_w, tf.int32)
   return tf.stack([new_h, new_w]), (size - new_h) // 2, (size - new_w) // 2
 
 
 def resize_for_cache(
-  image: tf.Tensor, mask: tf.Tensor, size: int, policy: str
+  image: tf.Tensor, mask: tf.Tensor, size: int, policy: str, native_shape=None
 ) -> tuple[tf.Tensor, tf.Tensor]:
   """Resizes one example once, before the cache, per `policy`.
 
   Args:
-    image: [H, W, 3] uint8 or float (0..255).
-    mask: [H, W, 1] in {0, 1}, any dtype.
+    image: [h, w, 3] uint8 or float (0..255), as `unet_jax.photos` decoded it.
+    mask: [h, w, 1] in {0, 1}, any dtype, the image's size.
     size: S.
     policy: 'stretch' -> S x S; 'pad' -> S x S with the content centred and zeros around;
       'crop' -> short side S, long side >= S (crop later with `crop_for_training` or
       `center_crop`).
+    native_shape: the photo's original (H, W), from which the geometry is computed (a JPEG
+      decoded at 1/8 scale can be a pixel off its aspect); default: the image's own shape.
 
   Returns:
     (image, mask) with the input dtypes; a uint8 image is rounded, the mask stays binary.
   """
   check_policy(policy)
-  shape, top, left = _geometry(image, size, policy)
+  shape, top, left = _geometry(image, size, policy, native_shape)
   image = _resize_image(image, shape)
-  mask = _resize_mask(mask, shape)
+  mask = photos.resize_binary(mask, shape)
   if policy == 'pad':
     image = tf.image.pad_to_bounding_box(image, top, left, size, size)
     mask = tf.image.pad_to_bounding_box(mask, top, left, size, size)
@@ -177,16 +175,19 @@ def _window_offsets(length: int, size: int) -> list[int]:
   return [round(i * (length - size) / (k - 1)) for i in range(k)]
 
 
-def model_inputs(image: np.ndarray, size: int, policy: str) -> tuple[np.ndarray, Placement]:
-  """The model's tiles for one native image, and where they sit in it.
+def model_inputs(image: np.ndarray, size: int, policy: str,
+                 native_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, Placement]:
+  """The model's tiles for one image, and where they sit in its native grid.
 
   Uses the same TF resize (and uint8 rounding) as `resize_for_cache`, so inference inputs match
   the cached training inputs bit for bit.
 
   Args:
-    image: uint8 [H, W, 3].
+    image: uint8 [h, w, 3], as `unet_jax.photos` decoded it.
     size: S, the training resolution.
     policy: one of POLICIES.
+    native_shape: the photo's original (H, W) (default: the image's own shape); the geometry is
+      computed from it and the placement maps back onto it.
 
   Returns:
     (tiles float32 [k, S, S, 3] in 0..255, placement); k = 1 except for 'crop'.
@@ -195,7 +196,7 @@ def model_inputs(image: np.ndarray, size: int, policy: str) -> tuple[np.ndarray,
   image = np.asarray(image)
   if image.ndim != 3:
     raise ValueError(f'Expected an image [H, W, C], got shape {image.shape}.')
-  height, width = image.shape[:2]
+  height, width = image.shape[:2] if native_shape is None else native_shape
   new_h, new_w = resized_shape(height, width, size, policy)
   resized = _resize_image(tf.convert_to_tensor(image), [new_h, new_w]).numpy()
   resized = resized.astype(np.float32)

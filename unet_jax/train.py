@@ -1,26 +1,52 @@
-"""Training and periodic evaluation: `train_and_evaluate(config, workdir)`.
+"""Training and validation: `train_and_evaluate(config, workdir)`.
 
 The path of a batch: `input_pipeline.train_batches` (tf.data, uint8 numpy out) ->
 `DataParallel.place_batch` (one global array sharded over the devices, prefetched) ->
 `train_step.train_step` (augmentation and normalization on the device, `augment.make_preprocess`;
-loss, pmean'd grads, optimizer). Checkpoints, metrics and the resolved config live in `workdir`; re-running the
-same command resumes from the latest checkpoint.
+loss, pmean'd grads, optimizer).
+
+What a run leaves in `workdir` (re-running the same command resumes from the latest checkpoint):
+  config.json          the resolved config (`unet_jax.run_config`)
+  checkpoints/<step>/  orbax: the last K and the best (`unet_jax.checkpointing`); never step 1
+  summary.json         the run summary: state, final and best metrics, timing, versions
+                       (schema in `unet_jax.results`), written at each validation and at the end
+  validation/step_<N>.csv  per-image scores of each native validation
+  metrics.jsonl, events.out.tfevents.*  every logged scalar, each step once (`metric_logging`)
+
+Validation (`config.eval`): `val_<metric>` per image at native resolution, as the challenge scores
+(`unet_jax.evaluation.NativeValidation`); `val_pooled_<metric>` a cheap pooled S x S pass. The
+best checkpoint is picked by `config.eval.best_metric` on the validation split.
 """
 
 import collections
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from unet_jax import augment, checkpointing, input_pipeline, metric_logging, metrics, models, optim
+from unet_jax import (
+  augment,
+  checkpointing,
+  evaluation,
+  input_pipeline,
+  metric_logging,
+  metrics,
+  models,
+  native_scoring,
+  optim,
+  results,
+  run_config,
+)
 from unet_jax import train_step as ts
+
+# What `config.eval.best_metric` may name for the pooled pass (as 'pooled_<name>').
+POOLED_METRICS = ('dice', 'jaccard', 'accuracy', 'sensitivity', 'specificity')
 
 
 def prefetch(iterator: Iterator, place: Callable, size: int = 2) -> Iterator:
@@ -34,39 +60,34 @@ def prefetch(iterator: Iterator, place: Callable, size: int = 2) -> Iterator:
     yield queue.popleft()
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str):
-  """Writes the resolved config to workdir/config.json (atomically); warns if a resumed run's
-  config differs from the one it started with."""
-  path = os.path.join(workdir, 'config.json')
-  text = config.to_json_best_effort(indent=2, sort_keys=True)
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      if f.read() != text:
-        logging.warning('The config differs from the one in %s, which this run resumes; '
-                        'writing the new one over it.', path)
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def validate_config(config: ml_collections.ConfigDict, num_devices: int):
   """Config errors that would otherwise surface late (after compiling, or mid-run)."""
   ts.check_batch_divides(config.batch_size, num_devices, 'config.batch_size')
-  ts.check_batch_divides(config.eval_batch_size, num_devices, 'config.eval_batch_size')
-  for field in ('num_train_steps', 'log_every_steps', 'eval_every_steps',
-                'checkpoint_every_steps', 'max_checkpoints_to_keep'):
+  ts.check_batch_divides(config.eval.batch_size, num_devices, 'config.eval.batch_size')
+  for field in ('num_train_steps', 'log_every_steps', 'checkpoint_every_steps',
+                'max_checkpoints_to_keep'):
     if config[field] <= 0:
       raise ValueError(f'config.{field}={config[field]} must be positive.')
+  for field in ('every_steps', 'pooled_every_steps'):
+    if config.eval[field] < 0:
+      raise ValueError(f'config.eval.{field}={config.eval[field]} must be >= 0 (0: only at the '
+                       'last step).')
+  unknown = sorted(set(config.eval.metrics) - set(native_scoring.METRICS))
+  if unknown:
+    raise ValueError(f'config.eval.metrics has {unknown}, not among {native_scoring.METRICS}.')
+  selectable = (*native_scoring.METRICS, *(f'pooled_{m}' for m in POOLED_METRICS))
+  if config.eval.best_metric not in selectable:
+    raise ValueError(f'config.eval.best_metric={config.eval.best_metric!r} is not one of '
+                     f'{selectable}.')
   factor = 2**config.model.depth
   if config.data.image_size % factor:
     raise ValueError(f'config.data.image_size={config.data.image_size} must be a multiple of '
                      f'2**config.model.depth = {factor}.')
 
 
-def evaluate(dp: ts.DataParallel, state, config: ml_collections.ConfigDict,
-             split: str = 'val') -> dict[str, float]:
-  """Metrics of `state` on a whole split, from counts summed over every batch and device."""
+def evaluate_pooled(dp: ts.DataParallel, state, config: ml_collections.ConfigDict,
+                    split: str = 'val') -> dict[str, float]:
+  """The pooled S x S pass on a whole split: counts summed over every batch and device."""
   total = None
   for batch in input_pipeline.eval_batches(config, split):
     total = metrics.add_counts(
@@ -76,25 +97,134 @@ def evaluate(dp: ts.DataParallel, state, config: ml_collections.ConfigDict,
   return metrics.metrics_from_counts(total)
 
 
+def _due(step: int, every: int, last_step: int) -> bool:
+  return step == last_step or (every > 0 and step % every == 0)
+
+
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
+class _Record:
+  """The run summary as the loop fills it in (`results` documents the fields).
+
+  Everything in it can be rebuilt from the workdir: the best step from the checkpoints, a step's
+  metrics from its per-image CSV and metrics.jsonl, so a resumed run continues the record of the
+  interrupted one whatever moment it was stopped at. Timing sums carry over from the last
+  summary written.
+  """
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, state, start_step: int):
+    self.workdir, self.config = workdir, config
+    previous = results.read_run_summary(workdir) or {}
+    self.timing = dict(previous.get('timing') or
+                       {'timed_steps': 0, 'timed_seconds': 0.0, 'wait_seconds': 0.0})
+    self.wall_before = previous.get('wall_time_s', 0.0)
+    self.started = time.perf_counter()
+    self.static = {
+        'num_train_steps': config.num_train_steps,
+        'num_params': models.count_params(state.params),
+        'num_batch_stats': models.count_params(state.batch_stats),
+        'selection': {'metric': config.eval.best_metric, 'split': 'val'},
+        'config': config.to_dict(),
+        'versions': results.package_versions(),
+        'devices': {'backend': jax.default_backend(), 'kind': jax.devices()[0].device_kind,
+                    'count': jax.device_count(), 'processes': jax.process_count()},
+    }
+    self.previous_state = previous.get('state')
+    self._entries = {}
+    self.latest = None
+    validated = [s for s in _validated_steps(workdir) if s <= start_step]
+    if validated:
+      self.latest = self.entry(max(validated))
+
+  def validated(self, step: int, values: dict[str, float], native: bool):
+    """Records the validation of `step` (its metrics as computed, not read back)."""
+    csv = results.validation_csv(step) if native else None
+    self._entries[step] = {'step': step, 'metrics': dict(values), 'per_image_csv': csv}
+    self.latest = self._entries[step]
+
+  def entry(self, step: int) -> dict:
+    """{'step', 'metrics', 'per_image_csv'} of a validated step; read back from its files when
+    an earlier session validated it."""
+    if step in self._entries:
+      return self._entries[step]
+    csv = results.validation_csv(step)
+    values = {}
+    if os.path.exists(os.path.join(self.workdir, csv)):
+      scores = results.read_per_image_csv(os.path.join(self.workdir, csv))
+      values.update(native_scoring.summarize(scores)['macro_average'])
+    else:
+      csv = None
+    jsonl = os.path.join(self.workdir, metric_logging.JSONL)
+    if os.path.exists(jsonl):
+      for row in metric_logging.read_jsonl(jsonl):
+        if row['step'] == step:
+          values.update({k[len('val_'):]: v for k, v in row.items()
+                         if k.startswith('val_pooled_')})
+    self._entries[step] = {'step': step, 'metrics': values, 'per_image_csv': csv}
+    return self._entries[step]
+
+  def add_timing(self, steps: int, seconds: float, wait: float):
+    self.timing['timed_steps'] += steps
+    self.timing['timed_seconds'] += seconds
+    self.timing['wait_seconds'] += wait
+
+  def write(self, state: str, step: int, best: tuple[int, float] | None, *, error: str = ''):
+    if jax.process_index() > 0:
+      return
+    seconds = self.timing['timed_seconds']
+    summary = {
+        **self.static,
+        'state': state,
+        'step': step,
+        'wall_time_s': self.wall_before + time.perf_counter() - self.started,
+        'timing': self.timing,
+        'train_images_per_sec': (self.timing['timed_steps'] * self.config.batch_size / seconds
+                                 if seconds else None),
+        'data_wait_fraction': self.timing['wait_seconds'] / seconds if seconds else None,
+        'latest': self.latest,
+        'best': {**self.entry(best[0]), 'value': best[1]} if best else None,
+        'final': self.latest if state == 'finished' else None,
+    }
+    if error:
+      summary['error'] = error
+    results.write_run_summary(self.workdir, summary)
+
+
+def _validated_steps(workdir: str) -> list[int]:
+  folder = os.path.join(workdir, results.VALIDATION_DIR)
+  if not os.path.isdir(folder):
+    return []
+  return sorted(int(n[len('step_'):-len('.csv')]) for n in os.listdir(folder)
+                if n.startswith('step_') and n.endswith('.csv'))
+
+
+def _forget_after(workdir: str, step: int) -> None:
+  """What an interrupted session wrote after the checkpoint a run resumes from is dropped, so
+  that the resumed run writes each step once (metrics.jsonl, events, per-image CSVs)."""
+  metric_logging.truncate_after(workdir, step)
+  for later in _validated_steps(workdir):
+    if later > step:
+      os.remove(os.path.join(workdir, results.validation_csv(later)))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        stop_after_step: int | None = None) -> dict[str, float]:
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final val metrics.
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final
+  validation metrics (native per-image macro averages by name, the pooled pass as 'pooled_*').
 
-  `stop_after_step` ends the run early, checkpointed, as a pre-empted job would end; the schedule
-  still follows `config.num_train_steps`, so running again without it finishes the same run.
+  `stop_after_step` ends the run early, checkpointed, as a pre-empted job would end (state
+  'stopped'); the schedule still follows `config.num_train_steps`, so running again without it
+  finishes the same run.
   """
   workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
   mesh = ts.make_mesh()
   validate_config(config, mesh.devices.size)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    write_config(config, workdir)
-  writer = metric_logging.create_writer(workdir)
+    run_config.write(config, workdir, log_warning=logging.warning)
 
   dtype = ts.compute_dtype(config.precision)
   model = models.create_model(config.model, dtype=dtype, bn_axis_name=ts.AXIS)
@@ -112,99 +242,151 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if dp.mode == 'shard_map':
     state = jax.device_put(state, NamedSharding(mesh, P()))
   ckpt_dir = os.path.join(workdir, 'checkpoints')
-  manager = checkpointing.create_manager(ckpt_dir, every_steps=config.checkpoint_every_steps,
-                                         max_to_keep=config.max_checkpoints_to_keep)
+  manager = checkpointing.create_manager(ckpt_dir, max_to_keep=config.max_checkpoints_to_keep)
   state, restored_step = checkpointing.restore_latest(manager, state)
   start_step = int(restored_step or 0)
   if restored_step is not None:
     logging.info('Resuming from the checkpoint of step %d in %s.', start_step, ckpt_dir)
+  if jax.process_index() == 0:
+    _forget_after(workdir, start_step)
   state = dp.place_state(state)
-
-  batches = input_pipeline.train_batches(config, start_step=start_step)
-  batches = prefetch(batches, dp.place_batch)
-  images_per_step = config.batch_size
-  window_start, wait_time, window_steps = time.perf_counter(), 0.0, 0
-  train_start, timed_steps = None, 0
-  val_metrics = None
-
+  record = _Record(workdir, config, dp.fetch_state(state), start_step)
+  best = checkpointing.best(manager)
+  writer = metric_logging.create_writer(workdir)
+  native = evaluation.NativeValidation(config)
   last_step = config.num_train_steps
   if stop_after_step is not None:
     last_step = min(last_step, stop_after_step)
-  for step in range(start_step + 1, last_step + 1):
-    wait_start = time.perf_counter()
-    batch = next(batches)
-    wait_time += time.perf_counter() - wait_start
-    state, step_metrics = dp.train_step(state, batch, dropout_rng)
-    window_steps += 1
 
-    if step == start_step + 1:
-      # The first step compiles; time the rest.
-      jax.block_until_ready(state)
-      logging.info('First step (compile included) took %.1f s.', time.perf_counter() - wait_start)
-      train_start, window_start, wait_time, window_steps = time.perf_counter(), time.perf_counter(), 0.0, 0
+  def validate(step: int) -> dict[str, float]:
+    """The validation passes due at `step` (logged and recorded); returns their metrics."""
+    values = {}
+    if _due(step, config.eval.pooled_every_steps, last_step):
+      pooled = evaluate_pooled(dp, state, config)
+      writer.write_scalars(step, {f'val_pooled_{k}': v for k, v in pooled.items()})
+      values.update({f'pooled_{k}': v for k, v in pooled.items()})
+    if _due(step, config.eval.every_steps, last_step):
+      scores = native(dp.local_variables(state))
+      if jax.process_index() == 0:
+        results.write_per_image_csv(os.path.join(workdir, results.validation_csv(step)), scores)
+      macro = native_scoring.summarize(scores)['macro_average']
+      writer.write_scalars(step, {f'val_{k}': macro[k] for k in config.eval.metrics})
+      values.update(macro)
+      logging.info('validation at step %d (%d images at native resolution, %.1f s): %s', step,
+                   len(scores), native.seconds,
+                   ', '.join(f'{k} {macro[k]:.4f}' for k in config.eval.metrics))
+    if 'pooled_dice' in values:
+      logging.info('pooled S x S validation at step %d: %s', step, ', '.join(
+          f'{k} {values["pooled_" + k]:.4f}' for k in ('dice', 'jaccard', 'loss')))
+    if values:
+      writer.flush()
+      record.validated(step, values, native='jaccard' in values)
+    return values
 
-    if step % config.log_every_steps == 0 or step == last_step:
-      scalars = {k: float(v) for k, v in dp.fetch_metrics(step_metrics).items()}
-      if not all(map(_is_finite, scalars.values())):
-        raise FloatingPointError(f'Step {step}: non-finite training metrics {scalars}. Lower '
-                                 'config.optim.lr or set config.optim.grad_clip_norm.')
-      now = time.perf_counter()
-      elapsed = now - window_start
-      timed_steps += window_steps
-      if window_steps:
-        scalars['images_per_sec'] = window_steps * images_per_step / elapsed
-        scalars['data_wait_fraction'] = wait_time / elapsed
-      scalars['lr'] = float(schedule(step - 1))
-      writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
-      rate = timed_steps / (now - train_start) if timed_steps else 0.0
-      eta = (config.num_train_steps - step) / rate if rate else 0.0
-      logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
-                   config.num_train_steps, scalars['loss'], scalars.get('images_per_sec', 0.0),
-                   100 * scalars.get('data_wait_fraction', 0.0), _format_eta(eta))
-      window_start, wait_time, window_steps = time.perf_counter(), 0.0, 0
+  try:
+    if start_step >= last_step:
+      if record.latest is None or record.latest['step'] != start_step:
+        # Trained to the end but stopped before its last validation: validate it now.
+        validate(start_step)
+      logging.info('The checkpoint is at step %d (config.num_train_steps=%d): nothing to train.',
+                   start_step, config.num_train_steps)
+      finished = start_step >= config.num_train_steps
+      record.write('finished' if finished else 'stopped', start_step, best)
+      return _final_metrics(record.latest)
+    batches = prefetch(input_pipeline.train_batches(config, start_step=start_step),
+                       dp.place_batch)
+    window = []  # The step metrics (on the device) of the current logging window.
+    timed_steps, window_start, wait_time = 0, time.perf_counter(), 0.0
+    train_start = None
+    for step in range(start_step + 1, last_step + 1):
+      wait_start = time.perf_counter()
+      batch = next(batches)
+      wait_time += time.perf_counter() - wait_start
+      state, step_metrics = dp.train_step(state, batch, dropout_rng)
+      window.append(step_metrics)
+      timed_steps += 1
 
-    if step % config.eval_every_steps == 0 or step == last_step:
+      if step == start_step + 1:
+        # The first step compiles; time the rest.
+        jax.block_until_ready(state)
+        logging.info('First step (compile included) took %.1f s.', time.perf_counter() - wait_start)
+        train_start = window_start = time.perf_counter()
+        timed_steps, wait_time = 0, 0.0
+
+      if step % config.log_every_steps == 0 or step == last_step:
+        # The mean over the logging window, fetched once per window rather than every step.
+        fetched = [dp.fetch_metrics(m) for m in window]
+        scalars = {k: float(np.mean([f[k] for f in fetched])) for k in fetched[0]}
+        if not all(np.isfinite(list(scalars.values()))):
+          raise FloatingPointError(f'Step {step}: non-finite training metrics {scalars}. Lower '
+                                   'config.optim.lr or set config.optim.grad_clip_norm.')
+        elapsed = time.perf_counter() - window_start
+        if timed_steps:
+          record.add_timing(timed_steps, elapsed, wait_time)
+          scalars['images_per_sec'] = timed_steps * config.batch_size / elapsed
+          scalars['data_wait_fraction'] = wait_time / elapsed
+        scalars['lr'] = float(schedule(step - 1))
+        writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
+        timing = record.timing
+        eta = (config.num_train_steps - step) * timing['timed_seconds'] / timing['timed_steps'] \
+            if timing['timed_steps'] else 0.0
+        logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
+                     config.num_train_steps, scalars['loss'], scalars.get('images_per_sec', 0.0),
+                     100 * scalars.get('data_wait_fraction', 0.0), _format_eta(eta))
+        writer.flush()
+        window, timed_steps, wait_time = [], 0, 0.0
+        window_start = time.perf_counter()
+
       eval_start = time.perf_counter()
-      val_metrics = evaluate(dp, state, config)
-      writer.write_scalars(step, {f'val_{k}': v for k, v in val_metrics.items()})
-      logging.info('eval at step %d: %s', step, _format_metrics(val_metrics))
-      window_start += time.perf_counter() - eval_start  # Eval time is not training time.
-      train_start += time.perf_counter() - eval_start
+      values = validate(step)
+      selection = values.get(config.eval.best_metric)
+      improved = selection is not None and (best is None or selection > best[1])
+      if improved or step == last_step or step % config.checkpoint_every_steps == 0:
+        # Gathered to one copy (a gather per leaf in 'pmap' mode) only on the steps that save.
+        checkpointing.save(manager, step, dp.fetch_state(state),
+                           selection=selection if improved else None)
+        if improved:
+          best = (step, selection)
+          logging.info('New best %s %.4f: saved the checkpoint of step %d.',
+                       config.eval.best_metric, selection, step)
+      if values and step != last_step:
+        manager.wait_until_finished()  # summary.json names only checkpoints that exist.
+        record.write('running', step, best)
+      window_start += time.perf_counter() - eval_start  # Validation is not training time.
 
-    if step == last_step or manager.should_save(step):
-      # Asked first, so the state is gathered to one copy (a gather per leaf in 'pmap' mode)
-      # only on the steps that save, not on every step.
-      checkpointing.save(manager, step, dp.fetch_state(state), force=True)
-      logging.info('Saved the checkpoint of step %d.', step)
-    writer.flush()
-
-  if train_start is not None:
+    manager.wait_until_finished()
     logging.info('Trained steps %d-%d in %s (after the first, compiling step).', start_step + 1,
                  last_step, _format_eta(time.perf_counter() - train_start))
-  if val_metrics is None:  # Nothing left to train: the run had already finished.
-    logging.info('The checkpoint is at step %d, config.num_train_steps=%d: nothing to train.',
-                 start_step, config.num_train_steps)
-    val_metrics = evaluate(dp, state, config)
-  manager.wait_until_finished()
-  manager.close()
-  writer.close()
-  return val_metrics
+    finished = last_step == config.num_train_steps
+    record.write('finished' if finished else 'stopped', last_step, best)
+    return _final_metrics(record.latest)
+  except BaseException as error:
+    if not isinstance(error, KeyboardInterrupt):
+      record.write('failed', int(manager.latest_step() or 0), checkpointing.best(manager),
+                   error=f'{type(error).__name__}: {error}')
+    raise
+  finally:
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
 
 
-def _is_finite(x: float) -> bool:
-  return x == x and abs(x) != float('inf')
-
-
-def _format_metrics(values: dict[str, float]) -> str:
-  return ', '.join(f'{k} {v:.4f}' for k, v in sorted(values.items()))
+def _final_metrics(entry: dict | None) -> dict[str, float]:
+  return dict(entry['metrics']) if entry else {}
 
 
 def summary_text(val_metrics: dict[str, float], workdir: str) -> str:
   """What a run prints when it ends: the final metrics and where its outputs are."""
+  native = {k: round(v, 4) for k, v in val_metrics.items() if not k.startswith('pooled_')}
+  pooled = {k: round(v, 4) for k, v in val_metrics.items() if k.startswith('pooled_')}
   return '\n'.join([
-      'Final validation metrics: ' + json.dumps({k: round(v, 4) for k, v in val_metrics.items()}),
-      f'Checkpoints:     {os.path.join(workdir, "checkpoints")}',
+      'Final validation, per image at native resolution (the challenge\'s metrics): '
+      + ', '.join(f'{k} {v}' for k, v in native.items()),
+      'Pooled S x S validation: ' + ', '.join(f'{k[len("pooled_"):]} {v}'
+                                              for k, v in pooled.items()),
+      f'Run summary:     {os.path.join(workdir, results.RUN_SUMMARY)}',
+      f'Checkpoints:     {os.path.join(workdir, "checkpoints")} (final and best)',
       f'TensorBoard:     tensorboard --logdir {workdir}',
-      f'Metrics (JSONL): {os.path.join(workdir, "metrics.jsonl")}',
-      f'Config:          {os.path.join(workdir, "config.json")}',
+      f'Metrics (JSONL): {os.path.join(workdir, metric_logging.JSONL)}',
+      f'Config:          {run_config.path(workdir)}',
   ])

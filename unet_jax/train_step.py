@@ -93,7 +93,7 @@ def eval_step(state: TrainState, batch: dict, *, loss_name: str) -> dict:
   counts = metrics.confusion_counts(logits, batch['mask'], batch['valid'])
   valid = batch['valid'].astype(jnp.float32)
   counts['loss_sum'] = jnp.sum(losses.loss_per_image(loss_name, logits, batch['mask']) * valid)
-  counts['num_images'] = jnp.sum(valid)
+  counts['num_images'] = jnp.sum(batch['valid'], dtype=jnp.int32)
   return jax.lax.psum(counts, AXIS)
 
 
@@ -146,6 +146,15 @@ class DataParallel:
     if self.mode == 'shard_map':
       return state
     return jax.tree.map(lambda x: x[0], state)
+
+  def local_variables(self, state) -> dict:
+    """{'params', 'batch_stats'} on this process's first device, for host-driven inference (the
+    native validation), without a copy to the host."""
+    state = self.fetch_state(state)
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    if self.mode == 'shard_map':
+      return jax.tree.map(lambda x: x.addressable_data(0), variables)
+    return variables
 
   def place_batch(self, local_batch: dict):
     """This process's part of a global batch (numpy) -> device arrays for the steps."""

@@ -1,0 +1,88 @@
+"""The 'isic' source end to end on a fake archive: prepare, train, validate, evaluate --workdir.
+
+The truth behind every number is recomputed independently: the fake archive's examples come
+from `synthetic.make_example`, so each image's native size and lesion pixel count are known
+without reading anything the pipeline wrote.
+"""
+
+import os
+import subprocess
+import sys
+
+import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
+import pytest
+
+from configs import isic2018 as isic2018_config
+from unet_jax import evaluate, input_pipeline, isic2018, isic_source, results, synthetic, train
+
+SIZE = 24
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def prepared(tmp_path_factory):
+  info = fake_isic.make_fake_isic(str(tmp_path_factory.mktemp('manual')),
+                                  counts={'Training': 10, 'Validation': 2, 'Test': 3})
+  builder = fake_isic.prepare_fake_tfds(str(tmp_path_factory.mktemp('tfds')), SIZE, info)
+  return info, str(builder.data_dir_root)
+
+
+def _config(data_dir):
+  config = isic2018_config.get_config()  # 'isic' source, 'crop' policy, k-fold validation.
+  config.data.image_size = SIZE
+  config.data.tfds_data_dir = data_dir
+  config.model.depth = 2
+  config.model.base_width = 4
+  config.model.dropout_levels = ()
+  config.batch_size = 8
+  config.num_train_steps = 2
+  config.optim.warmup_steps = 1
+  config.eval.batch_size = 8
+  config.eval.every_steps = 1
+  config.eval.pooled_every_steps = 1
+  return config
+
+
+def _truth(info, ident):
+  height, width = info['sizes'][ident]
+  _, mask = synthetic.make_example(fake_isic.SEED, int(ident[5:]), height, width)
+  return (height, width), int(mask.sum())
+
+
+def test_isic_source_trains_validates_and_evaluates(prepared, tmp_path):
+  info, data_dir = prepared
+  config = _config(data_dir)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  summary = results.read_run_summary(workdir)
+  assert summary['state'] == 'finished'
+  # The k-fold validation split of the official training split, each image at native size.
+  _, val_ids = input_pipeline.split_ids(info['ids']['train'], 5, 0, 0)
+  in_loop = results.read_per_image_csv(os.path.join(workdir, summary['final']['per_image_csv']))
+  assert [s.image_id for s in in_loop] == val_ids
+  for score in in_loop:
+    (height, width), lesion = _truth(info, score.image_id)
+    assert (score.height, score.width) == (height, width)
+    assert score.tp + score.fn == lesion  # Scored against the stored native mask.
+  # evaluate --workdir, as a user runs it: the same per-image numbers.
+  done = subprocess.run([sys.executable, '-m', 'unet_jax.evaluate', f'--workdir={workdir}'],
+                        cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "Checkpoint 'final': step 2." in done.stdout and 'threshold_jaccard' in done.stdout
+  assert results.read_per_image_csv(os.path.join(workdir, 'eval_val', 'per_image.csv')) == in_loop
+  # The official test split, from the same run.
+  test = evaluate.evaluate_run(workdir, split='test', output_dir=str(tmp_path / 'test'))
+  assert test['num_images'] == 3 and test['source']['split'] == 'test'
+  scores = results.read_per_image_csv(str(tmp_path / 'test' / 'per_image.csv'))
+  assert [s.image_id for s in scores] == info['ids']['test']
+  assert all(s.tp + s.fn == _truth(info, s.image_id)[1] for s in scores)
+
+
+def test_data_prepared_by_an_older_builder_is_refused_with_the_fix(tmp_path):
+  config = _config(str(tmp_path))
+  stale = tmp_path / isic2018.NAME / str(SIZE) / '1.0.0'
+  stale.mkdir(parents=True)
+  with pytest.raises(FileNotFoundError, match=r"version\(s\) \['1.0.0'\].*prepare_isic "
+                     rf'--size={SIZE}'):
+    isic_source.builder(config.data)
+  assert not list(stale.iterdir())  # Refused before anything was written there.

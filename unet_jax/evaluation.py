@@ -1,0 +1,203 @@
+"""Scoring a model the way the ISIC challenge scores: per image, at the mask's native resolution.
+
+The library under `python -m unet_jax.evaluate` and the training loop's validation (`val_*`):
+
+  * `split_ids` / `iter_split`: the images of a split of any source ('synthetic', 'folder',
+    'isic'), decoded by `unet_jax.photos` (the one preprocessing path), with their ground truth
+    at native resolution ('isic': the stored native masks; 'synthetic': the images are drawn at
+    `config.data.synthetic_size`, which is their native size).
+  * `score`: the predictor's tiles over the whole image (every tile of the 'crop' policy, the
+    content box of 'pad', never only a central crop), mapped back onto the native grid,
+    thresholded and counted against the truth (`unet_jax.native_scoring`: the official scorer's
+    definitions). The native-resolution mapping runs in threads (numpy releases the GIL).
+  * `NativeValidation`: the same on a training process's slice of the validation split, with the
+    live state's variables, the counts gathered over processes.
+"""
+
+import concurrent.futures
+import dataclasses
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from unet_jax import inference, input_pipeline, isic_source, native_scoring, photos, resize_policy
+from unet_jax import synthetic as synthetic_data
+
+# Images decoded ahead of the forward pass, and native-resolution mappings in flight.
+_WORKERS = min(8, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  """One image to score: the photo as decoded for the model, the truth at native size."""
+
+  image_id: str
+  image: np.ndarray  # uint8 [h, w, 3], `photos.decode_photo`'s scale.
+  native_shape: tuple[int, int]  # (H, W)
+  truth: np.ndarray  # bool [H, W]
+
+
+def split_ids(config: ml_collections.ConfigDict, split: str) -> list[str]:
+  """The sorted image ids of a split of the run's data source."""
+  data = config.data
+  if data.source == 'folder':
+    return input_pipeline.folder_split(data, split)[0]
+  if data.source == 'isic':
+    return isic_source.split(data, split)[1]
+  if data.source == 'synthetic':
+    return [synthetic_id(split, k) for k in range(input_pipeline.num_examples(config, split))]
+  raise ValueError(f'config.data.source={data.source!r} is not one of '
+                   "('synthetic', 'folder', 'isic').")
+
+
+def synthetic_id(split: str, index: int) -> str:
+  return f'synthetic_{split}_{index:05d}'
+
+
+def iter_split(config: ml_collections.ConfigDict, split: str,
+               ids: Sequence[str] | None = None) -> Iterator[Example]:
+  """The examples of `ids` (default: all of the split), decoded a few ahead in threads.
+
+  'folder' and 'synthetic' yield them in the order of `ids`; 'isic' in the dataset's stored
+  order (a TFDS split is read sequentially).
+  """
+  ids = split_ids(config, split) if ids is None else list(ids)
+  data = config.data
+  size = data.image_size
+  if data.source == 'isic':
+    for x in isic_source.records(data, split, ids, native_mask=True).as_numpy_iterator():
+      yield Example(x['id'].decode(), x['image'], tuple(int(v) for v in x['native']),
+                    x['mask_native'].astype(bool))
+    return
+  if data.source == 'folder':
+    all_ids, image_paths, mask_paths = input_pipeline.folder_split(data, split)
+    where = {i: (p, m) for i, p, m in zip(all_ids, image_paths, mask_paths, strict=True)}
+
+    def load(ident):
+      image_path, mask_path = where[ident]
+      return folder_example(ident, image_path, mask_path, size)
+  elif data.source == 'synthetic':
+    seed = input_pipeline.synthetic_seed(config, split)
+    side = data.synthetic_size
+
+    def load(ident):
+      image, mask = synthetic_data.make_example(seed, int(ident.rsplit('_', 1)[1]), side, side)
+      return Example(ident, image, (side, side), mask.astype(bool))
+  else:
+    split_ids(config, split)  # Raises for an unknown source.
+    return
+  yield from _prefetch(load, ids)
+
+
+def folder_example(ident: str, image_path: str, mask_path: str, size: int) -> Example:
+  """One image file and its mask file: the photo decoded for `size`, the mask read and binarized
+  as the official scorer reads it."""
+  image, native = photos.read_photo(image_path, size)
+  truth = native_scoring.binarize(native_scoring.read_mask(mask_path))
+  if truth.shape != native:
+    raise ValueError(f'Mask {mask_path!r} is {truth.shape[0]}x{truth.shape[1]} (HxW) but its '
+                     f'image {image_path!r} is {native[0]}x{native[1]}.')
+  return Example(ident, image, native, truth)
+
+
+def dir_ids(images_dir: str, truth_dir: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
+  """Every mask in `truth_dir` with its image in `images_dir`, paired by id: (ids, {id: paths})."""
+  truth = native_scoring.list_masks(truth_dir)
+  images = {}
+  for name in sorted(os.listdir(images_dir)):
+    if not name.startswith('.') and name.lower().endswith(inference.IMAGE_EXTS):
+      images.setdefault(native_scoring.image_id(name), os.path.join(images_dir, name))
+  missing = sorted(set(truth) - set(images))
+  if missing:
+    raise FileNotFoundError(f'{len(missing)} truth mask(s) have no image in {images_dir!r}, '
+                            f'e.g. {missing[:5]}.')
+  ids = sorted(truth)
+  return ids, {i: (images[i], truth[i]) for i in ids}
+
+
+def iter_dirs(images_dir: str, truth_dir: str, size: int) -> Iterator[Example]:
+  ids, paths = dir_ids(images_dir, truth_dir)
+  yield from _prefetch(lambda i: folder_example(i, *paths[i], size), ids)
+
+
+def _prefetch(load, keys: Sequence, ahead: int = 2 * _WORKERS) -> Iterator:
+  """load(key) for each key, in order, computed up to `ahead` keys ahead in threads."""
+  with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
+    futures = [pool.submit(load, k) for k in keys[:ahead]]
+    for i in range(len(keys)):
+      if i + ahead < len(keys):
+        futures.append(pool.submit(load, keys[i + ahead]))
+      yield futures[i].result()
+      futures[i] = None
+
+
+def _score_one(example: Example, tile_probs, placement, threshold: float):
+  probs = resize_policy.probs_to_native(tile_probs, placement)
+  return native_scoring.score_image(example.image_id, example.truth, probs >= threshold)
+
+
+def score(predictor: inference.Predictor, examples: Iterable[Example], *,
+          threshold: float = 0.5, progress=None) -> list[native_scoring.ImageScore]:
+  """Each example predicted, mapped to its native grid and scored; in the examples' order."""
+  items = ((e, e.image, e.native_shape) for e in examples)
+  with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
+    futures = []
+    for example, tile_probs, placement in predictor.predict_tiles(items):
+      futures.append(pool.submit(_score_one, example, tile_probs, placement, threshold))
+      if progress:
+        progress.update(example.image_id)
+    scores = [f.result() for f in futures]
+  if progress:
+    progress.close()
+  return scores
+
+
+class NativeValidation:
+  """`val_*` during training: this process's slice of the validation split, scored per image at
+  native resolution with the live state, the counts gathered so every process holds them all.
+
+  Process p of P scores images [p*n//P, (p+1)*n//P) of the sorted ids on its first local device
+  (no collective: processes need not be in lockstep here); the results are exchanged once.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, split: str = 'val'):
+    self.config = config
+    self.split = split
+    self.ids = split_ids(config, split)
+    if not self.ids:
+      raise ValueError(f'The {split!r} split is empty; check config.data.')
+    count, index = jax.process_count(), jax.process_index()
+    n = len(self.ids)
+    self._mine = self.ids[index * n // count:(index + 1) * n // count]
+    self._predictor = inference.Predictor(config, variables={},
+                                          batch_size=int(config.eval.batch_size))
+    self.seconds = 0.0
+
+  def __call__(self, variables: dict) -> list[native_scoring.ImageScore]:
+    """The ImageScores of every image of the split, sorted by id."""
+    start = time.perf_counter()
+    self._predictor.variables = variables
+    scores = score(self._predictor, iter_split(self.config, self.split, self._mine))
+    if jax.process_count() > 1:
+      scores = _gather(scores, self.ids)
+    self.seconds = time.perf_counter() - start
+    return sorted(scores, key=lambda s: s.image_id)
+
+
+def _gather(local: list[native_scoring.ImageScore],
+            ids: list[str]) -> list[native_scoring.ImageScore]:
+  """Every process's scores on every process: rows [index, H, W, tp, fp, fn, tn] (int32; one
+  image has at most ~30 million pixels) padded to the largest slice, then all-gathered."""
+  from jax.experimental import multihost_utils
+
+  position = {ident: i for i, ident in enumerate(ids)}
+  rows = np.full((-(-len(ids) // jax.process_count()), 7), -1, np.int32)
+  for r, s in enumerate(local):
+    rows[r] = (position[s.image_id], s.height, s.width, s.tp, s.fp, s.fn, s.tn)
+  gathered = np.asarray(multihost_utils.process_allgather(rows)).reshape(-1, 7)
+  return [native_scoring.ImageScore(ids[row[0]], *(int(v) for v in row[1:]))
+          for row in gathered if row[0] >= 0]

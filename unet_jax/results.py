@@ -1,0 +1,163 @@
+"""What runs and evaluations write for other tools, and how to read it back: one schema per file.
+
+The experiments layer (sweeps, comparisons, figures) reads runs only through these files, so
+their fields are documented here and nowhere else. Every file is written atomically (a temporary
+name, then a rename): a reader never sees half a file, also after a crash.
+
+1. The run summary, `<workdir>/summary.json` (`"kind": "run"`), written by the training loop at
+   every native validation and when the run ends:
+
+     kind, schema_version    "run", RUN_SCHEMA_VERSION
+     state                   "running" | "stopped" (ended early, resumable) | "finished" | "failed"
+     error                   the exception, when state is "failed"
+     step, num_train_steps   steps done, steps asked for
+     wall_time_s             seconds in the training loop, summed over the run's sessions
+     train_images_per_sec    training images per second over the timed steps (compiling steps
+                             and validation excluded), all sessions together
+     data_wait_fraction      the fraction of those seconds spent waiting for input
+     timing                  the sums behind the two: timed_steps, timed_seconds, wait_seconds
+     num_params, num_batch_stats
+     selection               {"metric": config.eval.best_metric, "split": "val"}: what picked best
+     latest                  the last validation: {"step", "metrics", "per_image_csv"}
+     best                    {"step", "value", "metrics", "per_image_csv"} of the best checkpoint
+     final                   like latest, at step num_train_steps; null until the run finishes
+     config                  the resolved config; versions: package versions; devices: {"backend",
+                             "kind", "count", "processes"}; updated: ISO 8601 time of the write
+
+   `metrics` holds the native per-image macro averages under their names ("threshold_jaccard",
+   "jaccard", "dice", ...; unet_jax.native_scoring.METRICS) and the pooled S x S pass of the same
+   step, when it ran, as "pooled_<name>". `per_image_csv` is relative to the workdir.
+
+2. An evaluation summary, `<output>/summary.json` (`"kind": "evaluation"`), by `unet_jax.evaluate`:
+
+     kind, schema_version    "evaluation", EVAL_SCHEMA_VERSION
+     overall                 the macro threshold Jaccard (the key the official scorer uses)
+     macro_average           {metric: mean over images}; pooled: metrics of the summed counts
+     num_images, per_image_csv ("per_image.csv", beside it)
+     source                  what was scored: {"workdir", "split", "checkpoint", "step",
+                             "selected_on_this_split", "resize_policy", "image_size", "tta",
+                             "threshold"} for a run, {"predictions", "truth"} for a folder
+
+3. Per-image CSVs (`CSV_COLUMNS`): one row per image, its confusion counts at native resolution
+   and its metrics, floats written exactly (repr), so averages recompute to the last bit.
+   A run writes one per native validation, `<workdir>/validation/step_<step>.csv`.
+"""
+
+import contextlib
+import csv
+import datetime
+import io
+import json
+import os
+from collections.abc import Sequence
+from importlib import metadata
+
+from unet_jax import native_scoring
+
+RUN_SCHEMA_VERSION = 1
+EVAL_SCHEMA_VERSION = 1
+RUN_STATES = ('running', 'stopped', 'finished', 'failed')
+CSV_COLUMNS = ('image_id', 'height', 'width', *native_scoring.COUNTS, *native_scoring.METRICS)
+RUN_SUMMARY = 'summary.json'
+VALIDATION_DIR = 'validation'
+_PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-cpu', 'tensorflow',
+             'numpy', 'unet-jax')
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file in the same folder and a rename."""
+  folder = os.path.dirname(path) or '.'
+  os.makedirs(folder, exist_ok=True)
+  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
+  try:
+    with open(tmp, 'w', encoding='utf-8', newline='') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_json(path: str, value: dict) -> None:
+  write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+
+
+def read_json(path: str) -> dict:
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-image CSVs.
+
+
+def write_per_image_csv(path: str, scores: Sequence[native_scoring.ImageScore]) -> None:
+  out = io.StringIO()
+  writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator='\n')
+  writer.writeheader()
+  for score in scores:
+    writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in score.row().items()})
+  write_atomic(path, out.getvalue())
+
+
+def read_per_image_csv(path: str) -> list[native_scoring.ImageScore]:
+  """A per-image CSV back into ImageScores (the counts; metrics are recomputed from them)."""
+  with open(path, newline='', encoding='utf-8') as f:
+    return [
+      native_scoring.ImageScore(row['image_id'], *(int(row[k]) for k in
+                                                   ('height', 'width', *native_scoring.COUNTS)))
+      for row in csv.DictReader(f)
+    ]
+
+
+def validation_csv(step: int) -> str:
+  """A run's per-image CSV of the native validation at `step`, relative to its workdir."""
+  return os.path.join(VALIDATION_DIR, f'step_{step}.csv')
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation summaries.
+
+
+def write_evaluation(scores: Sequence[native_scoring.ImageScore], output_dir: str,
+                     source: dict) -> dict:
+  """Writes `per_image.csv` and the evaluation summary under `output_dir`; returns the summary."""
+  summary = {'kind': 'evaluation', 'schema_version': EVAL_SCHEMA_VERSION,
+             **native_scoring.summarize(scores), 'per_image_csv': 'per_image.csv',
+             'source': source}
+  write_per_image_csv(os.path.join(output_dir, 'per_image.csv'), scores)
+  write_json(os.path.join(output_dir, 'summary.json'), summary)
+  return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Run summaries.
+
+
+def package_versions() -> dict[str, str]:
+  import platform
+
+  versions = {'python': platform.python_version()}
+  for name in _PACKAGES:
+    with contextlib.suppress(metadata.PackageNotFoundError):
+      versions[name] = metadata.version(name)
+  return versions
+
+
+def read_run_summary(workdir: str) -> dict | None:
+  """A run's summary.json, or None when the run has written none yet."""
+  path = os.path.join(workdir, RUN_SUMMARY)
+  if not os.path.exists(path):
+    return None
+  summary = read_json(path)
+  if summary.get('kind') != 'run':
+    raise ValueError(f'{path} is not a run summary (kind={summary.get("kind")!r}).')
+  return summary
+
+
+def write_run_summary(workdir: str, summary: dict) -> None:
+  if summary['state'] not in RUN_STATES:
+    raise ValueError(f'state={summary["state"]!r} is not one of {RUN_STATES}.')
+  summary = {**summary, 'kind': 'run', 'schema_version': RUN_SCHEMA_VERSION,
+             'updated': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}
+  write_json(os.path.join(workdir, RUN_SUMMARY), summary)
