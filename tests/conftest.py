@@ -1,12 +1,17 @@
 """Test set-up: 8 simulated CPU devices, so data-parallel code runs as on an 8-GPU host.
 
-The flag must be set before JAX initializes its backend, i.e. before any test module imports jax.
+The flags must be set before JAX initializes its backend, i.e. before any test module imports
+jax. Besides the device count, XLA's backend optimizations are off: the tests' programs are tiny
+and run a few steps, so compiling dominates their time, and unoptimized code compiles 2-5x
+faster (the whole suite about 20% faster). Semantics do not change; every comparison in the
+suite is between programs compiled the same way, or against a tolerance.
 """
 
 import os
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8').strip()
+                           ' --xla_force_host_platform_device_count=8'
+                           ' --xla_backend_optimization_level=0').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
@@ -60,8 +65,12 @@ def tiny_folder_run(tmp_path_factory):
 
 @pytest.fixture(scope='session', autouse=True)
 def compilation_cache(tmp_path_factory):
-  """One persistent XLA cache for the session: the many tiny training runs share programs, and
-  each `train_and_evaluate` builds fresh jitted functions, so without it each would recompile."""
+  """One persistent XLA cache for the session, shared by the pytest-xdist workers: the many tiny
+  training runs share programs, and each `train_and_evaluate` builds fresh jitted functions, so
+  without it each would recompile."""
   from unet_jax import compilation_cache as cache
 
-  cache.enable_compilation_cache(str(tmp_path_factory.mktemp('xla_cache')))
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):  # Each worker's basetemp is <run root>/popen-gwN.
+    root = root.parent
+  cache.enable_compilation_cache(str(root / 'xla_cache'))

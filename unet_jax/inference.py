@@ -55,8 +55,7 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str,
   """
   model = models.create_model(config.model)
   optimizer = optim.create_optimizer(config.optim, config.num_train_steps)
-  abstract = jax.eval_shape(lambda: ts.create_train_state(
-    model, optimizer, jax.random.key(0), config.data.image_size))
+  abstract = ts.abstract_train_state(model, optimizer, config.data.image_size)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                           abstract)

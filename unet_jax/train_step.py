@@ -51,11 +51,34 @@ def compute_dtype(precision: str) -> Any:
 
 def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
                        rng: jax.Array, image_size: int) -> TrainState:
-  """Initializes parameters (float32) and BatchNorm statistics on the host's default device."""
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32))
-  return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=optimizer,
-                           batch_stats=variables.get('batch_stats', {}))
+  """Initializes parameters (float32), optimizer state and BatchNorm statistics, on the host's
+  default device.
+
+  One jitted program, run once: on a CPU it is compiled without XLA's backend optimizations,
+  which take 5-7x longer than the program runs (10 s against 1.5 s for a small U-Net's
+  initializers); run op by op instead, the optimizer state alone would be dozens of tiny
+  compilations.
+  """
+
+  init = _init_fn(model, optimizer, image_size)
+  options = {'xla_backend_optimization_level': 0} if jax.default_backend() == 'cpu' else None
+  return jax.jit(init).lower(rng).compile(compiler_options=options)(rng)
+
+
+def abstract_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
+                         image_size: int) -> TrainState:
+  """The train state's structure, shapes and dtypes, computing nothing (a restore target)."""
+  return jax.eval_shape(_init_fn(model, optimizer, image_size), jax.random.key(0))
+
+
+def _init_fn(model, optimizer, image_size) -> Callable:
+  def init(rng):
+    variables = model.init(rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32),
+                           train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=optimizer,
+                             batch_stats=variables.get('batch_stats', {}))
+
+  return init
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array, *, loss_name: str,
