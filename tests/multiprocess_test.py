@@ -2,6 +2,7 @@
 
 Each process runs `python -m unet_jax.main --jax_distributed` with 2 CPU devices, as two hosts of
 a cluster would: one global mesh of 4 devices, each process reading its own slice of the data.
+A SIGTERM to one of them stops both at the same step; the same command resumes them.
 Their validation metrics must equal those of the saved checkpoint evaluated in a single process:
 every validation image counted exactly once across processes, none dropped or doubled by the
 per-process slicing and padding, in the per-image validation (each process scores its slice,
@@ -35,20 +36,39 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_and_count_every_validation_image_once(tmp_path):
-  workdir = str(tmp_path / 'run')
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+def _launch(workdir: str, faults: dict[int, str]) -> list[tuple[int, str]]:
+  """Runs the two processes to their end: [(exit status, output)] by process."""
   address = f'127.0.0.1:{_free_port()}'
-  procs = [subprocess.Popen(
-      [sys.executable, '-m', 'unet_jax.main', '--config', 'configs/quickstart.py', '--workdir',
-       workdir, '--jax_distributed', f'--coordinator_address={address}', '--num_processes=2',
-       f'--process_id={i}', '--compilation_cache_dir=', *OVERRIDES],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
-  outputs = [p.communicate(timeout=400)[0] for p in procs]
-  for i, (p, out) in enumerate(zip(procs, outputs, strict=True)):
-    assert p.returncode == 0, f'process {i}:\n{out[-3000:]}'
+  procs = []
+  for i in range(2):
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+               UNET_JAX_FAULTS=faults.get(i, ''))
+    procs.append(subprocess.Popen(
+        [sys.executable, '-m', 'unet_jax.main', '--config', 'configs/quickstart.py', '--workdir',
+         workdir, '--jax_distributed', f'--coordinator_address={address}', '--num_processes=2',
+         f'--process_id={i}', '--compilation_cache_dir=', *OVERRIDES],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  return [(p.wait(timeout=400), p.communicate()[0]) for p in procs]
+
+
+def test_two_processes_stop_together_resume_and_count_every_validation_image_once(tmp_path):
+  workdir = str(tmp_path / 'run')
+  # SIGTERM reaches process 1 alone, in step 5: JAX's preemption sync makes both processes stop
+  # after the same step, checkpointed, with the "try again" status.
+  stopped = _launch(workdir, {1: 'term@step:5'})
+  for i, (status, out) in enumerate(stopped):
+    assert status == 75, f'process {i}:\n{out[-3000:]}'
+  step = results.read_run_summary(workdir)['step']
+  assert results.read_run_summary(workdir)['state'] == 'stopped' and 5 <= step < 12
+  assert f'stopped at step {step}' in stopped[0][1] and f'stopped at step {step}' in stopped[1][1]
+  assert str(step) in os.listdir(os.path.join(workdir, 'checkpoints'))
+
+  finished = _launch(workdir, {})
+  outputs = [out for _, out in finished]
+  for i, (status, out) in enumerate(finished):
+    assert status == 0, f'process {i}:\n{out[-3000:]}'
     assert f'process {i}/2, 2 local / 4 global devices' in out
+    assert f'Resuming from the checkpoint of step {step}' in out
   assert 'Final validation, per image' in outputs[0]  # Only process 0 prints and writes.
   assert 'Final validation' not in outputs[1]
 

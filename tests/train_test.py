@@ -216,14 +216,30 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
   assert metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl')) == rows_before
 
 
-def test_a_diverging_run_is_recorded_as_failed(tmp_path):
+def test_a_diverging_run_never_checkpoints_a_non_finite_state(tmp_path):
+  """Checkpoints every step, logs every 10: the NaN is caught at the first save after it, which
+  names the step it appeared at; every checkpoint left is finite; the run is marked failed."""
   workdir = str(tmp_path / 'run')
-  config = tiny_config(num_train_steps=10, **{'optim.lr': 1e30, 'optim.grad_clip_norm': 0.0,
-                                              'optim.schedule': 'constant'})
-  with pytest.raises(FloatingPointError, match='Step 5'):
+  config = tiny_config(num_train_steps=10, log_every_steps=10, checkpoint_every_steps=1,
+                       max_checkpoints_to_keep=5,
+                       **{'optim.lr': 1e30, 'optim.grad_clip_norm': 0.0,
+                          'optim.schedule': 'constant', 'eval.every_steps': 0,
+                          'eval.pooled_every_steps': 0})
+  with pytest.raises(FloatingPointError, match=r'Step (\d+): the loss or the gradient') as error:
     train.train_and_evaluate(config, workdir)
+  bad = int(error.value.args[0].split(':')[0].split()[1])
+  kept = sorted(int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints')))
+  assert kept == list(range(1, bad)) and f'Nothing after step {bad - 1} was saved' in str(
+      error.value)
+  manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=5)
+  target = ts.create_train_state(models.create_model(config.model), optim.create_optimizer(
+      config.optim, 10), jax.random.key(0), config.data.image_size)
+  for step in kept:
+    state = checkpointing.restore(manager, step, target)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves((state.params, state.opt_state)))
+  manager.close()
   summary = results.read_run_summary(workdir)
-  assert summary['state'] == 'failed' and 'FloatingPointError' in summary['error']
+  assert summary['state'] == 'failed' and f'Step {bad}' in summary['error']
 
 
 def test_config_errors_come_before_compiling(tmp_path):

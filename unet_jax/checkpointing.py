@@ -19,6 +19,8 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from unet_jax import faults
+
 SELECTION = 'selection'
 # What `--checkpoint` accepts besides a step number.
 CHOICES = ('best', 'final', 'latest')
@@ -36,8 +38,12 @@ def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager
       policies.BestN(get_metric_fn=_selection, reverse=False, n=1,
                      keep_checkpoints_without_metrics=False),
   ])
+  # cleanup_tmp_directories: a save killed before its rename leaves a temporary directory, which
+  # orbax never takes for a checkpoint; the next run removes it.
   options = ocp.CheckpointManagerOptions(best_fn=_selection, best_mode='max',
-                                         preservation_policy=keep, create=True)
+                                         preservation_policy=keep, create=True,
+                                         cleanup_tmp_directories=True)
+  faults.install_checkpoint_hook()
   return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 

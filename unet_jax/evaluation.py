@@ -24,7 +24,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from unet_jax import inference, input_pipeline, isic_source, native_scoring, photos, resize_policy
+from unet_jax import (
+  faults,
+  inference,
+  input_pipeline,
+  isic_source,
+  native_scoring,
+  photos,
+  resize_policy,
+)
 from unet_jax import synthetic as synthetic_data
 
 # Images decoded ahead of the forward pass, and native-resolution mappings in flight.
@@ -177,15 +185,32 @@ class NativeValidation:
                                           batch_size=int(config.eval.batch_size))
     self.seconds = 0.0
 
-  def __call__(self, variables: dict) -> list[native_scoring.ImageScore]:
+  def __call__(self, variables: dict, step: int = 0) -> list[native_scoring.ImageScore]:
     """The ImageScores of every image of the split, sorted by id."""
     start = time.perf_counter()
     self._predictor.variables = variables
-    scores = score(self._predictor, iter_split(self.config, self.split, self._mine))
+    halfway = _Halfway(len(self._mine), lambda: faults.fire('validation', step))
+    scores = score(self._predictor, iter_split(self.config, self.split, self._mine),
+                   progress=halfway)
     if jax.process_count() > 1:
       scores = _gather(scores, self.ids)
     self.seconds = time.perf_counter() - start
     return sorted(scores, key=lambda s: s.image_id)
+
+
+class _Halfway:
+  """A progress sink that calls `action` once, halfway through (the fault tests' hook)."""
+
+  def __init__(self, total: int, action):
+    self.done, self.total, self.action = 0, total, action
+
+  def update(self, note: str = ''):
+    self.done += 1
+    if self.done == max(1, self.total // 2):
+      self.action()
+
+  def close(self):
+    pass
 
 
 def _gather(local: list[native_scoring.ImageScore],

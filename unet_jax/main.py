@@ -6,7 +6,9 @@ Examples:
       --config.optim.lr=3e-4 --config.batch_size=32
 
 Any config field can be overridden with --config.<field>=<value>; a misspelt field is an error.
-Re-running the same command resumes from the latest checkpoint in --workdir. On several hosts,
+Re-running the same command resumes from the latest checkpoint in --workdir. SIGTERM, SIGINT
+(Ctrl-C) and SIGUSR1 stop the run after its current step, checkpointed, with exit status 75; run
+the same command to resume. On several hosts,
 pass --jax_distributed on each of them (JAX's own multi-process runtime; on TPU pods and SLURM/
 Open MPI clusters the coordinator is found automatically, elsewhere add --coordinator_address,
 --num_processes and --process_id).
@@ -41,12 +43,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}. Use --config.<field>=<value>.')
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ start-up notices.
+  from unet_jax import determinism
+
+  if FLAGS.config.deterministic:
+    determinism.set_xla_flags()  # Before JAX starts its backend.
   import jax
 
   if FLAGS.jax_distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  from unet_jax import checkpointing, compilation_cache, train
+  from unet_jax import checkpointing, compilation_cache, preemption, train
 
   logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
 
@@ -56,9 +62,15 @@ def main(argv):
   logging.info('JAX: process %d/%d, %d local / %d global devices (%s).', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.default_backend())
-  val_metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    val_metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except preemption.Stopped as stopped:
+    if jax.process_index() == 0:
+      print(f'The run {stopped}.', flush=True)
+    return preemption.EXIT_STOPPED
   if jax.process_index() == 0:
     print(train.summary_text(val_metrics, FLAGS.workdir), flush=True)
+  return 0
 
 
 if __name__ == '__main__':

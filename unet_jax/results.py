@@ -64,7 +64,7 @@ _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-c
              'numpy', 'unet-jax')
 
 
-def write_atomic(path: str, text: str) -> None:
+def write_atomic(path: str, text: str, before_rename=None) -> None:
   """Writes `text` to `path` through a temporary file in the same folder and a rename."""
   folder = os.path.dirname(path) or '.'
   os.makedirs(folder, exist_ok=True)
@@ -72,14 +72,16 @@ def write_atomic(path: str, text: str) -> None:
   try:
     with open(tmp, 'w', encoding='utf-8', newline='') as f:
       f.write(text)
+    if before_rename:
+      before_rename()
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
 
 
-def write_json(path: str, value: dict) -> None:
-  write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+def write_json(path: str, value: dict, before_rename=None) -> None:
+  write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n', before_rename)
 
 
 def read_json(path: str) -> dict:
@@ -155,9 +157,10 @@ def read_run_summary(workdir: str) -> dict | None:
   return summary
 
 
-def write_run_summary(workdir: str, summary: dict) -> None:
+def write_run_summary(workdir: str, summary: dict, before_rename=None) -> None:
+  """Writes `<workdir>/summary.json` atomically (`before_rename`: the fault tests' hook)."""
   if summary['state'] not in RUN_STATES:
     raise ValueError(f'state={summary["state"]!r} is not one of {RUN_STATES}.')
   summary = {**summary, 'kind': 'run', 'schema_version': RUN_SCHEMA_VERSION,
              'updated': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}
-  write_json(os.path.join(workdir, RUN_SUMMARY), summary)
+  write_json(os.path.join(workdir, RUN_SUMMARY), summary, before_rename)

@@ -33,13 +33,16 @@ from jax.sharding import PartitionSpec as P
 from unet_jax import (
   augment,
   checkpointing,
+  determinism,
   evaluation,
+  faults,
   input_pipeline,
   metric_logging,
   metrics,
   models,
   native_scoring,
   optim,
+  preemption,
   results,
   run_config,
 )
@@ -190,7 +193,8 @@ class _Record:
     }
     if error:
       summary['error'] = error
-    results.write_run_summary(self.workdir, summary)
+    results.write_run_summary(self.workdir, summary,
+                              before_rename=lambda: faults.fire('summary', step))
 
 
 def _validated_steps(workdir: str) -> list[int]:
@@ -222,6 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
   mesh = ts.make_mesh()
   validate_config(config, mesh.devices.size)
+  determinism.check(config.deterministic, jax.default_backend())
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     run_config.write(config, workdir, log_warning=logging.warning)
@@ -266,7 +271,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       writer.write_scalars(step, {f'val_pooled_{k}': v for k, v in pooled.items()})
       values.update({f'pooled_{k}': v for k, v in pooled.items()})
     if _due(step, config.eval.every_steps, last_step):
-      scores = native(dp.local_variables(state))
+      scores = native(dp.local_variables(state), step)
       if jax.process_index() == 0:
         results.write_per_image_csv(os.path.join(workdir, results.validation_csv(step)), scores)
       macro = native_scoring.summarize(scores)['macro_average']
@@ -298,61 +303,76 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     window = []  # The step metrics (on the device) of the current logging window.
     timed_steps, window_start, wait_time = 0, time.perf_counter(), 0.0
     train_start = None
-    for step in range(start_step + 1, last_step + 1):
-      wait_start = time.perf_counter()
-      batch = next(batches)
-      wait_time += time.perf_counter() - wait_start
-      state, step_metrics = dp.train_step(state, batch, dropout_rng)
-      window.append(step_metrics)
-      timed_steps += 1
+    # The first step whose loss or gradients were not finite (-1: none), kept on the device and
+    # read only where it matters (logging and saving steps): no host sync per step.
+    first_bad = jax.numpy.int32(-1)
+    saved = start_step
+    with preemption.StopSignals() as stop:
+      for step in range(start_step + 1, last_step + 1):
+        wait_start = time.perf_counter()
+        batch = next(batches)
+        wait_time += time.perf_counter() - wait_start
+        state, step_metrics = dp.train_step(state, batch, dropout_rng)
+        first_bad = _track_finite(first_bad, step, step_metrics)
+        faults.fire('step', step)
+        window.append(step_metrics)
+        timed_steps += 1
 
-      if step == start_step + 1:
-        # The first step compiles; time the rest.
-        jax.block_until_ready(state)
-        logging.info('First step (compile included) took %.1f s.', time.perf_counter() - wait_start)
-        train_start = window_start = time.perf_counter()
-        timed_steps, wait_time = 0, 0.0
+        if step == start_step + 1:
+          # The first step compiles; time the rest.
+          jax.block_until_ready(state)
+          logging.info('First step (compile included) took %.1f s.',
+                       time.perf_counter() - wait_start)
+          train_start = window_start = time.perf_counter()
+          timed_steps, wait_time = 0, 0.0
 
-      if step % config.log_every_steps == 0 or step == last_step:
-        # The mean over the logging window, fetched once per window rather than every step.
-        fetched = [dp.fetch_metrics(m) for m in window]
-        scalars = {k: float(np.mean([f[k] for f in fetched])) for k in fetched[0]}
-        if not all(np.isfinite(list(scalars.values()))):
-          raise FloatingPointError(f'Step {step}: non-finite training metrics {scalars}. Lower '
-                                   'config.optim.lr or set config.optim.grad_clip_norm.')
-        elapsed = time.perf_counter() - window_start
-        if timed_steps:
-          record.add_timing(timed_steps, elapsed, wait_time)
-          scalars['images_per_sec'] = timed_steps * config.batch_size / elapsed
-          scalars['data_wait_fraction'] = wait_time / elapsed
-        scalars['lr'] = float(schedule(step - 1))
-        writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
-        timing = record.timing
-        eta = (config.num_train_steps - step) * timing['timed_seconds'] / timing['timed_steps'] \
-            if timing['timed_steps'] else 0.0
-        logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
-                     config.num_train_steps, scalars['loss'], scalars.get('images_per_sec', 0.0),
-                     100 * scalars.get('data_wait_fraction', 0.0), _format_eta(eta))
-        writer.flush()
-        window, timed_steps, wait_time = [], 0, 0.0
-        window_start = time.perf_counter()
+        if step % config.log_every_steps == 0 or step == last_step:
+          _check_finite(first_bad, saved)
+          # The mean over the logging window, fetched once per window rather than every step.
+          fetched = [dp.fetch_metrics(m) for m in window]
+          scalars = {k: float(np.mean([f[k] for f in fetched])) for k in fetched[0]}
+          elapsed = time.perf_counter() - window_start
+          if timed_steps:
+            record.add_timing(timed_steps, elapsed, wait_time)
+            scalars['images_per_sec'] = timed_steps * config.batch_size / elapsed
+            scalars['data_wait_fraction'] = wait_time / elapsed
+          scalars['lr'] = float(schedule(step - 1))
+          writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
+          timing = record.timing
+          eta = (config.num_train_steps - step) * timing['timed_seconds'] / timing['timed_steps'] \
+              if timing['timed_steps'] else 0.0
+          logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
+                       config.num_train_steps, scalars['loss'],
+                       scalars.get('images_per_sec', 0.0),
+                       100 * scalars.get('data_wait_fraction', 0.0), _format_eta(eta))
+          writer.flush()
+          window, timed_steps, wait_time = [], 0, 0.0
+          window_start = time.perf_counter()
 
-      eval_start = time.perf_counter()
-      values = validate(step)
-      selection = values.get(config.eval.best_metric)
-      improved = selection is not None and (best is None or selection > best[1])
-      if improved or step == last_step or step % config.checkpoint_every_steps == 0:
-        # Gathered to one copy (a gather per leaf in 'pmap' mode) only on the steps that save.
-        checkpointing.save(manager, step, dp.fetch_state(state),
-                           selection=selection if improved else None)
-        if improved:
-          best = (step, selection)
-          logging.info('New best %s %.4f: saved the checkpoint of step %d.',
-                       config.eval.best_metric, selection, step)
-      if values and step != last_step:
-        manager.wait_until_finished()  # summary.json names only checkpoints that exist.
-        record.write('running', step, best)
-      window_start += time.perf_counter() - eval_start  # Validation is not training time.
+        eval_start = time.perf_counter()
+        values = validate(step)
+        selection = values.get(config.eval.best_metric)
+        improved = selection is not None and (best is None or selection > best[1])
+        stopping = stop.should_stop(step)
+        if (improved or stopping or step == last_step
+            or step % config.checkpoint_every_steps == 0):
+          _check_finite(first_bad, saved)  # A non-finite state never reaches a checkpoint.
+          # Gathered to one copy (a gather per leaf in 'pmap' mode) only on the steps that save.
+          checkpointing.save(manager, step, dp.fetch_state(state),
+                             selection=selection if improved else None)
+          saved = step
+          if improved:
+            best = (step, selection)
+            logging.info('New best %s %.4f: saved the checkpoint of step %d.',
+                         config.eval.best_metric, selection, step)
+        if stopping:
+          manager.wait_until_finished()
+          record.write('stopped', step, best)
+          raise preemption.Stopped(step, stop.reason)
+        if values and step != last_step:
+          manager.wait_until_finished()  # summary.json names only checkpoints that exist.
+          record.write('running', step, best)
+        window_start += time.perf_counter() - eval_start  # Validation is not training time.
 
     manager.wait_until_finished()
     logging.info('Trained steps %d-%d in %s (after the first, compiling step).', start_step + 1,
@@ -360,6 +380,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     finished = last_step == config.num_train_steps
     record.write('finished' if finished else 'stopped', last_step, best)
     return _final_metrics(record.latest)
+  except preemption.Stopped as stopped:
+    logging.warning('%s', stopped)
+    raise
   except BaseException as error:
     if not isinstance(error, KeyboardInterrupt):
       record.write('failed', int(manager.latest_step() or 0), checkpointing.best(manager),
@@ -369,6 +392,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     manager.wait_until_finished()
     manager.close()
     writer.close()
+
+
+@jax.jit
+def _track_finite(first_bad: jax.Array, step: int, step_metrics: dict) -> jax.Array:
+  finite = jax.numpy.all(jax.numpy.stack([jax.numpy.all(jax.numpy.isfinite(x))
+                                          for x in jax.tree.leaves(step_metrics)]))
+  return jax.numpy.where((first_bad < 0) & ~finite, step, first_bad)
+
+
+def _check_finite(first_bad: jax.Array, saved: int) -> None:
+  """Raises if a step's loss or gradients were NaN or Inf (one host sync)."""
+  step = int(first_bad)
+  if step >= 0:
+    raise FloatingPointError(
+        f'Step {step}: the loss or the gradient norm is not finite (NaN or Inf). Nothing after '
+        f'step {saved} was saved, so the checkpoints hold only finite states. Try a lower '
+        'config.optim.lr, config.optim.grad_clip_norm > 0, a longer warmup, or '
+        "config.precision='float32'; then train again in a new workdir, or resume from step "
+        f'{saved} with the change.')
 
 
 def _final_metrics(entry: dict | None) -> dict[str, float]:

@@ -1,0 +1,124 @@
+"""Real training subprocesses stopped by SIGTERM and killed with SIGKILL, resumed after each.
+
+One run goes through every kind of interruption at seeded points (`unet_jax.faults`):
+SIGTERM mid-step, then SIGKILL mid-checkpoint (before orbax's rename), mid-step, mid-validation
+and mid-summary-write, each followed by the same command. It must end exactly where an
+uninterrupted run ends: the same parameters and validation metrics, every logged value the same
+(but the training loss of the logging window a stop cut short), and every step once in
+metrics.jsonl and in the TensorBoard events (read with TensorBoard's own loader).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from configs import quickstart
+from unet_jax import checkpointing, faults, metric_logging, models, optim, results, train
+from unet_jax import train_step as ts
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OVERRIDES = {
+    'num_train_steps': 24, 'log_every_steps': 4, 'checkpoint_every_steps': 8,
+    'max_checkpoints_to_keep': 2, 'batch_size': 8, 'data.num_train': 32, 'data.num_val': 8,
+    'data.image_size': 32, 'data.synthetic_size': 32, 'model.depth': 2, 'model.base_width': 8,
+    'model.dropout_rate': 0.5, 'model.dropout_levels': (2,), 'optim.warmup_steps': 4,
+    'eval.batch_size': 8, 'eval.every_steps': 8, 'eval.pooled_every_steps': 4,
+}
+# (UNET_JAX_FAULTS, expected exit status, step of the last complete checkpoint afterwards)
+SCHEDULE = (
+    ('term@step:6', 75, 6),  # Preempted: checkpoints the step it stopped at.
+    ('kill@checkpoint:16', -signal.SIGKILL, 8),  # Killed before checkpoint 16 was renamed.
+    ('kill@step:12', -signal.SIGKILL, 8),
+    ('kill@validation:16', -signal.SIGKILL, 8),
+    ('kill@summary:24', -signal.SIGKILL, 24),  # After the final checkpoint, in the summary.
+    ('', 0, 24),
+)
+
+
+def _config():
+  config = quickstart.get_config()
+  config.update_from_flattened_dict(OVERRIDES)
+  return config
+
+
+def _command(workdir):
+  overrides = [f'--config.{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}'
+               for k, v in OVERRIDES.items()]
+  return [sys.executable, '-m', 'unet_jax.main', '--config', 'configs/quickstart.py',
+          '--workdir', workdir, f'--compilation_cache_dir={jax.config.jax_compilation_cache_dir}',
+          *overrides]
+
+
+def _params(workdir):
+  config = _config()
+  manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=2)
+  target = ts.create_train_state(models.create_model(config.model), optim.create_optimizer(
+      config.optim, config.num_train_steps), jax.random.key(0), config.data.image_size)
+  state, step = checkpointing.restore_latest(manager, target)
+  manager.close()
+  return state.params, step
+
+
+def _logged(workdir):
+  rows = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  return [{k: v for k, v in r.items() if 'per_sec' not in k and 'wait' not in k} for r in rows]
+
+
+def _events(workdir):
+  loader = event_accumulator.EventAccumulator(workdir, size_guidance={'tensors': 0})
+  loader.Reload()
+  return {tag: [e.step for e in loader.Tensors(tag)] for tag in loader.Tags()['tensors']}
+
+
+def test_the_fault_hook_parses_its_schedule():
+  assert faults.parse('kill@checkpoint:16, term@step:6') == {
+      ('checkpoint', 16): 'kill', ('step', 6): 'term'}
+  with pytest.raises(ValueError, match='ACTION@PHASE:STEP'):
+    faults.parse('kill@16')
+  with pytest.raises(ValueError, match='PHASE one of'):
+    faults.parse('kill@restore:3')
+
+
+def test_sigterm_and_kills_at_every_phase_end_as_an_uninterrupted_run(tmp_path):
+  reference = str(tmp_path / 'reference')
+  final = train.train_and_evaluate(_config(), reference)
+  workdir = str(tmp_path / 'interrupted')
+  for fault, status, checkpoint in SCHEDULE:
+    done = subprocess.run(_command(workdir), cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, faults.ENV: fault}, timeout=300, check=False)
+    assert done.returncode == status, f'{fault}: {done.returncode}\n{done.stderr[-3000:]}'
+    manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=2)
+    assert manager.latest_step() == checkpoint, fault
+    manager.close()
+    summary = results.read_run_summary(workdir)
+    if fault.startswith('term'):
+      assert 'stopped at step 6 (SIGTERM); run the same command to resume' in done.stdout
+      assert summary['state'] == 'stopped' and summary['step'] == 6
+    assert summary is not None  # Never half-written, whenever the kill came.
+
+  summary = results.read_run_summary(workdir)
+  assert summary['state'] == 'finished' and summary['final']['metrics'] == final
+  params, step = _params(workdir)
+  reference_params, _ = _params(reference)
+  assert step == 24
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference_params), strict=True):
+    np.testing.assert_array_equal(a, b)
+  # Every logged value equals the uninterrupted run's, except the training loss and gradient
+  # norm of step 8: their window (steps 5-8) was cut by the stop after step 6, so the resumed
+  # run averages steps 7-8 only.
+  logged, expected = _logged(workdir), _logged(reference)
+  assert [r.keys() for r in logged] == [r.keys() for r in expected]
+  for got, want in zip(logged, expected, strict=True):
+    if got['step'] == 8 and 'train_loss' in got:
+      got, want = got['train_lr'], want['train_lr']
+    assert got == want
+  assert [r['step'] for r in logged if 'train_loss' in r] == list(range(4, 25, 4))
+  events = _events(workdir)
+  assert events == _events(reference) and events['train_loss'] == list(range(4, 25, 4))
+  assert not [n for n in os.listdir(os.path.join(workdir, 'checkpoints')) if 'tmp' in n]
