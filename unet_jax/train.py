@@ -221,8 +221,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   `stop_after_step` ends the run early, checkpointed, as a pre-empted job would end (state
   'stopped'); the schedule still follows `config.num_train_steps`, so running again without it
-  finishes the same run.
+  finishes the same run. SIGTERM, SIGINT and SIGUSR1 (from the moment this is called) end it
+  after the current step, checkpointed, by raising `preemption.Stopped`.
   """
+  with preemption.StopSignals() as stop:
+    return _train_and_evaluate(config, workdir, stop, stop_after_step)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        stop: preemption.StopSignals,
+                        stop_after_step: int | None) -> dict[str, float]:
   workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
   mesh = ts.make_mesh()
   validate_config(config, mesh.devices.size)
@@ -271,6 +279,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       writer.write_scalars(step, {f'val_pooled_{k}': v for k, v in pooled.items()})
       values.update({f'pooled_{k}': v for k, v in pooled.items()})
     if _due(step, config.eval.every_steps, last_step):
+      logging.info('validating %d images at native resolution (step %d)...', len(native.ids),
+                   step)
       scores = native(dp.local_variables(state), step)
       if jax.process_index() == 0:
         results.write_per_image_csv(os.path.join(workdir, results.validation_csv(step)), scores)
@@ -307,72 +317,73 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     # read only where it matters (logging and saving steps): no host sync per step.
     first_bad = jax.numpy.int32(-1)
     saved = start_step
-    with preemption.StopSignals() as stop:
-      for step in range(start_step + 1, last_step + 1):
-        wait_start = time.perf_counter()
-        batch = next(batches)
-        wait_time += time.perf_counter() - wait_start
-        state, step_metrics = dp.train_step(state, batch, dropout_rng)
-        first_bad = _track_finite(first_bad, step, step_metrics)
-        faults.fire('step', step)
-        window.append(step_metrics)
-        timed_steps += 1
+    for step in range(start_step + 1, last_step + 1):
+      wait_start = time.perf_counter()
+      batch = next(batches)
+      wait_time += time.perf_counter() - wait_start
+      state, step_metrics = dp.train_step(state, batch, dropout_rng)
+      first_bad = _track_finite(first_bad, step, step_metrics)
+      faults.fire('step', step)
+      window.append(step_metrics)
+      timed_steps += 1
 
-        if step == start_step + 1:
-          # The first step compiles; time the rest.
-          jax.block_until_ready(state)
-          logging.info('First step (compile included) took %.1f s.',
-                       time.perf_counter() - wait_start)
-          train_start = window_start = time.perf_counter()
-          timed_steps, wait_time = 0, 0.0
+      if step == start_step + 1:
+        # The first step compiles; time the rest.
+        jax.block_until_ready(state)
+        logging.info('First step (compile included) took %.1f s.',
+                     time.perf_counter() - wait_start)
+        train_start = window_start = time.perf_counter()
+        timed_steps, wait_time = 0, 0.0
 
-        if step % config.log_every_steps == 0 or step == last_step:
-          _check_finite(first_bad, saved)
-          # The mean over the logging window, fetched once per window rather than every step.
-          fetched = [dp.fetch_metrics(m) for m in window]
-          scalars = {k: float(np.mean([f[k] for f in fetched])) for k in fetched[0]}
-          elapsed = time.perf_counter() - window_start
-          if timed_steps:
-            record.add_timing(timed_steps, elapsed, wait_time)
-            scalars['images_per_sec'] = timed_steps * config.batch_size / elapsed
-            scalars['data_wait_fraction'] = wait_time / elapsed
-          scalars['lr'] = float(schedule(step - 1))
-          writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
-          timing = record.timing
-          eta = (config.num_train_steps - step) * timing['timed_seconds'] / timing['timed_steps'] \
-              if timing['timed_steps'] else 0.0
-          logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
-                       config.num_train_steps, scalars['loss'],
-                       scalars.get('images_per_sec', 0.0),
-                       100 * scalars.get('data_wait_fraction', 0.0), _format_eta(eta))
-          writer.flush()
-          window, timed_steps, wait_time = [], 0, 0.0
-          window_start = time.perf_counter()
+      if step % config.log_every_steps == 0 or step == last_step:
+        _check_finite(first_bad, saved)
+        # The mean over the logging window, fetched once per window rather than every step.
+        fetched = [dp.fetch_metrics(m) for m in window]
+        scalars = {k: float(np.mean([f[k] for f in fetched])) for k in fetched[0]}
+        elapsed = time.perf_counter() - window_start
+        if timed_steps:
+          record.add_timing(timed_steps, elapsed, wait_time)
+          scalars['images_per_sec'] = timed_steps * config.batch_size / elapsed
+          scalars['data_wait_fraction'] = wait_time / elapsed
+        scalars['lr'] = float(schedule(step - 1))
+        writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
+        timing = record.timing
+        eta = (config.num_train_steps - step) * timing['timed_seconds'] / timing['timed_steps'] \
+            if timing['timed_steps'] else 0.0
+        logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
+                     config.num_train_steps, scalars['loss'],
+                     scalars.get('images_per_sec', 0.0),
+                     100 * scalars.get('data_wait_fraction', 0.0), _format_eta(eta))
+        writer.flush()
+        window, timed_steps, wait_time = [], 0, 0.0
+        window_start = time.perf_counter()
 
-        eval_start = time.perf_counter()
-        values = validate(step)
-        selection = values.get(config.eval.best_metric)
-        improved = selection is not None and (best is None or selection > best[1])
-        stopping = stop.should_stop(step)
-        if (improved or stopping or step == last_step
-            or step % config.checkpoint_every_steps == 0):
-          _check_finite(first_bad, saved)  # A non-finite state never reaches a checkpoint.
-          # Gathered to one copy (a gather per leaf in 'pmap' mode) only on the steps that save.
-          checkpointing.save(manager, step, dp.fetch_state(state),
-                             selection=selection if improved else None)
-          saved = step
-          if improved:
-            best = (step, selection)
-            logging.info('New best %s %.4f: saved the checkpoint of step %d.',
-                         config.eval.best_metric, selection, step)
-        if stopping:
-          manager.wait_until_finished()
-          record.write('stopped', step, best)
-          raise preemption.Stopped(step, stop.reason)
-        if values and step != last_step:
-          manager.wait_until_finished()  # summary.json names only checkpoints that exist.
-          record.write('running', step, best)
-        window_start += time.perf_counter() - eval_start  # Validation is not training time.
+      eval_start = time.perf_counter()
+      values = validate(step)
+      selection = values.get(config.eval.best_metric)
+      improved = selection is not None and (best is None or selection > best[1])
+      stopping = stop.should_stop(step)
+      if (improved or stopping or step == last_step
+          or step % config.checkpoint_every_steps == 0):
+        _check_finite(first_bad, saved)  # A non-finite state never reaches a checkpoint.
+        # Gathered to one copy (a gather per leaf in 'pmap' mode) only on the steps that save.
+        checkpointing.save(manager, step, dp.fetch_state(state),
+                           selection=selection if improved else None)
+        saved = step
+        if improved:
+          best = (step, selection)
+          logging.info('New best %s %.4f: saving the checkpoint of step %d.',
+                       config.eval.best_metric, selection, step)
+        else:
+          logging.info('Saving the checkpoint of step %d.', step)
+      if stopping:
+        manager.wait_until_finished()
+        record.write('stopped', step, best)
+        raise preemption.Stopped(step, stop.reason)
+      if values and step != last_step:
+        manager.wait_until_finished()  # summary.json names only checkpoints that exist.
+        record.write('running', step, best)
+      window_start += time.perf_counter() - eval_start  # Validation is not training time.
 
     manager.wait_until_finished()
     logging.info('Trained steps %d-%d in %s (after the first, compiling step).', start_step + 1,
