@@ -1,24 +1,38 @@
-# `make demo`: set up .venv (first time only) and train the quickstart config on synthetic data.
-# `make test`: set up .venv (first time only), lint, and run the test suite.
+# `make demo`: set up .venv (first time only) with the package alone and train the quickstart config
+#   on synthetic data.
+# `make test`: add the test, benchmark and experiment extras (first time only), lint, and run the
+#   test suite.
+# Each install step leaves a stamp in .venv, so `make test` after `make demo` installs only what
+# the tests add.
 PYTHON ?= python3
 VENV ?= .venv
 WORKDIR ?= workdirs/quickstart
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint experiments clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.base: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e .
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.experiments: $(VENV)/.base
+	$(PY) -m pip install --quiet -e '.[experiments]'
+	touch $@
 
-demo: install
+$(VENV)/.test: $(VENV)/.base
+	$(PY) -m pip install --quiet -e '.[test,bench,experiments]'
+	touch $@
+
+install: $(VENV)/.base
+
+experiments: $(VENV)/.experiments
+
+demo: $(VENV)/.base
 	$(PY) -m unet_jax.main --config configs/quickstart.py --workdir $(WORKDIR)
 
-lint: install
+lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 
 test: lint

@@ -26,10 +26,12 @@ def get_config() -> ml_collections.ConfigDict:
   # 'imagenet' (/255 then ImageNet mean/std).
   config.data.normalize = 'unit'
   config.data.cache = True  # Cache decoded, resized examples in memory before augmentation.
-  # Synthetic source: how many examples, and the size they are drawn at before resizing.
-  config.data.num_train = 2048
-  config.data.num_val = 256
+  # Synthetic source: how many examples, the size they are drawn at before resizing, and the
+  # seed that draws them (the data's own: runs of any config.seed see the same images). They are
+  # split into train/val by the k-fold fields below, like a folder.
+  config.data.num_examples = 2560
   config.data.synthetic_size = 256
+  config.data.synthetic_seed = 0
   # Folder source: images `<dir>/<image_dir>/<id><image_ext>`, masks
   # `<dir>/<mask_dir>/<id><mask_suffix>` (defaults follow the ISIC 2018 archive layout).
   config.data.dir = ''
@@ -42,8 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
   # official training split, below) or 'validation' (the official 100-image validation split).
   config.data.tfds_data_dir = ''
   config.data.val_split = 'kfold'
-  # k-fold split of a folder's (or ISIC's training) examples by a fixed seed: fold `fold` of
-  # `num_folds` validates.
+  # k-fold split of a folder's (or ISIC's training, or the synthetic) examples by a fixed seed:
+  # fold `fold` of `num_folds` validates.
   config.data.num_folds = 5
   config.data.fold = 0
   config.data.split_seed = 0

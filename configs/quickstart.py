@@ -12,8 +12,7 @@ def get_config():
   config.data.source = 'synthetic'
   config.data.image_size = 64
   config.data.synthetic_size = 96
-  config.data.num_train = 1024
-  config.data.num_val = 128
+  config.data.num_examples = 1280  # 5 folds: 1024 train, 256 validation.
 
   config.model.depth = 3
   config.model.base_width = 16

@@ -10,7 +10,12 @@ TensorFlow, so it runs on the GPU machine too.
 """
 
 import argparse
+import os
+import sys
 import types
+
+if __package__ in (None, ''):  # Run as a file (`python experiments/X.py`): find `experiments`.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp

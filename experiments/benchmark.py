@@ -41,6 +41,9 @@ import sys
 import time
 import types
 
+if __package__ in (None, ''):  # Run as a file (`python experiments/X.py`): find `experiments`.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -410,7 +413,8 @@ def input_mode(args) -> dict:
   else:
     config.data.source = 'synthetic'
     config.data.synthetic_size = args.image_size
-    config.data.num_train = args.input_examples
+    config.data.num_examples = 2 * args.input_examples
+    config.data.num_folds = 2  # Half of them train: --input-examples in the training cache.
   batch_size = int(_split(args.batch_sizes)[0])
   config.batch_size = batch_size
   cores = len(os.sched_getaffinity(0))

@@ -45,7 +45,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = [
   '--config.num_train_steps=400', '--config.log_every_steps=5',
   '--config.checkpoint_every_steps=10', '--config.max_checkpoints_to_keep=2',
-  '--config.batch_size=8', '--config.data.num_train=64', '--config.data.num_val=16',
+  '--config.batch_size=8', '--config.data.num_examples=80',
   '--config.data.image_size=32', '--config.data.synthetic_size=32', '--config.model.depth=2',
   '--config.model.base_width=8', '--config.model.dropout_rate=0.5',
   '--config.model.dropout_levels=2', '--config.optim.warmup_steps=5',

@@ -4,7 +4,7 @@ lesion outlined in green and the model's prediction tinted orange.
   python -m experiments.quickstart_figure --workdir workdirs/quickstart \
       --output experiments/results/quickstart_predictions.png
 
-The images are the quickstart's own validation images (the synthetic source's held-out seed),
+The images are the quickstart's own validation images (its held-out fold of the synthetic data),
 predicted at native size through `unet_jax.inference`, the path `unet_jax.predict` uses.
 """
 
@@ -35,10 +35,10 @@ def main():
   args = parser.parse_args()
 
   predictor = inference.load_predictor(args.workdir, checkpoint='final')
-  seed = input_pipeline.synthetic_seed(predictor.config, 'val')
+  data = predictor.config.data
   tiles = []
-  for index in range(args.count):
-    image, truth = synthetic.make_example(seed, index, args.size, args.size)
+  for index in input_pipeline.synthetic_indices(data, 'val')[:args.count]:
+    image, truth = synthetic.make_example(data.synthetic_seed, index, args.size, args.size)
     prediction = predictor.predict(image) >= 0.5
     tile = image.astype(np.float32)
     tile[prediction] = 0.55 * tile[prediction] + 0.45 * np.array([255, 110, 0])

@@ -38,7 +38,7 @@ def shrink(config, folder: str, tfds_dir: str):
   """The same recipe at a size that runs in seconds on a CPU."""
   config.data.image_size = SIZE
   config.data.synthetic_size = SIZE
-  config.data.num_train, config.data.num_val = 16, 8
+  config.data.num_examples = 24
   config.data.dir = folder
   config.data.tfds_data_dir = tfds_dir
   config.model.depth = min(config.model.depth, 2)

@@ -74,3 +74,70 @@ def compilation_cache(tmp_path_factory):
   if os.environ.get('PYTEST_XDIST_WORKER'):  # Each worker's basetemp is <run root>/popen-gwN.
     root = root.parent
   cache.enable_compilation_cache(str(root / 'xla_cache'))
+
+
+# A tiny sweep: 2 losses x 2 seeds on the synthetic data, 24 steps each, and one run that fails.
+TEST_SWEEP = '''
+from unet_jax import hyper
+
+TINY = {
+  'data.image_size': 32, 'data.synthetic_size': 32, 'data.num_examples': 40,
+  'model.depth': 2, 'model.base_width': 8, 'batch_size': 8, 'num_train_steps': 24,
+  'log_every_steps': 8, 'checkpoint_every_steps': 12, 'max_checkpoints_to_keep': 1,
+  'optim.warmup_steps': 4, 'eval.batch_size': 8, 'eval.every_steps': 12,
+  'eval.pooled_every_steps': 12,
+}
+
+
+def get_sweep(arg=None):
+  return {
+    'config': 'quickstart',
+    'overrides': TINY,
+    'runs': hyper.chain([
+      hyper.product([hyper.sweep('loss', ['bce', 'bce_dice']), hyper.sweep('seed', [0, 1])]),
+      hyper.fixed('model.norm', 'bogus'),  # Fails at start: recorded, the others go on.
+    ]),
+  }
+'''
+
+
+@pytest.fixture(scope='session')
+def trained_sweep(tmp_path_factory):
+  """(sweep file, root, what the launcher printed) of the test sweep, launched with
+  `python -m unet_jax.sweep launch` (2 at once), stopped with SIGTERM once the first run has
+  finished, and launched again to the end.
+
+  Tests that use it carry `@pytest.mark.xdist_group('trained_sweep')`.
+  """
+  import json
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  base = tmp_path_factory.mktemp('sweep')
+  sweep_file = base / 'tiny.py'
+  sweep_file.write_text(TEST_SWEEP)
+  root = base / 'root'
+  command = [sys.executable, '-m', 'unet_jax.sweep', 'launch', str(sweep_file), '--root',
+             str(root), '--parallel', '2']
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  first = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+  manifest = root / 'sweep.json'
+  deadline = time.time() + 300
+  while time.time() < deadline and first.poll() is None:
+    if manifest.exists():
+      states = [r.get('state') for r in json.loads(manifest.read_text())['runs'].values()]
+      if 'finished' in states:
+        break
+    time.sleep(0.5)
+  first.send_signal(signal.SIGTERM)
+  out_first = first.communicate(timeout=300)[0]
+  finished_first = sorted(name for name, r in json.loads(manifest.read_text())['runs'].items()
+                          if r.get('state') == 'finished')
+  second = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=600,
+                          check=False)
+  return {'file': str(sweep_file), 'root': str(root), 'first': out_first,
+          'first_status': first.returncode, 'finished_first': finished_first,
+          'second': second.stdout + second.stderr, 'second_status': second.returncode}

@@ -149,3 +149,30 @@ def test_cli_scores_a_prediction_folder_and_explains_both_modes(tmp_path):
   helped = subprocess.run([sys.executable, '-m', 'unet_jax.evaluate', '--helpfull'],
                           capture_output=True, text=True, cwd=REPO, env=env, check=False)
   assert '--predictions' in helped.stdout and '--workdir' in helped.stdout
+
+
+def test_an_ensemble_averages_its_members_probabilities():
+  a, b = _predictor('stretch'), _predictor('crop')
+  b.variables = jax.tree.map(lambda x: x * 1.5, b.variables)  # Another model.
+  ensemble = inference.Ensemble([a, b])
+  image = np.random.default_rng(2).integers(0, 256, (20, 27, 3)).astype(np.uint8)
+  expected = (a.predict(image) + b.predict(image)) / 2
+  np.testing.assert_allclose(ensemble.predict(image), expected, atol=1e-6)
+  assert not np.allclose(a.predict(image), b.predict(image), atol=1e-3)
+
+
+def test_an_ensemble_is_not_evaluated_on_images_a_member_trained_on(run, tmp_path):
+  workdir, _, predictor = run
+  other_fold = predictor.config.copy_and_resolve_references()
+  other_fold.data.fold = 1  # Its training split holds fold 0's validation images.
+  ensemble = inference.Ensemble([predictor, inference.Predictor(
+      other_fold, predictor.variables, predictor.batch_size, step=1, checkpoint='final')])
+  with pytest.raises(ValueError, match=r'in the training split of ensemble member'):
+    evaluate.evaluate_run([workdir, workdir], predictor=ensemble, output_dir=str(tmp_path))
+  with pytest.raises(ValueError, match='needs --output'):
+    evaluate.evaluate_run([workdir, workdir])
+  # Two members of the same fold: its validation images are held out from both.
+  same = inference.Ensemble([predictor, predictor])
+  summary = evaluate.evaluate_run([workdir, workdir], predictor=same, output_dir=str(tmp_path))
+  single = evaluate.evaluate_run(workdir, predictor=predictor, output_dir=str(tmp_path / 's'))
+  assert summary['macro_average'] == single['macro_average']

@@ -25,7 +25,7 @@ from unet_jax import train_step as ts
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = {
     'num_train_steps': 24, 'log_every_steps': 4, 'checkpoint_every_steps': 8,
-    'max_checkpoints_to_keep': 2, 'batch_size': 8, 'data.num_train': 32, 'data.num_val': 8,
+    'max_checkpoints_to_keep': 2, 'batch_size': 8, 'data.num_examples': 40,
     'data.image_size': 32, 'data.synthetic_size': 32, 'model.depth': 2, 'model.base_width': 8,
     'model.dropout_rate': 0.5, 'model.dropout_levels': (2,), 'optim.warmup_steps': 4,
     'eval.batch_size': 8, 'eval.every_steps': 8, 'eval.pooled_every_steps': 4,

@@ -20,8 +20,8 @@ def _config(**data):
   config = default.get_config()
   config.data.image_size = SIZE
   config.data.synthetic_size = 40  # Not SIZE, so the resize path runs.
-  config.data.num_train = 10
-  config.data.num_val = 7
+  config.data.num_examples = 20
+  config.data.num_folds = 3  # 13 train, 7 validate.
   config.batch_size = 4
   config.eval.batch_size = 4
   for name, value in data.items():
@@ -129,7 +129,7 @@ def test_train_is_deterministic_and_reshuffles_each_epoch():
   a, b = _train(config, 5), _train(config, 5)
   for x, y in zip(a, b, strict=True):
     _assert_batches_equal(x, y)
-  assert not np.array_equal(a[0]['image'], a[2]['image'])  # steps_per_epoch = 10 // 4 = 2.
+  assert not np.array_equal(a[0]['image'], a[3]['image'])  # steps_per_epoch = 13 // 4 = 3.
   other = _config()
   other.seed = 1
   assert not np.array_equal(a[0]['image'], _train(other, 1)[0]['image'])
@@ -138,7 +138,7 @@ def test_train_is_deterministic_and_reshuffles_each_epoch():
 @pytest.mark.parametrize('cache', [True, False])
 def test_resume_matches_uninterrupted_run(cache):
   config = _config(cache=cache)
-  reference = _train(config, 8)  # 2 steps per epoch: covers 3 epoch boundaries.
+  reference = _train(config, 8)  # 3 steps per epoch: covers 2 epoch boundaries.
   for k in (1, 2, 3, 6):
     resumed = _train(config, 2, start_step=k)
     _assert_batches_equal(resumed[0], reference[k])
@@ -150,7 +150,7 @@ def test_cache_does_not_change_batches():
 
 
 def test_each_epoch_visits_every_example_once():
-  config = _config(num_train=8, normalize='none')
+  config = _config(num_examples=12, normalize='none')  # 3 folds: 8 train.
   epoch = np.concatenate([b['image'] for b in _train(config, 2)])  # 8 // 4 = 2 steps.
   everything = _valid_images(_eval(config, 'train'))
   assert sorted(x.astype(np.float32).tobytes() for x in epoch) == sorted(
@@ -160,7 +160,7 @@ def test_each_epoch_visits_every_example_once():
 
 def test_train_errors():
   with pytest.raises(ValueError, match='fewer than one batch'):
-    _train(_config(num_train=3), 1)
+    _train(_config(num_examples=5), 1)  # 3 train.
   config = _config()
   config.batch_size = 5
   with pytest.raises(ValueError, match=r'config\.batch_size'):
@@ -200,7 +200,8 @@ def test_processes_split_examples_disjointly_and_stay_in_lockstep():
 
 
 def test_more_processes_than_examples_still_lockstep():
-  per_process = [_eval(_config(num_val=3), process_index=p, process_count=4) for p in range(4)]
+  per_process = [_eval(_config(num_examples=9), process_index=p, process_count=4)  # 3 val.
+                 for p in range(4)]
   assert {len(bs) for bs in per_process} == {1}
   assert sum(b['valid'].sum() for bs in per_process for b in bs) == 3
 
@@ -214,7 +215,7 @@ def test_training_slices_per_process():
 
 
 def test_num_examples():
-  assert input_pipeline.num_examples(_config(), 'train') == 10
+  assert input_pipeline.num_examples(_config(), 'train') == 13
   assert input_pipeline.num_examples(_config(), 'val') == 7
   with pytest.raises(ValueError, match='split'):
     input_pipeline.num_examples(_config(), 'tests')
@@ -278,23 +279,16 @@ def test_folder_errors_name_the_field(tmp_path):
 @pytest.mark.parametrize('policy', ['stretch', 'pad', 'crop'])
 @pytest.mark.parametrize('cache', [True, False])
 def test_each_policy_on_a_folder(folder, policy, cache):
+  """Shapes and binary masks under each policy, cached or not; what the pixels are is checked
+  against an independent reference and against predict's path in tests/photos_test.py."""
   config = _config(source='folder', dir=folder, resize_policy=policy, cache=cache)
   (batch,) = _train(config, 1)
   assert batch['image'].shape == (4, SIZE, SIZE, 3) and batch['mask'].shape == (4, SIZE, SIZE, 1)
   assert set(np.unique(batch['mask'])) <= {0.0, 1.0}
   (val,) = _eval(config)
   assert val['image'].shape == (4, SIZE, SIZE, 3)
-  # The two validation examples, resized by the policy itself (and center-cropped for 'crop').
-  ids = [f'ISIC_{k:07d}' for k in range(10)]
-  sizes = {0: (40, 56), 1: (48, 48), 2: (36, 30)}
-  for ident, got in zip(input_pipeline.split_ids(ids, 5, 0, 0)[1], val['image'], strict=False):
-    path = os.path.join(folder, config.data.image_dir, ident + '.jpg')
-    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
-    assert image.shape[:2] == sizes[int(ident[5:]) % 3]
-    want, _ = resize_policy.resize_for_cache(image, image[..., :1], SIZE, policy)
-    if policy == 'crop':
-      want = resize_policy.center_crop(want, SIZE)
-    np.testing.assert_array_equal(got, want.numpy().astype(np.float32) / 255.0)
+  other = _eval(_config(source='folder', dir=folder, resize_policy=policy, cache=not cache))[0]
+  _assert_batches_equal(val, other)  # The cache changes nothing.
 
 
 def test_pad_policy_pads_with_zeros(folder):
@@ -397,3 +391,35 @@ def test_isic_processes_split_disjointly(isic):
 def test_test_split_needs_isic():
   with pytest.raises(ValueError, match=r"split='test'.*config\.data\.source='isic'"):
     input_pipeline.num_examples(_config(), 'test')
+
+
+# ---- synthetic source as data -----------------------------------------------------------------
+
+
+def test_synthetic_validation_is_fixed_by_the_data_seed_not_the_run_seed():
+  from unet_jax import evaluation
+
+  runs = [_config(), _config()]
+  runs[1].seed = 7  # Another run seed: other init, order, augmentation; the same data.
+  np.testing.assert_array_equal(_valid_images(_eval(runs[0])), _valid_images(_eval(runs[1])))
+  assert evaluation.split_ids(runs[0], 'val') == evaluation.split_ids(runs[1], 'val')
+  other_data = _config(synthetic_seed=1)
+  assert not np.array_equal(_valid_images(_eval(runs[0])), _valid_images(_eval(other_data)))
+
+
+def test_synthetic_folds_partition_the_examples_like_a_folder():
+  seen = []
+  for fold in range(3):
+    config = _config(fold=fold)
+    val = input_pipeline.synthetic_indices(config.data, 'val')
+    train = input_pipeline.synthetic_indices(config.data, 'train')
+    assert sorted(val + train) == list(range(20)) and not set(val) & set(train)
+    seen += val
+    # The pipeline's validation images are those examples, drawn at synthetic_size and resized.
+    want = [synthetic.make_example(0, k, 40, 40)[0] for k in val]
+    got = _valid_images(_eval(_config(fold=fold, normalize='none', resize_policy='stretch')))
+    assert len(got) == len(want)
+    for image, source in zip(got, want, strict=True):
+      ref = tf.image.resize(source.astype(np.float32), [SIZE, SIZE], antialias=True).numpy()
+      assert np.abs(image - np.round(ref)).max() <= 1
+  assert sorted(seen) == list(range(20))

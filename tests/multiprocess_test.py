@@ -23,7 +23,7 @@ from unet_jax import train_step as ts
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = ['--config.num_train_steps=12', '--config.log_every_steps=4',
              '--config.eval.every_steps=12', '--config.eval.pooled_every_steps=12', '--config.checkpoint_every_steps=12',
-             '--config.data.num_train=64', '--config.data.num_val=21',  # Odd: uneven slices.
+             '--config.data.num_examples=84', '--config.data.num_folds=4',  # 21 val: uneven slices.
              '--config.data.image_size=32', '--config.data.synthetic_size=32',
              '--config.model.depth=2', '--config.model.base_width=8',
              '--config.batch_size=8', '--config.eval.batch_size=8',

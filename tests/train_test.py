@@ -33,8 +33,8 @@ def tiny_config(**overrides):
   config = quickstart.get_config()
   config.data.image_size = 32
   config.data.synthetic_size = 48
-  config.data.num_train = 64
-  config.data.num_val = 20  # Not a multiple of the eval batch: the last batch is padded.
+  config.data.num_examples = 80
+  config.data.num_folds = 4  # 60 train, 20 validate: not a multiple of the eval batch.
   config.data.resize_policy = 'pad'
   config.model.depth = 2
   config.model.base_width = 8

@@ -24,6 +24,7 @@ so mode 2 on a folder gives its numbers, and mode 1 gives what mode 2 would give
 
 import os
 import sys
+from collections.abc import Sequence
 
 from absl import app, flags, logging
 
@@ -33,7 +34,7 @@ FLAGS = flags.FLAGS
 
 
 def evaluate_run(
-  workdir: str,
+  workdir: str | Sequence[str],
   *,
   checkpoint: str = 'final',
   split: str = 'val',
@@ -48,11 +49,17 @@ def evaluate_run(
 ) -> dict:
   """Mode 1: scores a checkpoint of a run; writes the CSV and summary; returns the summary.
 
-  `predictor` (instead of loading the checkpoint; then `checkpoint`, `tta` and `batch_size` are
-  its own) lets a caller that already holds the model score it without a restore.
+  Several workdirs are an ensemble (their probabilities averaged): it needs `output_dir`, and a
+  split or folder that any member trained on is refused. `predictor` (instead of loading the
+  checkpoint; then `checkpoint`, `tta` and `batch_size` are its own) lets a caller that already
+  holds the model score it without a restore.
   """
+  workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
+  if len(workdirs) > 1 and not output_dir:
+    raise ValueError('An ensemble (several --workdir) needs --output: its results belong to no '
+                     'single run.')
   if predictor is None:
-    predictor = inference.load_predictor(workdir, checkpoint=checkpoint, tta=tta,
+    predictor = inference.load_predictor(workdirs, checkpoint=checkpoint, tta=tta,
                                          batch_size=batch_size)
   if bool(images_dir) != bool(truth_dir):
     raise ValueError('--images and --truth go together.')
@@ -65,16 +72,31 @@ def evaluate_run(
     examples = evaluation.iter_split(predictor.config, split, ids)
   if not ids:
     raise ValueError(f'The {split!r} split has no examples.')
+  if isinstance(predictor, inference.Ensemble):
+    _refuse_seen_images(predictor, workdirs, ids, split)
   progress = inference.Progress(len(ids), 'evaluate ') if show_progress else None
   scores = evaluation.score(predictor, examples, threshold=threshold, progress=progress)
   scores.sort(key=lambda s: s.image_id)
   which = predictor.checkpoint or str(predictor.step)
-  output_dir = output_dir or default_output(workdir, split, which)
-  source = {'workdir': os.path.abspath(workdir), 'split': split, 'checkpoint': which,
+  output_dir = output_dir or default_output(workdirs[0], split, which)
+  source = {'workdir': [os.path.abspath(w) for w in workdirs] if len(workdirs) > 1 else
+            os.path.abspath(workdirs[0]), 'split': split, 'checkpoint': which,
             'step': predictor.step, 'selected_on_this_split': which == 'best' and split == 'val',
             'resize_policy': predictor.policy, 'image_size': predictor.size, 'tta': predictor.tta,
             'threshold': threshold}
   return results.write_evaluation(scores, output_dir, source)
+
+
+def _refuse_seen_images(ensemble: inference.Ensemble, workdirs: Sequence[str],
+                        ids: Sequence[str], split: str) -> None:
+  """An ensemble scored on images any member trained on would report its memory."""
+  for workdir, member in zip(workdirs, ensemble.members, strict=True):
+    seen = set(ids) & set(evaluation.split_ids(member.config, 'train'))
+    if seen:
+      raise ValueError(
+        f'{len(seen)} of the {len(ids)} images of {split!r} are in the training split of '
+        f'ensemble member {workdir!r} (e.g. {sorted(seen)[0]}); evaluate an ensemble on images '
+        'none of its members trained on (--images/--truth, or a held-out split).')
 
 
 def default_output(workdir: str, split: str, checkpoint: str) -> str:
@@ -101,7 +123,8 @@ def format_summary(summary: dict) -> str:
 def define_flags() -> None:
   """The CLI's flags; defined only when run as a program, so importing the module never clashes
   with another CLI's flags (unet_jax.predict has flags of the same names)."""
-  flags.DEFINE_string('workdir', None, 'Mode 1: a training run to evaluate.')
+  flags.DEFINE_list('workdir', None, 'Mode 1: a training run to evaluate; several, '
+                    'comma-separated, are an ensemble (probabilities averaged; needs --output).')
   flags.DEFINE_string('checkpoint', 'final', "Mode 1: which checkpoint: 'final' (the end of "
                       "training), 'best' (the best validation score; selected on the 'val' "
                       "split, so its 'val' numbers are optimistic), 'latest', or a step number.")
@@ -147,7 +170,7 @@ def main(argv) -> int:
   if FLAGS.predictions:
     out = FLAGS.output or os.path.normpath(FLAGS.predictions) + '_eval'
   else:
-    out = FLAGS.output or default_output(FLAGS.workdir, summary['source']['split'],
+    out = FLAGS.output or default_output(FLAGS.workdir[0], summary['source']['split'],
                                          summary['source']['checkpoint'])
   print(f'Wrote {os.path.join(out, "per_image.csv")} and summary.json.', flush=True)
   logging.flush()

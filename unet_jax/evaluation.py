@@ -31,7 +31,6 @@ from unet_jax import (
   isic_source,
   native_scoring,
   photos,
-  resize_policy,
 )
 from unet_jax import synthetic as synthetic_data
 
@@ -57,13 +56,9 @@ def split_ids(config: ml_collections.ConfigDict, split: str) -> list[str]:
   if data.source == 'isic':
     return isic_source.split(data, split)[1]
   if data.source == 'synthetic':
-    return [synthetic_id(split, k) for k in range(input_pipeline.num_examples(config, split))]
+    return [input_pipeline.synthetic_id(k) for k in input_pipeline.synthetic_indices(data, split)]
   raise ValueError(f'config.data.source={data.source!r} is not one of '
                    "('synthetic', 'folder', 'isic').")
-
-
-def synthetic_id(split: str, index: int) -> str:
-  return f'synthetic_{split}_{index:05d}'
 
 
 def iter_split(config: ml_collections.ConfigDict, split: str,
@@ -89,11 +84,11 @@ def iter_split(config: ml_collections.ConfigDict, split: str,
       image_path, mask_path = where[ident]
       return folder_example(ident, image_path, mask_path, size)
   elif data.source == 'synthetic':
-    seed = input_pipeline.synthetic_seed(config, split)
     side = data.synthetic_size
 
     def load(ident):
-      image, mask = synthetic_data.make_example(seed, int(ident.rsplit('_', 1)[1]), side, side)
+      image, mask = synthetic_data.make_example(data.synthetic_seed, int(ident.rsplit('_', 1)[1]),
+                                                side, side)
       return Example(ident, image, (side, side), mask.astype(bool))
   else:
     split_ids(config, split)  # Raises for an unknown source.
@@ -143,19 +138,19 @@ def _prefetch(load, keys: Sequence, ahead: int = 2 * _WORKERS) -> Iterator:
       futures[i] = None
 
 
-def _score_one(example: Example, tile_probs, placement, threshold: float):
-  probs = resize_policy.probs_to_native(tile_probs, placement)
+def _score_one(example: Example, parts, threshold: float):
+  probs = inference.to_native(parts)
   return native_scoring.score_image(example.image_id, example.truth, probs >= threshold)
 
 
-def score(predictor: inference.Predictor, examples: Iterable[Example], *,
+def score(predictor: inference.Predictor | inference.Ensemble, examples: Iterable[Example], *,
           threshold: float = 0.5, progress=None) -> list[native_scoring.ImageScore]:
   """Each example predicted, mapped to its native grid and scored; in the examples' order."""
   items = ((e, e.image, e.native_shape) for e in examples)
   with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
     futures = []
-    for example, tile_probs, placement in predictor.predict_tiles(items):
-      futures.append(pool.submit(_score_one, example, tile_probs, placement, threshold))
+    for example, parts in predictor.predict_parts(items):
+      futures.append(pool.submit(_score_one, example, parts, threshold))
       if progress:
         progress.update(example.image_id)
     scores = [f.result() for f in futures]

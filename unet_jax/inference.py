@@ -15,10 +15,11 @@ size, so the forward pass compiles once whatever the number of images or tiles p
 
 import dataclasses
 import functools
+import itertools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import jax
@@ -42,6 +43,8 @@ Key = TypeVar('Key')
 # An image to predict: (key, uint8 [h, w, 3] as `unet_jax.photos` decoded it, native (H, W) or
 # None when the image is at its native size).
 Item = tuple[Any, np.ndarray, tuple[int, int] | None]
+# One model's output for one image: its tiles' probabilities and where they go.
+Part = tuple[np.ndarray, resize_policy.Placement]
 
 
 def restore_variables(config: ml_collections.ConfigDict, workdir: str,
@@ -124,14 +127,13 @@ class Predictor:
     """float32 [H, W] lesion probabilities of one uint8 image (see `Item`)."""
     return next(self.predict_images([(None, image, native_shape)]))[1]
 
-  def predict_tiles(
-    self, items: Iterable[Item]
-  ) -> Iterator[tuple[Any, np.ndarray, resize_policy.Placement]]:
-    """(key, tile probabilities [k, S, S], placement) for each item, in order.
+  def predict_parts(self, items: Iterable[Item]) -> Iterator[tuple[Any, list[Part]]]:
+    """(key, [(tile probabilities [k, S, S], placement)]) for each item, in order.
 
     Tiles of up to `batch_size` images share forward passes; keys pass through untouched, so a
     caller can carry a path or a truth mask along. Mapping the tiles back to the native grid
-    (`resize_policy.probs_to_native`) is left to the caller, who may run it in threads.
+    (`to_native`) is left to the caller, who may run it in threads. One part per model (an
+    `Ensemble` gives one per member).
     """
     pending: list[tuple[Any, resize_policy.Placement]] = []
     tiles: list[np.ndarray] = []
@@ -141,7 +143,7 @@ class Predictor:
       start = 0
       for key, placement in pending:
         stop = start + placement.num_tiles
-        yield key, probs[start:stop], placement
+        yield key, [(probs[start:stop], placement)]
         start = stop
       pending.clear()
       tiles.clear()
@@ -158,8 +160,46 @@ class Predictor:
 
   def predict_images(self, items: Iterable[Item]) -> Iterator[tuple[Any, np.ndarray]]:
     """(key, float32 [H, W] probabilities on the native grid) for each item, in order."""
-    for key, probs, placement in self.predict_tiles(items):
-      yield key, resize_policy.probs_to_native(probs, placement)
+    for key, parts in self.predict_parts(items):
+      yield key, to_native(parts)
+
+
+def to_native(parts: Sequence[Part]) -> np.ndarray:
+  """float32 [H, W]: each model's tiles mapped to the native grid, averaged over the models."""
+  maps = [resize_policy.probs_to_native(probs, placement) for probs, placement in parts]
+  return maps[0] if len(maps) == 1 else np.mean(maps, axis=0)
+
+
+@dataclasses.dataclass
+class Ensemble:
+  """Several runs predicting together: their probabilities averaged on the native grid (the 5
+  fold models of a cross-validation, say). All members decode photos at the same image size."""
+
+  members: list[Predictor]
+
+  def __post_init__(self):
+    sizes = {m.size for m in self.members}
+    if len(sizes) != 1:
+      raise ValueError(f'An ensemble needs one config.data.image_size; its members have {sizes}.')
+
+  config = property(lambda self: self.members[0].config)
+  size = property(lambda self: self.members[0].size)
+  policy = property(lambda self: '+'.join(sorted({m.policy for m in self.members})))
+  tta = property(lambda self: self.members[0].tta)
+  step = property(lambda self: [m.step for m in self.members])
+  checkpoint = property(lambda self: self.members[0].checkpoint)
+
+  def predict_parts(self, items: Iterable[Item]) -> Iterator[tuple[Any, list[Part]]]:
+    """Each member's parts, one image's after another's; members batch a chunk at a time."""
+    chunk_size = self.members[0].batch_size
+    items = iter(items)
+    while chunk := list(itertools.islice(items, chunk_size)):
+      outputs = [list(m.predict_parts(chunk)) for m in self.members]
+      for per_member in zip(*outputs, strict=True):
+        yield per_member[0][0], [part for _, parts in per_member for part in parts]
+
+  predict_images = Predictor.predict_images
+  predict = Predictor.predict
 
 
 def _probabilities(model, tta: bool, variables: dict, images: jax.Array) -> jax.Array:
@@ -187,10 +227,15 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def load_predictor(
-  workdir: str, *, checkpoint: str = 'latest', tta: bool = False, batch_size: int | None = None
-) -> Predictor:
+  workdir: str | Sequence[str], *, checkpoint: str = 'latest', tta: bool = False,
+  batch_size: int | None = None
+) -> Predictor | Ensemble:
   """A checkpoint of a run ('best', 'final', 'latest' or a step) as a Predictor (batch size:
-  the run's config.eval.batch_size)."""
+  the run's config.eval.batch_size); several workdirs give an Ensemble of their checkpoints."""
+  if not isinstance(workdir, str):
+    members = [load_predictor(w, checkpoint=checkpoint, tta=tta, batch_size=batch_size)
+               for w in workdir]
+    return members[0] if len(members) == 1 else Ensemble(members)
   config = run_config.load(workdir)
   variables, step = restore_variables(config, workdir, checkpoint)
   return Predictor(config, variables, batch_size or int(config.eval.batch_size), tta=tta,

@@ -13,7 +13,8 @@ under 'crop', normalized float32 images, integer masks. The challenge's per-imag
 native resolution come from `unet_jax.validation` instead.
 
 Sources and splits ('train', 'val', and for 'isic' also 'test'):
-  - 'synthetic': generated on the fly (`unet_jax.synthetic`), no download.
+  - 'synthetic': generated on the fly (`unet_jax.synthetic`), no download; `data.num_examples`
+    examples drawn from `data.synthetic_seed`, split into 'train'/'val' by k-fold like a folder.
   - 'folder': any folder in the ISIC layout (ISIC 2016-2018, HAM10000, your own) under
     `config.data.dir`; 'train'/'val' are a k-fold split of it (`split_ids`).
   - 'isic': the ISIC 2018 Task 1 TFDS dataset (`unet_jax.isic2018`), `isic2018_task1/<S>` under
@@ -60,8 +61,6 @@ _SOURCES = ('synthetic', 'folder', 'isic')
 _SPLITS = ('train', 'val', 'test')
 # Folded into an example's seed to draw its 'crop' policy training crop.
 _CROP_SEED_SALT = 7919
-# Validation images of the synthetic source use a seed far from any training seed.
-SYNTHETIC_VAL_SEED_OFFSET = 1_000_003
 # Keeps the caches of the last few (split, process) pipelines, i.e. train + val of one run, so
 # periodic evaluation does not decode the validation set again each time.
 _MAX_CACHED_SOURCES = 4
@@ -110,7 +109,7 @@ def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
   if data.source == 'isic':
     return len(isic_source.split(data, split)[1])
   if data.source == 'synthetic':
-    return data.num_train if split == 'train' else data.num_val
+    return len(synthetic_indices(data, split))
   if data.source == 'folder':
     return len(folder_split(data, split)[0])
   raise _unknown_source(data.source)
@@ -334,12 +333,12 @@ def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, 
   data = config.data
   size = data.image_size
   if data.source == 'synthetic':
-    seed = synthetic_seed(config, split)
-    images, masks = synthetic.make_dataset(
-      n, data.synthetic_size, data.synthetic_size, seed, start=start
-    )
-    images = tf.constant(images)
-    masks = tf.constant(masks[..., None])
+    side = data.synthetic_size
+    images = np.zeros((n, side, side, 3), np.uint8)
+    masks = np.zeros((n, side, side, 1), np.uint8)
+    for row, k in enumerate(synthetic_indices(data, split)[start : start + n]):
+      images[row], masks[row, ..., 0] = synthetic.make_example(data.synthetic_seed, k, side, side)
+    images, masks = tf.constant(images), tf.constant(masks)
 
     def fetch_synthetic(i):
       return resize_policy.resize_for_cache(
@@ -364,10 +363,19 @@ def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, 
   raise _unknown_source(data.source)
 
 
-def synthetic_seed(config: ml_collections.ConfigDict, split: str) -> int:
-  """The seed the synthetic source draws a split's examples from (example k of the split is
-  `synthetic.make_example(seed, k, S0, S0)`, S0 = config.data.synthetic_size)."""
-  return config.seed if split == 'train' else config.seed + SYNTHETIC_VAL_SEED_OFFSET
+def synthetic_id(index: int) -> str:
+  return f'synthetic_{index:05d}'
+
+
+def synthetic_indices(data: ml_collections.ConfigDict, split: str) -> list[int]:
+  """The examples of a split of the synthetic source: a k-fold split of its
+  `config.data.num_examples` examples, as the folder source splits a folder. Example k is
+  `synthetic.make_example(config.data.synthetic_seed, k, S0, S0)` (S0 = data.synthetic_size),
+  fixed by the data's own seed, not the run's: runs of any seed score the same validation
+  images under the same ids ('synthetic_<k>')."""
+  ids = [synthetic_id(k) for k in range(data.num_examples)]
+  train_ids, val_ids = split_ids(ids, data.num_folds, data.fold, data.split_seed)
+  return [int(i.rsplit('_', 1)[1]) for i in (train_ids if split == 'train' else val_ids)]
 
 
 def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], list[str]]:

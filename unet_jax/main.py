@@ -1,13 +1,15 @@
 r"""Trains and evaluates a U-Net: `python -m unet_jax.main --config CONFIG --workdir DIR`.
 
 Examples:
+  python -m unet_jax.main --config quickstart --workdir workdirs/quickstart
   python -m unet_jax.main --config configs/quickstart.py --workdir workdirs/quickstart
   python -m unet_jax.main --config configs/default.py --workdir workdirs/run1 \
       --config.optim.lr=3e-4 --config.batch_size=32
 
 Any config field can be overridden with --config.<field>=<value>; a misspelt field is an error.
 Re-running the same command resumes from the latest checkpoint in --workdir. SIGTERM, SIGINT
-(Ctrl-C) and SIGUSR1 stop the run after its current step, checkpointed, with exit status 75; run
+(Ctrl-C), SIGUSR1 and SIGUSR2 stop the run after its current step, checkpointed, with exit
+status 75; run
 the same command to resume. On several hosts,
 pass --jax_distributed on each of them (JAX's own multi-process runtime; on TPU pods and SLURM/
 Open MPI clusters the coordinator is found automatically, elsewhere add --coordinator_address,
@@ -22,8 +24,9 @@ from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    'config', None, 'Training config file (a .py with get_config()); fields can be overridden '
-    'with --config.<field>=<value>.', lock_config=True)
+    'config', None, 'Training config: a file with get_config() (FILE.py[:ARG]) or a preset\'s '
+    'name (default, quickstart, seed, isic2018, isic_folder, isic_folder_tiny), from any '
+    'directory; fields can be overridden with --config.<field>=<value>.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, TensorBoard events '
                     'and the resolved config. Re-using it resumes the run.')
 flags.DEFINE_bool('jax_distributed', False, 'Call jax.distributed.initialize() first, to train '
@@ -75,4 +78,10 @@ def main(argv):
 
 if __name__ == '__main__':
   logging.use_absl_handler()
+  from unet_jax import config_files
+
+  try:
+    sys.argv = config_files.resolve_argv(sys.argv)  # --config quickstart: a preset by name.
+  except FileNotFoundError as error:
+    sys.exit(f'Error: {error}')
   sys.exit(app.run(main))

@@ -73,6 +73,42 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
                                      JsonlWriter(os.path.join(workdir, JSONL))])
 
 
+def hparam_values(config_dict: dict) -> dict:
+  """The config flattened to TensorBoard hparams ('optim.lr': 0.001, ...): numbers, strings and
+  booleans as they are, anything else (tuples) as text."""
+  flat = {}
+  for key, value in config_dict.items():
+    if isinstance(value, dict):
+      flat.update({f'{key}.{k}': v for k, v in hparam_values(value).items()})
+    elif isinstance(value, (bool, int, float, str)):
+      flat[key] = value
+    else:
+      flat[key] = str(value)
+  return flat
+
+
+def write_hparams(workdir: str, config_dict: dict, metrics: list[str]) -> None:
+  """Declares the run's hyperparameters and metrics to TensorBoard's HParams dashboard.
+
+  CLU's `write_hparams` writes the values only, so the dashboard has no metric columns; here
+  the experiment config (`hparams_config`, with `metrics` declared) and the run's values
+  (`hparams`) both go into the run's own events, where the dashboard finds them for every run of
+  a sweep under one `--logdir`. Process 0 only.
+  """
+  if jax.process_index() > 0:
+    return
+  import tensorflow as tf
+  from tensorboard.plugins.hparams import api as hp
+
+  values = hparam_values(config_dict)
+  writer = tf.summary.create_file_writer(workdir)
+  with writer.as_default():
+    hp.hparams_config(hparams=[hp.HParam(name) for name in sorted(values)],
+                      metrics=[hp.Metric(tag) for tag in metrics])
+    hp.hparams(values)
+  writer.close()
+
+
 def read_jsonl(path: str) -> list[dict]:
   """The rows of a metrics.jsonl file; a half-written last line (a crash mid-write) is skipped."""
   rows = []

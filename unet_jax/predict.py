@@ -141,8 +141,10 @@ def predict_files(
 def define_flags() -> None:
   """The CLI's flags; defined only when run as a program, so that importing this module (tests,
   other tools) never clashes with another CLI's flags of the same name."""
-  flags.DEFINE_string('workdir', None, 'Workdir of a training run: its config.json and a '
-                      'checkpoint (--checkpoint) are used.')
+  flags.DEFINE_list('workdir', None, 'Workdir of a training run: its config.json and a '
+                    'checkpoint (--checkpoint) are used. Several, comma-separated, predict '
+                    'together (an ensemble, e.g. the 5 folds of a cv5 sweep: probabilities '
+                    'averaged at native resolution).')
   flags.DEFINE_string('checkpoint', 'best', "Which checkpoint: 'best' (the best validation "
                       "score, the default for new images), 'final' (the end of training), "
                       "'latest', or a step number.")
@@ -169,7 +171,8 @@ def main(argv) -> int:
   predictor = inference.load_predictor(FLAGS.workdir, checkpoint=FLAGS.checkpoint, tta=FLAGS.tta,
                                        batch_size=FLAGS.batch_size)
   print(f'Checkpoint {FLAGS.checkpoint!r}: step {predictor.step}; {len(paths)} image(s); resize '
-        f'policy {predictor.policy!r} at {predictor.size} px{", flip TTA" if FLAGS.tta else ""}.',
+        f'policy {predictor.policy!r} at {predictor.size} px{", flip TTA" if FLAGS.tta else ""}'
+        f'{f", an ensemble of {len(FLAGS.workdir)} runs" if len(FLAGS.workdir) > 1 else ""}.',
         flush=True)
   failures = predict_files(predictor, paths, FLAGS.output, overlay_dir=FLAGS.overlay_dir,
                            threshold=FLAGS.threshold)

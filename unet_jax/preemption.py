@@ -1,7 +1,8 @@
-"""Stopping a run cleanly on SIGTERM, SIGINT or SIGUSR1, at a step every process agrees on.
+"""Stopping a run cleanly on SIGTERM, SIGINT, SIGUSR1 or SIGUSR2, at a step all processes agree on.
 
 Schedulers announce the end of a job with a signal: SIGTERM on preemption (SLURM, Kubernetes,
-cloud spot instances), SIGUSR1 some minutes before a time limit (SLURM's `--signal`, submitit),
+cloud spot instances), SIGUSR1 or SIGUSR2 some minutes before a time limit (SLURM's `--signal`;
+submitit asks SLURM for SIGUSR2, and SLURM signals every process of the job, ours included),
 SIGINT from a terminal. The training loop asks `should_stop(step)` after each step; when it says
 yes, the loop checkpoints that step, marks summary.json 'stopped' and raises `Stopped`, and
 `unet_jax.main` exits with status 75 (EX_TEMPFAIL: try again) after printing how to resume.
@@ -10,8 +11,8 @@ One process: the handlers set a flag; the step that is running finishes first. S
 (`jax.distributed`): each must stop at the same step, or the others would wait forever in the
 next collective. JAX's preemption service does that: its notifier catches SIGTERM, tells the
 coordinator, and `multihost_utils.reached_preemption_sync_point(step)` turns true on every process
-at the same step. SIGUSR1 and SIGINT are forwarded to it as a SIGTERM to this process. A second
-SIGINT stops at once (KeyboardInterrupt), as a user pressing Ctrl-C twice expects.
+at the same step. SIGUSR1, SIGUSR2 and SIGINT are forwarded to it as a SIGTERM to this process.
+A second SIGINT stops at once (KeyboardInterrupt), as a user pressing Ctrl-C twice expects.
 """
 
 import logging
@@ -21,7 +22,7 @@ import threading
 
 import jax
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 EXIT_STOPPED = 75  # sysexits.h EX_TEMPFAIL: a temporary failure, the user is invited to retry.
 
 

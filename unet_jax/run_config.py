@@ -15,6 +15,8 @@ RENAMED_FIELDS = {
   'eval_every_steps': 'eval.pooled_every_steps',
   'eval_batch_size': 'eval.batch_size',
   'data.shuffle_buffer': None,
+  'data.num_train': 'data.num_examples',  # Synthetic train/val: a k-fold split of num_examples.
+  'data.num_val': 'data.num_examples',
 }
 
 

@@ -221,7 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   `stop_after_step` ends the run early, checkpointed, as a pre-empted job would end (state
   'stopped'); the schedule still follows `config.num_train_steps`, so running again without it
-  finishes the same run. SIGTERM, SIGINT and SIGUSR1 (from the moment this is called) end it
+  finishes the same run. SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 (from the moment this is called) end it
   after the current step, checkpointed, by raising `preemption.Stopped`.
   """
   with preemption.StopSignals() as stop:
@@ -261,11 +261,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if restored_step is not None:
     logging.info('Resuming from the checkpoint of step %d in %s.', start_step, ckpt_dir)
   if jax.process_index() == 0:
-    _forget_after(workdir, start_step)
+    # Without a checkpoint, nothing an earlier session logged belongs to this run (-1: drop all).
+    _forget_after(workdir, start_step if restored_step is not None else -1)
   state = dp.place_state(state)
   record = _Record(workdir, config, dp.fetch_state(state), start_step)
   best = checkpointing.best(manager)
   writer = metric_logging.create_writer(workdir)
+  if start_step == 0:
+    metric_logging.write_hparams(workdir, config.to_dict(), [
+        *(f'val_{m}' for m in config.eval.metrics), f'best_{config.eval.best_metric}',
+        'val_pooled_dice', 'train_loss'])
   native = evaluation.NativeValidation(config)
   last_step = config.num_train_steps
   if stop_after_step is not None:
@@ -372,6 +377,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         saved = step
         if improved:
           best = (step, selection)
+          writer.write_scalars(step, {f'best_{config.eval.best_metric}': selection})
           logging.info('New best %s %.4f: saving the checkpoint of step %d.',
                        config.eval.best_metric, selection, step)
         else:

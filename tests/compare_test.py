@@ -1,0 +1,87 @@
+"""The comparison's statistics against independent references, on runs with known per-image values.
+
+References: scipy's own Wilcoxon test on hand-made differences, a Holm adjustment computed by hand,
+numpy for means and standard deviations, and the coverage of the bootstrap intervals on data with
+a known mean. The end-to-end comparison of a trained sweep is in tests/sweep_test.py.
+"""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from unet_jax import compare
+
+
+def _run(name, seed, fold, values, **config):
+  return compare.RunScores(name, '/x/' + name, {'seed': seed, 'data.fold': fold, **config}, 10,
+                           {'jaccard': dict(values)})
+
+
+def test_groups_are_the_runs_that_differ_only_by_seed_or_fold():
+  runs = [_run('a0', 0, 0, {'i1': 0.5}, loss='bce'), _run('a1', 1, 0, {'i1': 0.6}, loss='bce'),
+          _run('b0', 0, 0, {'i1': 0.7}, loss='dice'), _run('b1', 0, 1, {'i2': 0.9}, loss='dice')]
+  groups, fields = compare.group_runs(runs, None)
+  assert fields == ['loss']
+  assert {k: [r.name for r in v] for k, v in groups.items()} == {
+      'loss=bce': ['a0', 'a1'], 'loss=dice': ['b0', 'b1']}
+  groups, fields = compare.group_runs(runs, ['seed'])
+  assert list(groups) == ['seed=0', 'seed=1'] and fields == ['seed']
+
+
+def test_holm_matches_a_hand_computation():
+  # Sorted p: 0.01 (x3), 0.02 (x2), 0.04 (x1) -> 0.03, 0.04, 0.04; back in input order.
+  assert compare.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+  assert compare.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # Capped at 1.
+
+
+def test_paired_comparison_against_scipy_and_numpy():
+  rng = np.random.default_rng(0)
+  images = [f'i{k}' for k in range(40)]
+  base = {i: float(v) for i, v in zip(images, rng.random(40), strict=True)}
+  better = {i: base[i] + (0.05 if k % 3 else 0.0) for k, i in enumerate(images)}  # Ties too.
+  out = compare.paired(better, base, np.random.default_rng(1), 500)
+  diff = np.array([better[i] - base[i] for i in images])
+  assert out['diff'] == pytest.approx(diff.mean())
+  assert out['p'] == pytest.approx(stats.wilcoxon(diff, zero_method='pratt').pvalue)
+  assert (out['better'], out['worse'], out['paired_images']) == (26, 0, 40)
+  assert out['diff_ci'][0] <= diff.mean() <= out['diff_ci'][1]
+  # Only the images both scored are paired.
+  assert compare.paired({'i0': 1.0, 'x': 0.0}, {'i0': 0.5}, np.random.default_rng(0), 10)[
+      'paired_images'] == 1
+
+
+def test_bootstrap_intervals_cover_a_known_mean():
+  rng = np.random.default_rng(0)
+  covered = 0
+  for _ in range(100):
+    sample = rng.normal(0.7, 0.1, 50)
+    low, high = compare.bootstrap_images(sample, rng, 400)
+    covered += low <= 0.7 <= high
+  assert 88 <= covered <= 99  # A 95% interval: about 95 of 100.
+
+
+def test_two_level_interval_widens_with_seed_variance():
+  rng = np.random.default_rng(0)
+  same = [rng.normal(0.5, 0.05, 30) for _ in range(4)]
+  spread = [v + shift for v, shift in zip(same, (-0.1, 0.1, -0.05, 0.05), strict=True)]
+  width = [np.subtract(*compare.bootstrap_runs_images(runs, np.random.default_rng(0), 500)[::-1])
+           for runs in (same, spread)]
+  assert width[1] > 2 * width[0]
+
+
+def test_table_numbers_against_numpy():
+  runs = [_run('a0', 0, 0, {'i1': 0.2, 'i2': 0.4}, loss='bce'),
+          _run('a1', 1, 0, {'i1': 0.4, 'i2': 0.6}, loss='bce'),
+          _run('b0', 0, 0, {'i1': 0.8, 'i2': 0.9}, loss='dice'),
+          _run('b1', 1, 0, {'i1': 0.6, 'i2': 0.9}, loss='dice')]
+  rows, fields = compare.compare(runs, ['jaccard'], baseline='a1', bootstrap=200)
+  base, other = rows
+  assert base['baseline'] and base['group'] == 'loss=bce' and fields == ['loss']
+  assert base['mean'] == pytest.approx(np.mean([0.3, 0.5]))
+  assert base['std'] == pytest.approx(np.std([0.3, 0.5], ddof=1))
+  # Per image, averaged over seeds: bce (0.3, 0.5), dice (0.7, 0.9): +0.4 on both images.
+  assert other['diff'] == pytest.approx(0.4) and other['better'] == 2
+  text = compare.markdown(rows, fields, 'final')
+  assert 'loss=bce (baseline)' in text and '+0.4000' in text
+  with pytest.raises(ValueError, match='names no group'):
+    compare.compare(runs, ['jaccard'], baseline='nope')

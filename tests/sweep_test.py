@@ -1,0 +1,176 @@
+"""Sweeps end to end: launch, stop with SIGTERM, launch again, status, compare, TensorBoard's
+HParams view, submitit's local executor and a fake `sbatch`.
+
+The launched sweep is the session fixture `trained_sweep` (tests/conftest.py): 2 losses x 2 seeds
+of a tiny U-Net on the synthetic data, and one run that fails.
+"""
+
+import csv
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from unet_jax import compare, results, sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOOD = ['loss=bce-seed=0', 'loss=bce-seed=1', 'loss=bce_dice-seed=0', 'loss=bce_dice-seed=1']
+pytestmark = pytest.mark.xdist_group('trained_sweep')
+
+
+def _cli(*args, env=None):
+  return subprocess.run([sys.executable, '-m', *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=600, check=False, env=env)
+
+
+def test_launch_stop_and_launch_again_finishes_every_run_once(trained_sweep):
+  root = trained_sweep['root']
+  assert trained_sweep['first_status'] == 75  # Stopped by SIGTERM, its runs checkpointed.
+  assert 'SIGTERM: stopping the runs' in trained_sweep['first']
+  assert trained_sweep['finished_first']  # At least one run had finished before the stop.
+  manifest = sweep.read_manifest(root)
+  assert {n: r['state'] for n, r in manifest['runs'].items()} == {
+      **dict.fromkeys(GOOD, 'finished'), 'norm=bogus': 'failed'}
+  assert "model.norm='bogus'" in manifest['runs']['norm=bogus']['error'] or 'bogus' in \
+      manifest['runs']['norm=bogus']['error']
+  assert trained_sweep['second_status'] == 1  # The failed run is reported, the others finished.
+  for name in trained_sweep['finished_first']:  # Not trained again.
+    with open(os.path.join(root, name, sweep.LOG)) as f:
+      assert f.read().count('\n=== ') == 1, name
+  for name in GOOD:
+    summary = results.read_run_summary(os.path.join(root, name))
+    assert summary['state'] == 'finished' and summary['step'] == 24
+  status = _cli('unet_jax.sweep', 'status', '--root', root)
+  assert status.returncode == 0
+  for name in GOOD:
+    assert f'| {name} | finished | 24/24 | threshold_jaccard' in status.stdout
+  assert '| norm=bogus | failed |' in status.stdout
+  # Launched once more: everything finished or failed is skipped.
+  again = _cli('unet_jax.sweep', 'launch', trained_sweep['file'], '--root', root)
+  assert again.returncode == 0 and '0 to launch, 5 skipped' in again.stdout
+
+
+def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
+  changed = tmp_path / 'tiny.py'
+  with open(trained_sweep['file']) as f:
+    changed.write_text(f.read().replace("'num_train_steps': 24", "'num_train_steps': 30"))
+  done = _cli('unet_jax.sweep', 'launch', str(changed), '--root', trained_sweep['root'],
+              '--dry-run')
+  assert done.returncode != 0 and "Run 'loss=bce-seed=0'" in done.stderr
+
+
+def test_compare_prints_the_statistics_and_writes_the_tables(trained_sweep, tmp_path):
+  out = tmp_path / 'comparison'
+  done = _cli('unet_jax.compare', trained_sweep['root'], '--out', str(out), '--bootstrap', '300')
+  assert done.returncode == 0, done.stderr
+  assert 'bogus' not in done.stdout  # The failed run left no validation to compare.
+  for text in ('### threshold_jaccard', '| loss=bce (baseline) | bce | 2 | 8 |', '± ',
+               'p (Wilcoxon, Holm)', 'of 8 |'):
+    assert text in done.stdout
+  assert (out / 'comparison.md').read_text().strip() == done.stdout.split('Wrote')[0].strip()
+  with open(out / 'comparison.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 2 * len(compare.DEFAULT_METRICS)
+  # The long table holds every per-image value of every run, as its CSV has it.
+  with open(out / 'results_long.csv') as f:
+    long_rows = list(csv.DictReader(f))
+  assert len(long_rows) == 4 * 8 * len(compare.DEFAULT_METRICS)
+  run = os.path.join(trained_sweep['root'], 'loss=bce-seed=1')
+  scores = results.read_per_image_csv(os.path.join(
+      run, results.read_run_summary(run)['final']['per_image_csv']))
+  mine = {r['image']: float(r['value']) for r in long_rows
+          if r['run'] == 'loss=bce-seed=1' and r['metric'] == 'dice'}
+  assert mine == {s.image_id: s.metrics()['dice'] for s in scores}
+
+
+def test_tensorboard_hparams_shows_every_run_with_its_metrics(trained_sweep):
+  """Read back with TensorBoard's own HParams plugin, as the dashboard reads it."""
+  from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+  from tensorboard.plugins import base_plugin
+  from tensorboard.plugins.hparams import hparams_plugin
+  from werkzeug import test as wtest
+  from werkzeug import wrappers
+
+  root = trained_sweep['root']
+  mux = plugin_event_multiplexer.EventMultiplexer()
+  mux.AddRunsFromDirectory(root)
+  mux.Reload()
+  context = base_plugin.TBContext(logdir=root, multiplexer=mux,
+                                  data_provider=data_provider.MultiplexerDataProvider(mux, root))
+  apps = hparams_plugin.HParamsPlugin(context).get_plugin_apps()
+
+  def post(route, body):
+    client = wtest.Client(apps[route], wrappers.Response)
+    response = client.post(route, data=json.dumps(body), content_type='application/json')
+    assert response.status_code == 200
+    return json.loads(response.get_data())
+
+  experiment = post('/experiment', {'experimentName': ''})
+  metrics = [m['name']['tag'] for m in experiment['metricInfos']]
+  assert {'val_threshold_jaccard', 'val_dice', 'best_threshold_jaccard'} <= set(metrics)
+  assert {'loss', 'seed', 'optim.lr'} <= {h['name'] for h in experiment['hparamInfos']}
+  groups = post('/session_groups', {
+      'experimentName': '', 'startIndex': 0, 'sliceSize': 100,
+      'allowedStatuses': ['STATUS_UNKNOWN', 'STATUS_SUCCESS', 'STATUS_FAILURE', 'STATUS_RUNNING'],
+      'colParams': [{'metric': {'tag': m}} for m in metrics] + [{'hparam': 'loss'},
+                                                               {'hparam': 'seed'}]})
+  shown = {(g['hparams']['loss'], g['hparams']['seed']): g for g in groups['sessionGroups']}
+  assert set(shown) == {('bce', 0.0), ('bce', 1.0), ('bce_dice', 0.0), ('bce_dice', 1.0)}
+  for (loss, seed), group in shown.items():
+    summary = results.read_run_summary(os.path.join(root, f'loss={loss}-seed={int(seed)}'))
+    value = {m['name']['tag']: m['value'] for m in group['metricValues']}
+    assert value['val_dice'] == pytest.approx(summary['final']['metrics']['dice'], abs=1e-6)
+    assert value['best_threshold_jaccard'] == pytest.approx(summary['best']['value'], abs=1e-6)
+
+
+def _one_run_sweep(tmp_path):
+  path = tmp_path / 'one.py'
+  path.write_text(
+      'from unet_jax import hyper\n\n\ndef get_sweep(arg=None):\n'
+      "  return {'config': 'quickstart', 'overrides': {'data.image_size': 32, "
+      "'data.synthetic_size': 32, 'data.num_examples': 20, 'model.depth': 1, "
+      "'model.base_width': 4, 'batch_size': 8, 'num_train_steps': 2, 'eval.batch_size': 8, "
+      "'optim.warmup_steps': 1}, 'runs': hyper.sweep('seed', [3])}\n")
+  return str(path)
+
+
+def test_slurm_executor_runs_through_submitits_local_executor(tmp_path):
+  root = tmp_path / 'root'
+  done = _cli('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
+              '--executor', 'slurm', '--submitit-cluster', 'local', '--wait')
+  assert done.returncode == 0, done.stdout + done.stderr
+  assert 'Submitted 1 job(s)' in done.stdout
+  assert results.read_run_summary(str(root / 'seed=3'))['state'] == 'finished'
+  assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id']
+
+
+def test_slurm_executor_submits_what_sbatch_needs(tmp_path):
+  """A fake `sbatch` on PATH records what would be submitted (and a fake `srun`, which submitit
+  looks for to tell that it is on a SLURM cluster)."""
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  record = tmp_path / 'submitted.txt'
+  for name, text in (('sbatch', f'echo "$@" >> {record}\ncat "$@" >> {record}\n'
+                                'echo "Submitted batch job 4242"\n'), ('srun', 'exit 1\n')):
+    fake = bin_dir / name
+    fake.write_text('#!/bin/sh\n' + text)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  env = {**os.environ, 'PATH': f'{bin_dir}{os.pathsep}{os.environ["PATH"]}'}
+  root = tmp_path / 'root'
+  done = _cli('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
+              '--executor', 'slurm', '--slurm-partition', 'gpu', '--slurm-time', '90',
+              '--slurm-gpus-per-node', '8', '--slurm-nodes', '2', env=env)
+  assert done.returncode == 0, done.stdout + done.stderr
+  assert 'Submitted 1 job(s): 4242' in done.stdout
+  submitted = record.read_text()
+  for line in ('#SBATCH --partition=gpu', '#SBATCH --nodes=2', '#SBATCH --gpus-per-node=8',
+               '#SBATCH --time=90', '#SBATCH --signal=USR2@120', '#SBATCH --ntasks-per-node=1'):
+    assert line in submitted, line
+  assert sweep.read_manifest(str(root))['runs']['seed=3'] == {
+      **sweep.read_manifest(str(root))['runs']['seed=3'], 'state': 'submitted', 'job_id': '4242'}
+  # The command each node runs: the training, as a subprocess, across the nodes.
+  pickled = next((tmp_path / 'root' / 'slurm').rglob('*_submitted.pkl')).read_bytes()
+  assert b'unet_jax.main' in pickled and b'--jax_distributed' in pickled

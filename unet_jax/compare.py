@@ -1,0 +1,350 @@
+r"""Compare runs with honest statistics: per-image values, paired tests, confidence intervals.
+
+  python -m unet_jax.compare DIR_OR_WORKDIR... [--baseline NAME] [--metric M[,M...]]
+      [--group-by FIELD[,FIELD...]] [--checkpoint final|best] [--out DIR] [--bootstrap 2000]
+
+Each argument is a run's workdir or a folder of them (a sweep's --root). Runs are read only
+through their files (unet_jax/results.py): summary.json for the config, and the per-image CSV of
+the validation of the final checkpoint (or the best one, --checkpoint best; it was selected on
+that same split, so its numbers are optimistic, and the table says so).
+
+Groups. Runs that differ only by seed or fold (config.seed, config.data.fold) form a group: the
+seeds or folds of one configuration. --group-by FIELD,... groups by those config fields instead.
+The table shows, per group, only the config fields that differ between groups, then:
+
+  runs              how many runs the group has (seeds x folds)
+  images            how many distinct images its runs scored
+  mean ± std        the metric's mean over the group's runs, each run's value its macro average
+                    over its images (the challenge's number), and its standard deviation over
+                    runs (n-1): the seed / fold variance
+  95% CI (images)   a bootstrap confidence interval of the per-image mean: each image's value is
+                    first averaged over the group's runs that scored it, then images are
+                    resampled with replacement (--bootstrap times); the 2.5 and 97.5 percentiles
+  95% CI (runs, images)  a two-level bootstrap: runs resampled, then each run's images; it
+                    widens with the seed variance that the images-only interval hides
+  vs baseline       paired on the images both groups scored (per-image values averaged over each
+                    group's runs): the mean difference with its bootstrap 95% CI; the Wilcoxon
+                    signed-rank test's two-sided p-value, Holm-corrected over the groups compared
+                    with the baseline (per metric); and how many images are better / worse.
+                    Ties (a difference of exactly 0, common under the threshold Jaccard, where
+                    every image below 0.65 scores 0 for both) are kept in the ranking and then
+                    dropped (Pratt's method, scipy's zero_method='pratt'), so they neither count
+                    as evidence nor shift the other ranks.
+
+k-fold cross-validation is a comparison over folds: `sweep launch experiments/sweeps/cv5.py:CFG`
+then `compare ROOT` gives nnU-Net's cross-validation summary, with confidence intervals.
+
+Outputs (with --out): comparison.md and comparison.csv (the table, one row per group and metric),
+and results_long.csv, every per-image value in one long table (run, group, fold, seed, image,
+metric, value) that any other tool can read.
+"""
+
+import argparse
+import collections
+import csv
+import dataclasses
+import io
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from unet_jax import native_scoring, results
+
+SPLIT_FIELDS = ('seed', 'data.fold')  # What varies inside a group.
+DEFAULT_METRICS = ('threshold_jaccard', 'jaccard', 'dice')
+
+
+@dataclasses.dataclass
+class RunScores:
+  name: str
+  workdir: str
+  config: dict  # Flattened: {'optim.lr': ..., ...}
+  step: int
+  per_image: dict  # metric -> {image_id: value}
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
+  return flat
+
+
+def find_runs(paths: Sequence[str]) -> list[str]:
+  """Workdirs: each path that holds a summary.json, and each folder directly under the others."""
+  found = []
+  for path in paths:
+    if os.path.exists(os.path.join(path, results.RUN_SUMMARY)):
+      found.append(path)
+    elif os.path.isdir(path):
+      found += sorted(os.path.join(path, n) for n in os.listdir(path)
+                      if os.path.exists(os.path.join(path, n, results.RUN_SUMMARY)))
+    else:
+      raise FileNotFoundError(f'{path!r} is neither a run workdir nor a folder of them.')
+  if not found:
+    raise FileNotFoundError(f'No run (a folder with summary.json) in {list(paths)}.')
+  return found
+
+
+def load_run(workdir: str, checkpoint: str, metrics: Sequence[str]) -> RunScores | None:
+  """A run's per-image values at its final (or best) checkpoint; None if it has none yet."""
+  summary = results.read_run_summary(workdir)
+  entry = summary.get(checkpoint)
+  if not entry or not entry.get('per_image_csv'):
+    return None
+  scores = results.read_per_image_csv(os.path.join(workdir, entry['per_image_csv']))
+  per_image = {m: {s.image_id: s.metrics()[m] for s in scores} for m in metrics}
+  return RunScores(os.path.basename(os.path.normpath(workdir)), workdir,
+                   _flatten(summary['config']), entry['step'], per_image)
+
+
+def group_runs(runs: Sequence[RunScores], group_by: Sequence[str] | None):
+  """(groups {label: [runs]}, the fields shown as columns)."""
+  if group_by:
+    fields = list(group_by)
+    unknown = [f for f in fields if f not in runs[0].config]
+    if unknown:
+      raise ValueError(f'--group-by: no config field {unknown}; e.g. {sorted(runs[0].config)[:8]}')
+  else:
+    keys = sorted({k for r in runs for k in r.config} - set(SPLIT_FIELDS))
+    fields = [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+  grouped = collections.OrderedDict()
+  for run in runs:
+    key = tuple((f, run.config.get(f)) for f in fields)
+    grouped.setdefault(key, []).append(run)
+  labels = collections.OrderedDict()
+  for key, members in grouped.items():
+    label = ', '.join(f'{f.split(".")[-1]}={v}' for f, v in key) or 'all runs'
+    labels[label] = members
+  return labels, fields
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics.
+
+
+def _percentiles(samples: np.ndarray) -> tuple[float, float]:
+  low, high = np.percentile(samples, [2.5, 97.5])
+  return float(low), float(high)
+
+
+def image_means(members: Sequence[RunScores], metric: str) -> dict[str, float]:
+  """Each image's value averaged over the runs (seeds) that scored it."""
+  values = collections.defaultdict(list)
+  for run in members:
+    for image, value in run.per_image[metric].items():
+      values[image].append(value)
+  return {image: float(np.mean(v)) for image, v in sorted(values.items())}
+
+
+def bootstrap_images(values: np.ndarray, rng: np.random.Generator, n: int) -> tuple[float, float]:
+  """95% CI of the mean of `values`, images resampled with replacement."""
+  index = rng.integers(0, len(values), size=(n, len(values)))
+  return _percentiles(values[index].mean(axis=1))
+
+
+def bootstrap_runs_images(per_run: Sequence[np.ndarray], rng: np.random.Generator,
+                          n: int) -> tuple[float, float]:
+  """95% CI of the mean over runs of each run's image mean: runs resampled, then images."""
+  stats = np.empty(n)
+  for b in range(n):
+    chosen = rng.integers(0, len(per_run), size=len(per_run))
+    stats[b] = np.mean([per_run[i][rng.integers(0, len(per_run[i]), len(per_run[i]))].mean()
+                        for i in chosen])
+  return _percentiles(stats)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+  """Holm's step-down adjustment: p_(i) * (m - i), made monotone, capped at 1."""
+  order = np.argsort(p_values)
+  adjusted = np.empty(len(p_values))
+  running = 0.0
+  for rank, i in enumerate(order):
+    running = max(running, (len(p_values) - rank) * p_values[i])
+    adjusted[i] = min(1.0, running)
+  return adjusted.tolist()
+
+
+def paired(group: dict[str, float], baseline: dict[str, float], rng: np.random.Generator,
+           n: int) -> dict:
+  """Paired comparison on the images both scored (see the module docstring)."""
+  from scipy import stats
+
+  shared = sorted(set(group) & set(baseline))
+  diff = np.array([group[i] - baseline[i] for i in shared])
+  out = {'paired_images': len(shared), 'better': int((diff > 0).sum()),
+         'worse': int((diff < 0).sum()), 'diff': float(diff.mean()) if len(diff) else float('nan')}
+  out['diff_ci'] = bootstrap_images(diff, rng, n) if len(diff) else (float('nan'),) * 2
+  if np.any(diff != 0):
+    out['p'] = float(stats.wilcoxon(diff, zero_method='pratt').pvalue)
+  else:
+    out['p'] = 1.0  # Identical on every image: no evidence of a difference.
+  return out
+
+
+def compare(runs: Sequence[RunScores], metrics: Sequence[str], *, baseline: str | None = None,
+            group_by: Sequence[str] | None = None, bootstrap: int = 2000, seed: int = 0):
+  """(rows, fields): one row per group and metric with every number of the table."""
+  groups, fields = group_runs(runs, group_by)
+  labels = list(groups)
+  if baseline is None:
+    base = labels[0]
+  else:
+    matches = [label for label, members in groups.items()
+               if baseline == label or baseline in {r.name for r in members}]
+    if not matches:
+      raise ValueError(f'--baseline {baseline!r} names no group or run; groups: {labels}.')
+    base = matches[0]
+  rows = []
+  for metric in metrics:
+    rng = np.random.default_rng(seed)
+    base_images = image_means(groups[base], metric)
+    metric_rows = []
+    for label, members in groups.items():
+      per_run = [np.array(list(r.per_image[metric].values())) for r in members]
+      run_means = np.array([v.mean() for v in per_run])
+      images = image_means(members, metric)
+      row = {
+        'group': label, 'metric': metric, 'runs': len(members), 'images': len(images),
+        'run_names': ' '.join(r.name for r in members),
+        'fields': {f: members[0].config.get(f) for f in fields},
+        'mean': float(run_means.mean()),
+        'std': float(run_means.std(ddof=1)) if len(members) > 1 else float('nan'),
+        'ci_images': bootstrap_images(np.array(list(images.values())), rng, bootstrap),
+        'ci_runs_images': bootstrap_runs_images(per_run, rng, bootstrap),
+        'baseline': label == base,
+      }
+      if label != base:
+        row.update(paired(images, base_images, rng, bootstrap))
+      metric_rows.append(row)
+    others = [r for r in metric_rows if not r['baseline']]
+    for row, adjusted in zip(others, holm([r['p'] for r in others]), strict=True):
+      row['p_holm'] = adjusted
+    rows += metric_rows
+  return rows, fields
+
+
+# ---------------------------------------------------------------------------------------------
+# Output.
+
+
+def _fmt(value, digits=4) -> str:
+  if isinstance(value, float):
+    return 'n/a' if np.isnan(value) else f'{value:.{digits}f}'
+  return str(value)
+
+
+def markdown(rows: Sequence[dict], fields: Sequence[str], checkpoint: str) -> str:
+  out = []
+  if checkpoint == 'best':
+    out.append('Best checkpoints: selected on this validation split, so these numbers are '
+               'optimistic.\n')
+  for metric in dict.fromkeys(r['metric'] for r in rows):
+    out.append(f'### {metric}\n')
+    header = ['group', *fields, 'runs', 'images', 'mean ± std (runs)', '95% CI (images)',
+              '95% CI (runs, images)', 'Δ vs baseline [95% CI]', 'p (Wilcoxon, Holm)',
+              'better / worse']
+    out.append('| ' + ' | '.join(header) + ' |')
+    out.append('|' + '---|' * len(header))
+    for r in (r for r in rows if r['metric'] == metric):
+      cells = [r['group'] + (' (baseline)' if r['baseline'] else ''),
+               *(_fmt(r['fields'][f]) for f in fields), str(r['runs']), str(r['images']),
+               f"{_fmt(r['mean'])} ± {_fmt(r['std'])}",
+               f"[{_fmt(r['ci_images'][0])}, {_fmt(r['ci_images'][1])}]",
+               f"[{_fmt(r['ci_runs_images'][0])}, {_fmt(r['ci_runs_images'][1])}]"]
+      if r['baseline']:
+        cells += ['—', '—', '—']
+      else:
+        cells += [f"{r['diff']:+.4f} [{r['diff_ci'][0]:+.4f}, {r['diff_ci'][1]:+.4f}]",
+                  f"{_fmt(r['p'], 3)} ({_fmt(r['p_holm'], 3)})",
+                  f"{r['better']} / {r['worse']} of {r['paired_images']}"]
+      out.append('| ' + ' | '.join(cells) + ' |')
+    out.append('')
+  return '\n'.join(out)
+
+
+def write_outputs(out_dir: str, runs: Sequence[RunScores], rows: Sequence[dict],
+                  fields: Sequence[str], text: str) -> None:
+  os.makedirs(out_dir, exist_ok=True)
+  results.write_atomic(os.path.join(out_dir, 'comparison.md'), text + '\n')
+  columns = ['group', *fields, 'metric', 'runs', 'images', 'mean', 'std', 'ci_images_low',
+             'ci_images_high', 'ci_runs_images_low', 'ci_runs_images_high', 'baseline', 'diff',
+             'diff_ci_low', 'diff_ci_high', 'p', 'p_holm', 'better', 'worse', 'paired_images',
+             'run_names']
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator='\n')
+  writer.writeheader()
+  for r in rows:
+    flat = {k: v for k, v in r.items() if k in columns}
+    flat.update(r['fields'])
+    flat['ci_images_low'], flat['ci_images_high'] = r['ci_images']
+    flat['ci_runs_images_low'], flat['ci_runs_images_high'] = r['ci_runs_images']
+    if 'diff_ci' in r:
+      flat['diff_ci_low'], flat['diff_ci_high'] = r['diff_ci']
+    writer.writerow(flat)
+  results.write_atomic(os.path.join(out_dir, 'comparison.csv'), buffer.getvalue())
+  results.write_atomic(os.path.join(out_dir, 'results_long.csv'), long_table(runs, rows))
+
+
+def long_table(runs: Sequence[RunScores], rows: Sequence[dict]) -> str:
+  """run, group, fold, seed, image, metric, value: one row per image, run and metric."""
+  group_of = {name: r['group'] for r in rows for name in r['run_names'].split()}
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator='\n')
+  writer.writerow(['run', 'group', 'fold', 'seed', 'image', 'metric', 'value'])
+  for run in runs:
+    for metric, values in run.per_image.items():
+      for image, value in values.items():
+        writer.writerow([run.name, group_of.get(run.name, ''), run.config.get('data.fold'),
+                         run.config.get('seed'), image, metric, repr(value)])
+  return buffer.getvalue()
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m unet_jax.compare',
+                                   description=__doc__.split('\n\n')[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=__doc__.split('\n\n', 2)[2])
+  parser.add_argument('paths', nargs='+', help='Run workdirs, or folders of them.')
+  parser.add_argument('--baseline', help='The group (its label) or a run of it to compare '
+                      'against; default: the first group.')
+  parser.add_argument('--metric', default=','.join(DEFAULT_METRICS),
+                      help=f'Metrics, comma-separated, from {native_scoring.METRICS}.')
+  parser.add_argument('--group-by', default='', help='Config fields to group by, e.g. loss,optim.lr;'
+                      ' default: every field but seed and fold.')
+  parser.add_argument('--checkpoint', choices=('final', 'best'), default='final')
+  parser.add_argument('--out', help='Folder for comparison.md, comparison.csv, results_long.csv.')
+  parser.add_argument('--bootstrap', type=int, default=2000, help='Bootstrap resamples.')
+  args = parser.parse_args(argv)
+  metrics = [m for m in args.metric.split(',') if m]
+  unknown = [m for m in metrics if m not in native_scoring.METRICS]
+  if unknown:
+    parser.error(f'--metric {unknown}: not among {native_scoring.METRICS}.')
+  runs, skipped = [], []
+  for workdir in find_runs(args.paths):
+    run = load_run(workdir, args.checkpoint, metrics)
+    (runs if run else skipped).append(run or workdir)
+  if skipped:
+    print(f'Skipped {len(skipped)} run(s) without a {args.checkpoint} validation yet: '
+          f'{", ".join(map(os.path.basename, skipped))}', file=sys.stderr)
+  if not runs:
+    print('No run to compare.', file=sys.stderr)
+    return 1
+  rows, fields = compare(runs, metrics, baseline=args.baseline,
+                         group_by=[f for f in args.group_by.split(',') if f] or None,
+                         bootstrap=args.bootstrap)
+  text = markdown(rows, fields, args.checkpoint)
+  print(text)
+  if args.out:
+    write_outputs(args.out, runs, rows, fields, text)
+    print(f'Wrote {os.path.join(args.out, "comparison.md")}, comparison.csv, results_long.csv.')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,456 @@
+r"""Launch a sweep of runs, locally or on SLURM, resume it, and see where it stands.
+
+  python -m unet_jax.sweep launch SWEEP --root DIR [--parallel N] [--executor local|slurm]
+      [--set KEY=VALUE ...] [--retry-failed] [--dry-run] [--slurm-partition P --slurm-time MIN
+      --slurm-gpus-per-node G --slurm-nodes K --slurm-array] [--wait]
+  python -m unet_jax.sweep status --root DIR
+
+SWEEP is a sweep file with `get_sweep(arg)`, `experiments/sweeps/NAME.py[:ARG]` (the `file:arg`
+form of ml_collections configs), or NAME alone for a shipped one. `get_sweep` returns
+{'config': base config (a preset name or a file), 'overrides': {...} for every run (optional),
+'runs': [{...}, ...]}, the runs built with `unet_jax.hyper` (product, zip_, chain), e.g.
+"configs x seeds x folds" in one line. Each run's name comes from its own overrides
+(`hyper.run_name`): short, readable, stable.
+
+`launch` gives every run a workdir `DIR/<name>` and keeps a manifest, `DIR/sweep.json` (each
+run's name, overrides, a hash of them, state, error). It is idempotent: launched again, it skips
+finished runs (their summary.json says so), resumes unfinished ones from their checkpoints, and
+retries failed ones only with --retry-failed. A sweep file changed under an existing run name is
+an error that names the run. A failing run is recorded with its error and never stops the
+others. SIGTERM or SIGINT to the launcher stops its runs cleanly (each checkpoints; exit status
+75) and launching again resumes them.
+
+Executors:
+  local  N runs at once, each its own `python -m unet_jax.main` process, log in DIR/<name>/log.txt.
+         On a GPU host each run gets its own GPUs (CUDA_VISIBLE_DEVICES: the host's GPUs split
+         evenly over the N runs); otherwise the CPU cores are split: each run is pinned to its
+         share (CPU affinity) and its thread pools sized to it. XLA_FLAGS' simulated device count
+         (set by test suites) is not passed on. A progress line reports runs done, running,
+         failed and an ETA.
+  slurm  one SLURM job per run (or one job array: --slurm-array) through submitit, each job
+         running the training command as a subprocess (submitit's CommandFunction: nothing of
+         ours is pickled). A run of several nodes is one process per node with all its GPUs,
+         `--jax_distributed` finding the coordinator from SLURM's environment. Jobs get SIGUSR2
+         2 minutes before their time limit, on which the run checkpoints and exits; launch again
+         to resume. --wait waits for the jobs (the tests use submitit's local executor).
+
+`status` prints a table: run, state, step / total, best validation metric, wall time.
+"""
+
+import argparse
+import ast
+import concurrent.futures
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from unet_jax import config_files, hyper, results
+
+MANIFEST = 'sweep.json'
+LOG = 'log.txt'
+STOPPED_STATUS = 75  # unet_jax.preemption.EXIT_STOPPED (not imported: it imports JAX).
+_SWEEPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           'experiments', 'sweeps')
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  name: str
+  config: str  # The base config file (resolved path, with ':arg' if any).
+  overrides: dict  # Every override of the run: the sweep's common ones, then its own.
+
+  @property
+  def hash(self) -> str:
+    text = json.dumps({'config': os.path.basename(self.config), 'overrides': self.overrides},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+  def command(self, workdir: str, extra: Sequence[str] = ()) -> list[str]:
+    return [sys.executable, '-m', 'unet_jax.main', '--config', self.config, '--workdir', workdir,
+            *(f'--config.{k}={_command_value(v)}' for k, v in self.overrides.items()), *extra]
+
+
+def _command_value(value) -> str:
+  if isinstance(value, (tuple, list)):
+    return '(' + ''.join(f'{_command_value(v)}, ' for v in value) + ')'
+  return str(value)
+
+
+def sweep_path(spec: str) -> tuple[str, str | None]:
+  """(file, arg) of a sweep spec 'path.py[:arg]' or 'name[:arg]' (experiments/sweeps/name.py)."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    named = os.path.join(_SWEEPS_DIR, path if path.endswith('.py') else f'{path}.py')
+    if not os.path.isfile(named):
+      shipped = sorted(n[:-3] for n in os.listdir(_SWEEPS_DIR) if n.endswith('.py')
+                       and not n.startswith('_')) if os.path.isdir(_SWEEPS_DIR) else []
+      raise FileNotFoundError(f'Sweep {spec!r}: no such file; shipped sweeps: {shipped}.')
+    path = named
+  return path, arg or None
+
+
+def parse_sets(items: Sequence[str]) -> dict:
+  """--set KEY=VALUE items as overrides (VALUE read as a Python literal where it is one)."""
+  overrides = {}
+  for item in items:
+    key, sep, text = item.partition('=')
+    if not sep:
+      raise ValueError(f'--set {item!r}: expected KEY=VALUE, e.g. data.dir=../shared/data.')
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    overrides[hyper.normalize_key(key)] = value
+  return overrides
+
+
+def load_sweep(spec: str, extra: dict | None = None) -> list[Run]:
+  """The runs a sweep file declares, in order, with unique names; `extra` overrides (--set) go
+  to every run, after the sweep's common ones and before the run's own."""
+  path, arg = sweep_path(spec)
+  module_spec = importlib.util.spec_from_file_location(
+    f'sweep_{os.path.basename(path)[:-3]}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, 'get_sweep'):
+    raise ValueError(f'{path} has no get_sweep(arg) function.')
+  declared = module.get_sweep(arg) if arg is not None else module.get_sweep()
+  for field in ('config', 'runs'):
+    if field not in declared:
+      raise ValueError(f"{path}: get_sweep() must return a dict with {field!r} "
+                       "({'config': ..., 'runs': [...], 'overrides': {...}}).")
+  common = {hyper.normalize_key(k): v for k, v in declared.get('overrides', {}).items()}
+  common.update(extra or {})
+  runs, seen = [], {}
+  for declared_run in declared['runs']:
+    overrides = {hyper.normalize_key(k): v for k, v in declared_run.items()}
+    name = hyper.run_name(overrides)  # A run's own 'config' shows in its name.
+    config = config_files.resolve(str(overrides.pop('config', declared['config'])))
+    if name in seen:
+      raise ValueError(f'{path}: two runs are both named {name!r} ({seen[name]} and '
+                       f'{overrides}); make their overrides differ.')
+    seen[name] = overrides
+    runs.append(Run(name, config, {**common, **overrides}))
+  return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# The manifest.
+
+
+def read_manifest(root: str) -> dict:
+  path = os.path.join(root, MANIFEST)
+  if not os.path.exists(path):
+    return {'runs': {}}
+  return results.read_json(path)
+
+
+def write_manifest(root: str, manifest: dict) -> None:
+  results.write_json(os.path.join(root, MANIFEST), manifest)
+
+
+def _check_unchanged(manifest: dict, runs: Sequence[Run]) -> None:
+  for run in runs:
+    recorded = manifest['runs'].get(run.name)
+    if recorded and recorded['hash'] != run.hash:
+      raise ValueError(
+        f'Run {run.name!r} in {MANIFEST} was launched with other overrides '
+        f'({recorded["overrides"]}); the sweep file now gives {run.overrides}. Use another '
+        '--root, or rename the run by changing its overrides.')
+
+
+def run_state(root: str, name: str) -> str:
+  """'finished', 'failed', 'stopped', 'running' (from summary.json) or 'pending' (none yet)."""
+  summary = results.read_run_summary(os.path.join(root, name))
+  return summary['state'] if summary else 'pending'
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors.
+
+
+def _child_env(base: dict, threads: int | None, gpus: Sequence[str] | None) -> dict:
+  env = dict(base)
+  flags = [f for f in env.get('XLA_FLAGS', '').split()
+           if not f.startswith('--xla_force_host_platform_device_count')]
+  if flags:
+    env['XLA_FLAGS'] = ' '.join(flags)
+  else:
+    env.pop('XLA_FLAGS', None)
+  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  if threads:
+    for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS',
+                 'TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS'):
+      env[name] = str(threads)
+  if gpus is not None:
+    env['CUDA_VISIBLE_DEVICES'] = ','.join(gpus)
+  return env
+
+
+def _gpus() -> list[str]:
+  visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+  if visible is not None:
+    return [g for g in visible.split(',') if g.strip()]
+  try:
+    out = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=30,
+                         check=False).stdout
+  except (FileNotFoundError, subprocess.TimeoutExpired):
+    return []
+  return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith('GPU ')]
+
+
+def _tail(path: str, lines: int = 15) -> str:
+  try:
+    with open(path, encoding='utf-8', errors='replace') as f:
+      return ''.join(f.readlines()[-lines:]).strip()
+  except OSError:
+    return ''
+
+
+class LocalLauncher:
+  """N runs at once as subprocesses, each with its own devices; stops them all on a signal."""
+
+  def __init__(self, root: str, parallel: int, stream=None):
+    self.root, self.parallel = root, max(1, parallel)
+    self.stream = stream or sys.stderr
+    self.stop_requested = False
+    gpus = _gpus()
+    if gpus:
+      share = max(1, len(gpus) // self.parallel)
+      self.slots = [(None, gpus[i * share:(i + 1) * share]) for i in range(self.parallel)]
+    else:
+      cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else \
+          list(range(os.cpu_count() or 1))
+      share = max(1, len(cores) // self.parallel)
+      self.slots = [(cores[(i * share) % len(cores):][:share] or cores, None)
+                    for i in range(self.parallel)]
+
+  def _start(self, run: Run, slot):
+    cores, gpus = slot
+    workdir = os.path.join(self.root, run.name)
+    os.makedirs(workdir, exist_ok=True)
+    log = open(os.path.join(workdir, LOG), 'a', encoding='utf-8')  # noqa: SIM115 (closed at exit)
+    log.write(f'\n=== {time.strftime("%Y-%m-%d %H:%M:%S")} {" ".join(run.command(workdir))}\n')
+    log.flush()
+    env = _child_env(os.environ, len(cores) if cores else None, gpus)
+    affinity = (lambda: os.sched_setaffinity(0, cores)) if cores and hasattr(
+        os, 'sched_setaffinity') else None
+    process = subprocess.Popen(run.command(workdir), stdout=log, stderr=subprocess.STDOUT,
+                               env=env, preexec_fn=affinity, start_new_session=True)
+    return process, log
+
+  def launch(self, runs: Sequence[Run], manifest: dict) -> dict:
+    """Runs `runs` to their ends (or until stopped); returns {name: state}."""
+    pending, running, states = list(runs), {}, {}
+    free = list(range(self.parallel))
+    started_at, durations = {}, []
+    old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    last_line = 0.0
+    try:
+      while pending or running:
+        while pending and free and not self.stop_requested:
+          run = pending.pop(0)
+          slot = free.pop(0)
+          running[run.name] = (run, slot, *self._start(run, self.slots[slot]))
+          started_at[run.name] = time.perf_counter()
+          manifest['runs'][run.name]['state'] = 'running'
+          write_manifest(self.root, manifest)
+        if self.stop_requested:
+          pending = []
+          for _, _, process, _ in running.values():
+            if process.poll() is None:
+              process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        for name in list(running):
+          run, slot, process, log = running[name]
+          status = process.poll()
+          if status is None:
+            continue
+          log.close()
+          del running[name]
+          free.append(slot)
+          durations.append(time.perf_counter() - started_at[name])
+          state = run_state(self.root, name)
+          if status == 0 and state == 'finished':
+            entry = {'state': 'finished', 'error': None}
+          elif status == STOPPED_STATUS or (self.stop_requested and state != 'failed'):
+            entry = {'state': 'stopped', 'error': None}
+          else:
+            entry = {'state': 'failed', 'error': f'exit status {status}: ' +
+                     _tail(os.path.join(self.root, name, LOG))}
+          states[name] = entry['state']
+          manifest['runs'][name].update(entry)
+          write_manifest(self.root, manifest)
+        now = time.perf_counter()
+        if now - last_line > 5 or not (pending or running):
+          last_line = now
+          self._progress(states, len(runs), len(running), len(pending), durations)
+    finally:
+      for s, handler in old.items():
+        signal.signal(s, handler)
+    return states
+
+  def _on_signal(self, signum, frame):
+    if not self.stop_requested:
+      self.stream.write(f'\nsweep: {signal.Signals(signum).name}: stopping the runs (each '
+                        'checkpoints); launch again to resume.\n')
+    self.stop_requested = True
+
+  def _progress(self, states, total, running, pending, durations):
+    done = sum(s == 'finished' for s in states.values())
+    failed = sum(s == 'failed' for s in states.values())
+    eta = ''
+    if durations and (running or pending):
+      mean = sum(durations) / len(durations)
+      eta = f', ETA {_clock(mean * (pending + running) / self.parallel)}'
+    self.stream.write(f'sweep: {done}/{total} finished, {running} running, {failed} failed, '
+                      f'{pending} waiting{eta}\n')
+    self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+  seconds = int(max(0, seconds))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
+  """Submits one job per run (or a job array) through submitit; returns the jobs."""
+  import submitit
+
+  executor = submitit.AutoExecutor(folder=os.path.join(root, 'slurm', '%j'),
+                                   cluster=args.submitit_cluster)
+  parameters = {'name': os.path.basename(os.path.abspath(root)), 'timeout_min': args.slurm_time,
+                'nodes': args.slurm_nodes, 'tasks_per_node': 1,
+                'gpus_per_node': args.slurm_gpus_per_node}
+  if executor.cluster == 'slurm':
+    parameters.update(slurm_partition=args.slurm_partition, slurm_signal_delay_s=120)
+  executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+  extra = ['--jax_distributed'] if args.slurm_nodes > 1 else []
+  functions = [submitit.helpers.CommandFunction(
+      run.command(os.path.join(root, run.name), extra), cwd=os.getcwd(),
+      env=_child_env(os.environ, None, None)) for run in runs]
+  if args.slurm_array:
+    with executor.batch():
+      jobs = [executor.submit(f) for f in functions]
+  else:
+    jobs = [executor.submit(f) for f in functions]
+  for run, job in zip(runs, jobs, strict=True):
+    manifest['runs'][run.name].update(state='submitted', job_id=str(job.job_id), error=None)
+  write_manifest(root, manifest)
+  return jobs
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands.
+
+
+def launch(args) -> int:
+  runs = load_sweep(args.sweep, parse_sets(args.set))
+  root = os.path.abspath(args.root)
+  os.makedirs(root, exist_ok=True)
+  manifest = read_manifest(root)
+  _check_unchanged(manifest, runs)
+  manifest['sweep'] = args.sweep
+  to_launch, skipped = [], []
+  for run in runs:
+    state = run_state(root, run.name)
+    entry = manifest['runs'].setdefault(run.name, {'overrides': run.overrides, 'hash': run.hash,
+                                                   'config': run.config, 'error': None})
+    recorded_failed = entry.get('state') == 'failed'
+    if state == 'finished':
+      entry['state'] = 'finished'
+      skipped.append(run.name)
+    elif (state == 'failed' or recorded_failed) and not args.retry_failed:
+      entry['state'] = 'failed'
+      skipped.append(run.name)
+    else:
+      to_launch.append(run)
+  write_manifest(root, manifest)
+  print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
+        f'{len(skipped)} skipped ({", ".join(skipped) or "none"}).', flush=True)
+  if args.dry_run:
+    for run in to_launch:
+      print(' '.join(run.command(os.path.join(root, run.name))))
+    return 0
+  if not to_launch:
+    return 0
+  if args.executor == 'local':
+    states = LocalLauncher(root, args.parallel).launch(to_launch, manifest)
+  else:
+    jobs = submit_slurm(root, to_launch, manifest, args)
+    print(f'Submitted {len(jobs)} job(s): {", ".join(str(j.job_id) for j in jobs)}.', flush=True)
+    if not args.wait:
+      return 0
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(jobs))) as pool:
+      list(pool.map(lambda j: j.wait(), jobs))
+    states = {run.name: run_state(root, run.name) for run in to_launch}
+    for name, state in states.items():
+      manifest['runs'][name]['state'] = state
+    write_manifest(root, manifest)
+  print(status_table(root), flush=True)
+  if any(s == 'stopped' for s in states.values()):
+    return STOPPED_STATUS
+  return 1 if any(s == 'failed' for s in states.values()) else 0
+
+
+def status_table(root: str) -> str:
+  """A table of the sweep's runs: state, step / total, best validation metric, wall time."""
+  manifest = read_manifest(root)
+  lines = ['| run | state | step | best | wall time |', '|---|---|---|---|---|']
+  for name, entry in manifest['runs'].items():
+    summary = results.read_run_summary(os.path.join(root, name))
+    if summary:
+      best = summary.get('best')
+      best_text = (f'{summary["selection"]["metric"]} {best["value"]:.4f} (step {best["step"]})'
+                   if best else '-')
+      state = summary['state']
+      lines.append(f'| {name} | {state} | {summary["step"]}/{summary["num_train_steps"]} | '
+                   f'{best_text} | {_clock(summary.get("wall_time_s", 0))} |')
+    else:
+      lines.append(f'| {name} | {entry.get("state", "pending")} | - | - | - |')
+  return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m unet_jax.sweep',
+                                   description=__doc__.split('\n\n')[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=__doc__.split('\n\n', 2)[2])
+  commands = parser.add_subparsers(dest='command', required=True)
+  start = commands.add_parser('launch', help='Launch (or resume) the runs of a sweep.')
+  start.add_argument('sweep', help='experiments/sweeps/NAME.py[:ARG], or NAME[:ARG].')
+  start.add_argument('--root', required=True, help='Folder for the runs and sweep.json.')
+  start.add_argument('--parallel', type=int, default=1, help='Local runs at once.')
+  start.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                     help='A config override for every run, e.g. --set data.dir=PATH '
+                     '(repeatable; part of each run\'s recorded overrides).')
+  start.add_argument('--executor', choices=('local', 'slurm'), default='local')
+  start.add_argument('--retry-failed', action='store_true', help='Launch failed runs again.')
+  start.add_argument('--dry-run', action='store_true', help='Print the commands, run nothing.')
+  start.add_argument('--slurm-partition', default=None)
+  start.add_argument('--slurm-time', type=int, default=240, help='Minutes per job.')
+  start.add_argument('--slurm-gpus-per-node', type=int, default=None)
+  start.add_argument('--slurm-nodes', type=int, default=1,
+                     help='Nodes per run (>1: one process per node, --jax_distributed).')
+  start.add_argument('--slurm-array', action='store_true', help='One job array for all runs.')
+  start.add_argument('--submitit-cluster', default='slurm', choices=('slurm', 'local', 'debug'),
+                     help="submitit's executor: 'slurm', or 'local' to run the jobs here.")
+  start.add_argument('--wait', action='store_true', help='slurm: wait for the jobs to end.')
+  show = commands.add_parser('status', help='Print the state of a sweep\'s runs.')
+  show.add_argument('--root', required=True)
+  args = parser.parse_args(argv)
+  if args.command == 'status':
+    print(status_table(os.path.abspath(args.root)))
+    return 0
+  return launch(args)
+
+
+if __name__ == '__main__':
+  sys.exit(main())
