@@ -22,11 +22,7 @@ TINY_RUN_SIZES = ((40, 52), (52, 40), (37, 45))
 
 
 def tiny_folder_config(data_dir: str):
-  """A 1-step run of a tiny U-Net on a folder of images: enough to have a checkpoint to load.
-
-  Tests that use the shared run carry `@pytest.mark.xdist_group('tiny_folder_run')`, so that
-  one pytest worker trains it (`make test` distributes with --dist loadgroup).
-  """
+  """A 1-step run of a tiny U-Net on a folder of images: enough to have a checkpoint to load."""
   from configs import quickstart
 
   config = quickstart.get_config()
@@ -107,7 +103,6 @@ def trained_sweep(tmp_path_factory):
   `python -m unet_jax.sweep launch` (2 at once), stopped with SIGTERM once the first run has
   finished, and launched again to the end.
 
-  Tests that use it carry `@pytest.mark.xdist_group('trained_sweep')`.
   """
   import json
   import signal

@@ -33,7 +33,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.filterwarnings('ignore:The inplace keyword in Series.rename')
 
 
-pytestmark = [pytestmark, pytest.mark.xdist_group('tiny_folder_run')]
 
 
 @pytest.fixture(scope='module')

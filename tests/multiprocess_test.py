@@ -27,7 +27,7 @@ OVERRIDES = ['--config.num_train_steps=12', '--config.log_every_steps=4',
              '--config.data.image_size=32', '--config.data.synthetic_size=32',
              '--config.model.depth=2', '--config.model.base_width=8',
              '--config.batch_size=8', '--config.eval.batch_size=8',
-             '--config.optim.warmup_steps=1', '--config.optim.lr=0.01']  # Some lesion found.
+             '--config.optim.warmup_steps=1', '--config.optim.lr=0.03']  # Some lesion found.
 
 
 def _free_port() -> int:

@@ -17,7 +17,6 @@ from PIL import Image
 from unet_jax import inference, photos, predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = pytest.mark.xdist_group('tiny_folder_run')
 
 
 @pytest.fixture(scope='module')

@@ -18,7 +18,6 @@ from unet_jax import compare, results, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOOD = ['loss=bce-seed=0', 'loss=bce-seed=1', 'loss=bce_dice-seed=0', 'loss=bce_dice-seed=1']
-pytestmark = pytest.mark.xdist_group('trained_sweep')
 
 
 def _cli(*args, env=None):

@@ -61,7 +61,6 @@ def run(tmp_path_factory):
   return config, workdir, train.train_and_evaluate(config, workdir)
 
 
-@pytest.mark.xdist_group('train_run')  # One worker builds the shared run.
 def test_a_run_writes_its_summary_csvs_and_logs(run):
   config, workdir, final = run
   assert run_config.load(workdir).model.base_width == 8
@@ -98,7 +97,6 @@ def test_a_run_writes_its_summary_csvs_and_logs(run):
   assert native_rows[-1]['val_dice'] == pytest.approx(final['dice'])
 
 
-@pytest.mark.xdist_group('train_run')  # One worker builds the shared run.
 def test_the_best_checkpoint_is_kept_beside_the_last_and_scores_as_recorded(run):
   _, workdir, _ = run
   summary = results.read_run_summary(workdir)
@@ -153,7 +151,6 @@ def _events(workdir):
   return {tag: [e.step for e in loader.Tensors(tag)] for tag in loader.Tags()['tensors']}
 
 
-@pytest.mark.xdist_group('train_run')  # One worker builds the shared run.
 def test_resume_is_exact_and_logs_each_step_once(tmp_path, run):
   """Stopped at step 10 (checkpointed), and crashed after logging up to step 20 with its
   checkpoint lost and a half-written line: resuming ends with the parameters and metrics of
@@ -253,7 +250,6 @@ def test_config_errors_come_before_compiling(tmp_path):
   assert not os.path.exists(tmp_path / 'a' / 'checkpoints')
 
 
-@pytest.mark.xdist_group('train_run')  # One worker builds the shared run.
 def test_a_config_json_from_before_a_rename_names_the_new_field(tmp_path, run):
   _, workdir, _ = run
   old = str(tmp_path / 'old')
