@@ -13,5 +13,5 @@ from configs import isic2018
 def get_config():
   config = isic2018.get_config()
   config.data.source = 'folder'
-  config.data.dir = ''  # Required: --config.data.dir=PATH.
+  # config.data.dir is required: --config.data.dir=PATH.
   return config

@@ -11,9 +11,6 @@ from configs import isic_folder
 def get_config():
   config = isic_folder.get_config()
   config.data.image_size = 64
-  config.data.resize_policy = 'crop'
-  config.data.num_folds = 5
-  config.data.fold = 0
 
   config.model.depth = 3
   config.model.base_width = 16
@@ -25,7 +22,6 @@ def get_config():
   config.batch_size = 8
   config.num_train_steps = 300
   config.log_every_steps = 25
-  config.eval.batch_size = 16
   config.eval.every_steps = 100
   config.eval.pooled_every_steps = 100
   config.checkpoint_every_steps = 100

@@ -9,7 +9,6 @@ from configs import default
 
 def get_config():
   config = default.get_config()
-  config.data.source = 'synthetic'
   config.data.image_size = 64
   config.data.synthetic_size = 96
   config.data.num_examples = 1280  # 5 folds: 1024 train, 256 validation.
@@ -18,15 +17,10 @@ def get_config():
   config.model.base_width = 16
   config.model.dropout_rate = 0.0
   config.model.dropout_levels = ()
-  config.model.head = 'linear'
 
-  config.loss = 'bce_dice'
-  config.optim.name = 'adamw'
   config.optim.lr = 3e-3
   config.optim.warmup_steps = 50
-  config.batch_size = 16
   config.num_train_steps = 600
-  config.log_every_steps = 50
   config.eval.batch_size = 32
   config.eval.every_steps = 200
   config.eval.pooled_every_steps = 200

@@ -4,7 +4,7 @@
     python -m experiments.benchmark --preset h200-classic --isolate --out results.json
     python -m experiments.benchmark --mode input --cores 1        # the tf.data pipeline alone
 
-Mode 'train' times the real jitted train step (`train_step.make_data_parallel('shard_map', ...)`
+Mode 'train' times the real jitted train step (`parallel.make_data_parallel('shard_map', ...)`
 over a mesh of one device, the default optimizer with clipping, BatchNorm, dropout, bce_dice,
 and the default augmentation on the device from a uint8 batch, as training runs it) on a
 device-resident synthetic batch, for every combination of --upsample, --precisions and
@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from unet_jax import augment, compilation_cache, flops, models, optim
+from unet_jax import augment, compilation_cache, flops, models, optim, parallel
 from unet_jax import train_step as ts
 
 # The presets' model is the seed's (classic) U-Net: BatchNorm after ReLU, dropout 0.5 on level 3
@@ -178,7 +178,7 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
   With `compile_only`, stops after compiling: compile time, XLA's FLOPs and memory plan only
   (what a configuration would need, e.g. the classic U-Net at batch 256, on a CPU machine).
   """
-  dtype = ts.compute_dtype(spec.precision)
+  dtype = parallel.compute_dtype(spec.precision)
   model = models.UNet(**spec.model_kwargs(), dtype=dtype, bn_axis_name=ts.AXIS)
   tx = optim.create_optimizer(types.SimpleNamespace(**OPTIM), num_train_steps=10_000)
   preprocess = None
@@ -186,7 +186,7 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
     preprocess = augment.make_preprocess(types.SimpleNamespace(**AUGMENT), 'unit', seed=0)
   else:
     batch_np = model_inputs(batch_np)
-  dp = ts.make_data_parallel('shard_map', LOSS, ts.make_mesh(jax.devices()[:1]),
+  dp = parallel.make_data_parallel('shard_map', LOSS, parallel.make_mesh(jax.devices()[:1]),
                              preprocess=preprocess)
   state = dp.place_state(ts.create_train_state(model, tx, jax.random.key(0), spec.image_size))
   batch = dp.place_batch(batch_np)

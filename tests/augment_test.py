@@ -212,5 +212,22 @@ def test_invalid_settings_name_the_field(field, value):
 
 
 def test_invalid_normalize_names_the_field():
+  with pytest.raises(ValueError, match=r'config\.data\.normalize.*imagenet'):
+    normalization.normalize(np.zeros(3), 'standard')
   with pytest.raises(ValueError, match=r'config\.data\.normalize'):
     augment.make_preprocess(default.get_config().augment, 'standard', 0)
+
+
+def test_normalize_numpy_tf_and_jax_agree():
+  x = np.array([[0.0, 127.5, 255.0]], np.float32).repeat(3, 0).T[None]  # [1, 3, 3]
+  mean = np.array([0.485, 0.456, 0.406], np.float32)
+  std = np.array([0.229, 0.224, 0.225], np.float32)
+  expected = {'none': x, 'unit': x / 255.0, 'imagenet': (x / 255.0 - mean) / std}
+  for mode, want in expected.items():
+    np.testing.assert_allclose(normalization.normalize(x, mode), want, rtol=1e-6)
+    np.testing.assert_allclose(
+      normalization.normalize(tf.constant(x), mode).numpy(), want, rtol=1e-6
+    )
+    np.testing.assert_allclose(normalization.normalize(jnp.asarray(x), mode), want, rtol=1e-6)
+  assert normalization.normalize(x.astype(np.uint8), 'unit').dtype == np.float32
+

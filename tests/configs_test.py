@@ -5,10 +5,12 @@ config's own choices (norm, upsampling, head, loss, optimizer, schedule, resize 
 range, split) are what runs.
 """
 
+import ast
 import glob
 import importlib
 import json
 import os
+import pathlib
 
 import fake_isic  # tests/fake_isic.py
 import pytest
@@ -20,7 +22,28 @@ CONFIG_NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob('configs/*.py'
 SIZE = 32
 
 
-def test_every_config_is_covered():
+def test_presets_state_only_what_they_change():
+  """Each preset sets only fields whose value differs from its parent config's (read from its
+  source), so a preset reads as the list of its choices; a restated default would hide which."""
+  restated = []
+  for name in CONFIG_NAMES:
+    tree = ast.parse(pathlib.Path(f'configs/{name}.py').read_text(encoding='utf-8'))
+    parents = [n.names[0].name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+               and n.module == 'configs']
+    if not parents:
+      continue
+    parent = importlib.import_module(f'configs.{parents[0]}').get_config()
+    for node in ast.walk(tree):
+      if not (isinstance(node, ast.Assign) and ast.unparse(node.targets[0]).startswith('config.')):
+        continue
+      field = ast.unparse(node.targets[0])[len('config.'):]
+      value = ast.literal_eval(node.value)
+      old = parent
+      for part in field.split('.'):
+        old = old[part]
+      if (tuple(value) if isinstance(value, list) else value) == old:
+        restated.append(f'{name}: {field} = {value!r}')
+  assert restated == []
   assert {'default', 'quickstart', 'seed', 'isic2018', 'isic_folder',
           'isic_folder_tiny'} <= set(CONFIG_NAMES)
 

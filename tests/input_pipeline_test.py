@@ -5,13 +5,12 @@ import os
 import re
 
 import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from configs import default
-from unet_jax import input_pipeline, isic2018, normalization, photos, resize_policy, synthetic
+from unet_jax import input_pipeline, isic2018, photos, resize_policy, synthetic
 
 SIZE = 32
 
@@ -54,30 +53,6 @@ def _assert_batches_equal(a, b):
 def _valid_images(batches):
   """The real (unpadded) images of an eval pass, in order."""
   return np.concatenate([b['image'][b['valid'] > 0] for b in batches])
-
-
-# ---- normalize ----------------------------------------------------------------------------
-
-
-def test_normalize_numpy_tf_and_jax_agree():
-  x = np.array([[0.0, 127.5, 255.0]], np.float32).repeat(3, 0).T[None]  # [1, 3, 3]
-  mean = np.array([0.485, 0.456, 0.406], np.float32)
-  std = np.array([0.229, 0.224, 0.225], np.float32)
-  expected = {'none': x, 'unit': x / 255.0, 'imagenet': (x / 255.0 - mean) / std}
-  for mode, want in expected.items():
-    np.testing.assert_allclose(normalization.normalize(x, mode), want, rtol=1e-6)
-    np.testing.assert_allclose(
-      normalization.normalize(tf.constant(x), mode).numpy(), want, rtol=1e-6
-    )
-    np.testing.assert_allclose(normalization.normalize(jnp.asarray(x), mode), want, rtol=1e-6)
-  assert normalization.normalize(x.astype(np.uint8), 'unit').dtype == np.float32
-
-
-def test_normalize_unknown_mode_names_the_field():
-  with pytest.raises(ValueError, match=r'config\.data\.normalize.*imagenet'):
-    normalization.normalize(np.zeros(3), 'standard')
-  with pytest.raises(ValueError, match=r'config\.data\.normalize'):
-    _train(_config(normalize='standard'), 1)  # Caught before any data is read.
 
 
 # ---- split_ids ----------------------------------------------------------------------------
@@ -206,12 +181,16 @@ def test_more_processes_than_examples_still_lockstep():
   assert sum(b['valid'].sum() for bs in per_process for b in bs) == 3
 
 
-def test_training_slices_per_process():
-  config = _config()
-  batches = [_train(config, 1, process_index=p, process_count=2)[0] for p in range(2)]
-  for batch in batches:
-    assert batch['image'].shape == (2, SIZE, SIZE, 3)
-  assert not np.array_equal(batches[0]['image'], batches[1]['image'])
+def test_training_slices_per_process_are_disjoint_and_cover_the_split():
+  """Two processes over one epoch: 13 training examples, 6 per process (13 // 2), batches of 2
+  per process (global 4): 12 distinct examples, all from the training split."""
+  config = _config(normalize='none')
+  epochs = [np.concatenate([b['image'] for b in _train(config, 3, process_index=p,
+                                                          process_count=2)]) for p in range(2)]
+  seen = [{x.astype(np.float32).tobytes() for x in epoch} for epoch in epochs]
+  assert [len(s) for s in seen] == [6, 6] and not seen[0] & seen[1]
+  everything = {x.tobytes() for x in _valid_images(_eval(config, 'train'))}
+  assert len(everything) == 13 and seen[0] | seen[1] <= everything
 
 
 def test_num_examples():
@@ -307,6 +286,11 @@ def test_crop_policy_training_crops_vary_and_resume(folder):
   epoch0 = np.concatenate([b['image'] for b in reference[:2]])
   epoch1 = np.concatenate([b['image'] for b in reference[2:4]])
   assert {x.tobytes() for x in epoch0} != {x.tobytes() for x in epoch1}
+
+
+def test_unknown_normalize_mode_is_caught_before_any_data_is_read():
+  with pytest.raises(ValueError, match=r'config\.data\.normalize'):
+    _train(_config(normalize='standard'), 1)
 
 
 def test_unknown_policy_names_the_field():

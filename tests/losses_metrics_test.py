@@ -43,11 +43,17 @@ def test_bce_is_stable_for_large_logits():
   assert float(losses.loss_per_image('bce', logits, masks)[0]) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_dice_loss_of_a_perfect_and_an_empty_prediction():
+def test_dice_loss_of_perfect_and_empty_predictions():
   masks = np.zeros((2, 4, 4, 1), np.float32)
-  masks[0, :2] = 1
+  masks[0, :2] = 1  # 8 lesion pixels; the second mask is empty.
   perfect = np.where(masks > 0, 50.0, -50.0).astype(np.float32)
   np.testing.assert_allclose(losses.loss_per_image('dice', perfect, masks), [0, 0], atol=1e-6)
+  # Predicting nothing: 1 - (0 + 1) / (0 + 8 + 1) on the lesion, 1 - 1/1 = 0 on the empty mask.
+  empty = np.full(masks.shape, -50.0, np.float32)
+  np.testing.assert_allclose(losses.loss_per_image('dice', empty, masks), [8 / 9, 0], atol=1e-6)
+  # Predicting everything on the empty mask: 1 - 1 / (16 + 1).
+  full = np.full(masks.shape, 50.0, np.float32)
+  np.testing.assert_allclose(losses.loss_per_image('dice', full, masks)[1], 16 / 17, atol=1e-6)
 
 
 def test_unknown_loss_names_the_field():
@@ -80,15 +86,21 @@ def test_metrics_from_counts_summed_over_batches_match_numpy_on_the_whole_set():
   assert total['tp'] + total['fp'] + total['fn'] + total['tn'] == 5 * 8 * 8
 
 
-def test_averaging_per_batch_ratios_would_differ():
-  # Why the counts: a batch with few lesion pixels would weigh as much as a full one.
-  logits, masks = _data(seed=2, n=4)
-  ones = np.ones(4, np.float32)
-  per_batch = [metrics.metrics_from_counts(
-      metrics.add_counts(None, metrics.confusion_counts(logits[i:i + 1], masks[i:i + 1], ones[:1])))
-      ['dice'] for i in range(4)]
-  whole = _np_metrics(logits, masks, ones)['dice']
-  assert np.mean(per_batch) != pytest.approx(whole, rel=1e-6)
+def test_counts_are_exact_integers_past_float32s_range():
+  """17.6 million pixels in one batch: float32 sums stop counting single pixels past 2^24."""
+  n, side = 5, 2100
+  rng = np.random.default_rng(3)
+  masks = rng.random((n, side, side, 1)) > 0.5
+  logits = np.where(rng.random((n, side, side, 1)) > 0.3, 1.0, -1.0).astype(np.float32)
+  valid = np.array([1, 1, 1, 1, 0], np.float32)
+  counts = metrics.add_counts(None, metrics.confusion_counts(logits, masks, valid))
+  keep = np.arange(n) < 4
+  pred, true = logits[keep] >= 0, masks[keep]
+  assert counts['tp'] == int(np.count_nonzero(pred & true))
+  assert counts['fp'] == int(np.count_nonzero(pred & ~true))
+  assert counts['fn'] == int(np.count_nonzero(~pred & true))
+  assert counts['tn'] == int(np.count_nonzero(~pred & ~true))
+  assert counts['tp'] + counts['fp'] + counts['fn'] + counts['tn'] == 4 * side * side > 2**24
 
 
 def test_empty_denominators_score_one():

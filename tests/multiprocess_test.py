@@ -17,7 +17,17 @@ import sys
 import jax
 import pytest
 
-from unet_jax import evaluate, inference, metric_logging, models, optim, results, run_config, train
+from unet_jax import (
+  evaluate,
+  inference,
+  metric_logging,
+  models,
+  optim,
+  parallel,
+  results,
+  run_config,
+  train,
+)
 from unet_jax import train_step as ts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,7 +106,7 @@ def test_two_processes_stop_together_resume_and_count_every_validation_image_onc
                                 optim.create_optimizer(config.optim, 12),
                                 jax.random.key(0), config.data.image_size)
   state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
-  dp = ts.make_data_parallel('shard_map', config.loss)
+  dp = parallel.make_data_parallel('shard_map', config.loss)
   reference = train.evaluate_pooled(dp, dp.place_state(state), config)
   for key in ('dice', 'jaccard', 'accuracy', 'sensitivity', 'specificity'):
     assert pooled[key] == reference[key], key

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_jax import inference, photos, predict
+from unet_jax import cli, inference, photos, predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,7 +101,7 @@ def test_progress_bar_without_a_terminal():
       pass
 
   sink = Sink()
-  bar = inference.Progress(40, 'x ', stream=sink)
+  bar = cli.Progress(40, 'x ', stream=sink)
   for _ in range(40):
     bar.update()
   bar.close()

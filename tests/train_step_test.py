@@ -1,4 +1,7 @@
-"""The data-parallel step: 8 devices must compute what 1 device computes on the same global batch."""
+"""The train step: 8 devices compute what 1 device computes on the same global batch (shard_map
+and pmap), the step equals plain `jax.grad`, and bfloat16 compute keeps float32 where precision
+matters (parameters, optimizer state, BatchNorm statistics, logits and the loss) while the
+convolutions really run in bfloat16."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from unet_jax import augment, losses, metrics, models, normalization
+from unet_jax import augment, losses, metrics, models, normalization, parallel
 from unet_jax import train_step as ts
 
 BATCH = 8
@@ -47,7 +50,7 @@ def _tx():
 
 
 def _run(mode, num_devices, steps=2, preprocess=None):
-  dp = ts.make_data_parallel(mode, 'bce_dice', ts.make_mesh(jax.devices()[:num_devices]),
+  dp = parallel.make_data_parallel(mode, 'bce_dice', parallel.make_mesh(jax.devices()[:num_devices]),
                              preprocess=preprocess)
   state = dp.place_state(ts.create_train_state(_model(), _tx(), jax.random.key(0), 16))
   for step in range(steps):
@@ -131,7 +134,7 @@ def test_augmenting_step_on_eight_devices_equals_one_device(mode, one_device_aug
 
 def test_batchnorm_statistics_are_those_of_the_global_batch(one_device):
   # Had each device normalized with its own statistics, the 8-device statistics would differ.
-  dp = ts.make_data_parallel('shard_map', 'bce', ts.make_mesh(jax.devices()[:8]))
+  dp = parallel.make_data_parallel('shard_map', 'bce', parallel.make_mesh(jax.devices()[:8]))
   model = models.UNet(depth=2, base_width=4, dropout_rate=0.0, dropout_levels=(), head='seed',
                       bn_axis_name=None)  # No synchronization: per-device statistics.
   state = dp.place_state(ts.create_train_state(model, _tx(), jax.random.key(0), 16))
@@ -141,7 +144,7 @@ def test_batchnorm_statistics_are_those_of_the_global_batch(one_device):
 
 
 def test_eval_step_sums_counts_over_devices():
-  dp = ts.make_data_parallel('shard_map', 'bce', ts.make_mesh(jax.devices()[:8]))
+  dp = parallel.make_data_parallel('shard_map', 'bce', parallel.make_mesh(jax.devices()[:8]))
   state = ts.create_train_state(_model(), _tx(), jax.random.key(0), 16)
   batch = dict(_batch(3), valid=np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32))
   counts = jax.device_get(dp.eval_step(dp.place_state(state), dp.place_batch(batch)))
@@ -153,14 +156,81 @@ def test_eval_step_sums_counts_over_devices():
   assert float(counts['num_images']) == 6
 
 
-def test_batch_that_does_not_divide_is_a_clear_error():
-  with pytest.raises(ValueError, match=r'config.batch_size=12 .* 8 devices'):
-    ts.check_batch_divides(12, 8)
-  ts.check_batch_divides(16, 8)
+# ---- mixed precision --------------------------------------------------------------------
+
+MP_SIZE = 8
 
 
-def test_precision_resolution():
-  assert ts.compute_dtype('auto') == jnp.float32  # The tests run on CPU.
-  assert ts.compute_dtype('bfloat16') == jnp.bfloat16
-  with pytest.raises(ValueError, match='config.precision'):
-    ts.compute_dtype('float16')
+def _mp_model(dtype):
+  return models.UNet(depth=1, base_width=4, dtype=dtype, dropout_levels=())
+
+
+def _mp_variables(model):
+  """Random float32 variables in the model's shapes, without compiling its (slow on CPU)
+  truncated-normal initializers."""
+  rng = np.random.default_rng(0)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, MP_SIZE, MP_SIZE, 3)),
+                                             train=False))
+  return jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape) + 1, s.dtype), shapes)
+
+
+def _dtypes(tree):
+  return {jnp.dtype(x.dtype) for x in jax.tree.leaves(tree)}
+
+
+def test_compute_dtype_choices():
+  assert parallel.compute_dtype('bfloat16') == jnp.bfloat16
+  assert parallel.compute_dtype('float32') == jnp.float32
+  expected = jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16
+  assert parallel.compute_dtype('auto') == expected
+  with pytest.raises(ValueError, match='precision'):
+    parallel.compute_dtype('float16')
+
+
+def test_bfloat16_model_computes_in_bfloat16_with_float32_state():
+  model = _mp_model(jnp.bfloat16)
+  x = jax.random.uniform(jax.random.key(0), (2, MP_SIZE, MP_SIZE, 3))
+  variables = _mp_variables(model)
+  assert _dtypes(variables['params']) == {jnp.dtype(jnp.float32)}
+  assert _dtypes(variables['batch_stats']) == {jnp.dtype(jnp.float32)}
+
+  logits, updates = jax.jit(lambda v, x: model.apply(
+      v, x, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(2)}))(variables, x)
+  assert logits.dtype == jnp.float32
+  assert _dtypes(updates['batch_stats']) == {jnp.dtype(jnp.float32)}
+
+  # The convolutions' outputs are bfloat16: the compute really is mixed precision.
+  _, state = jax.jit(lambda v, x: model.apply(
+      v, x, train=False, capture_intermediates=True, mutable=['intermediates']))(variables, x)
+  conv_out = state['intermediates']['enc0_conv1']['conv']['__call__'][0]
+  assert conv_out.dtype == jnp.bfloat16
+
+  # And it computes the same function as float32, to bfloat16's precision.
+  logits32 = jax.jit(lambda v, x: _mp_model(jnp.float32).apply(v, x, train=False))(variables, x)
+  logits16 = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  assert logits16.dtype == jnp.float32
+  np.testing.assert_allclose(logits16, logits32, atol=0.1 * float(jnp.abs(logits32).max()) + 0.05)
+
+
+def test_bfloat16_train_step_keeps_float32_state_and_loss():
+  model = _mp_model(parallel.compute_dtype('bfloat16'))
+  variables = _mp_variables(model)
+  state = ts.TrainState.create(apply_fn=model.apply, params=variables['params'],
+                               tx=optax.adamw(1e-3), batch_stats=variables['batch_stats'])
+  dp = parallel.make_data_parallel('shard_map', 'bce_dice', parallel.make_mesh(jax.devices()[:1]))
+  rng = np.random.default_rng(0)
+  batch = dp.place_batch({
+      'image': rng.uniform(size=(2, MP_SIZE, MP_SIZE, 3)).astype(np.float32),
+      'mask': (rng.uniform(size=(2, MP_SIZE, MP_SIZE, 1)) > 0.5).astype(np.float32)})
+  old_stats = jax.device_get(state.batch_stats)
+  state, step_metrics = dp.train_step(dp.place_state(state), batch, jax.random.key(1))
+  f32 = {jnp.dtype(jnp.float32)}
+  assert _dtypes(state.params) == f32
+  assert _dtypes(state.batch_stats) == f32
+  assert _dtypes([x for x in jax.tree.leaves(state.opt_state) if x.ndim]) == f32
+  assert step_metrics['loss'].dtype == jnp.float32
+  assert np.isfinite(float(step_metrics['loss']))
+  # The statistics moved: BatchNorm updated them from the bfloat16 activations.
+  moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
+                       state.batch_stats, old_stats)
+  assert max(jax.tree.leaves(moved)) > 0

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from unet_jax import checkpointing, evaluation, inference, native_scoring, results
+from unet_jax import checkpointing, cli, evaluation, inference, native_scoring, results
 
 FLAGS = flags.FLAGS
 
@@ -74,7 +74,7 @@ def evaluate_run(
     raise ValueError(f'The {split!r} split has no examples.')
   if isinstance(predictor, inference.Ensemble):
     _refuse_seen_images(predictor, workdirs, ids, split)
-  progress = inference.Progress(len(ids), 'evaluate ') if show_progress else None
+  progress = cli.Progress(len(ids), 'evaluate ') if show_progress else None
   scores = evaluation.score(predictor, examples, threshold=threshold, progress=progress)
   scores.sort(key=lambda s: s.image_id)
   which = predictor.checkpoint or str(predictor.step)

@@ -24,6 +24,8 @@ tensor values), plus `read_photo`, the eager entry point for files.
 
 import tensorflow as tf
 
+# The files `predict` and folder evaluation take for photos.
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 # libjpeg's DCT scaling factors, largest first.
 JPEG_RATIOS = (8, 4, 2)
 # 8-bit mask values above this are lesion (the official scorer's rule).

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from unet_jax import checkpointing, inference, native_scoring, photos
+from unet_jax import checkpointing, cli, inference, native_scoring, photos
 
 FLAGS = flags.FLAGS
 _OVERLAY_TINT = np.array([255, 64, 0], np.float32)
@@ -37,7 +37,7 @@ def list_inputs(inputs: Sequence[str]) -> list[str]:
   for entry in inputs:
     if os.path.isdir(entry):
       names = sorted(n for n in os.listdir(entry)
-                     if not n.startswith('.') and n.lower().endswith(inference.IMAGE_EXTS))
+                     if not n.startswith('.') and n.lower().endswith(photos.IMAGE_EXTS))
       paths.extend(os.path.join(entry, n) for n in names)
     elif os.path.exists(entry):
       paths.append(entry)
@@ -109,7 +109,7 @@ def predict_files(
   if overlay_dir:
     os.makedirs(overlay_dir, exist_ok=True)
   failures: list[tuple[str, str]] = []
-  progress = inference.Progress(len(paths), 'predict ') if show_progress else None
+  progress = cli.Progress(len(paths), 'predict ') if show_progress else None
 
   def readable() -> Iterable[inference.Item]:
     for path, name in zip(paths, names, strict=True):

@@ -42,6 +42,7 @@ from unet_jax import (
   models,
   native_scoring,
   optim,
+  parallel,
   preemption,
   results,
   run_config,
@@ -65,8 +66,8 @@ def prefetch(iterator: Iterator, place: Callable, size: int = 2) -> Iterator:
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int):
   """Config errors that would otherwise surface late (after compiling, or mid-run)."""
-  ts.check_batch_divides(config.batch_size, num_devices, 'config.batch_size')
-  ts.check_batch_divides(config.eval.batch_size, num_devices, 'config.eval.batch_size')
+  parallel.check_batch_divides(config.batch_size, num_devices, 'config.batch_size')
+  parallel.check_batch_divides(config.eval.batch_size, num_devices, 'config.eval.batch_size')
   for field in ('num_train_steps', 'log_every_steps', 'checkpoint_every_steps',
                 'max_checkpoints_to_keep'):
     if config[field] <= 0:
@@ -88,7 +89,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
                      f'2**config.model.depth = {factor}.')
 
 
-def evaluate_pooled(dp: ts.DataParallel, state, config: ml_collections.ConfigDict,
+def evaluate_pooled(dp: parallel.DataParallel, state, config: ml_collections.ConfigDict,
                     split: str = 'val') -> dict[str, float]:
   """The pooled S x S pass on a whole split: counts summed over every batch and device."""
   total = None
@@ -232,14 +233,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         stop: preemption.StopSignals,
                         stop_after_step: int | None) -> dict[str, float]:
   workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
-  mesh = ts.make_mesh()
+  mesh = parallel.make_mesh()
   validate_config(config, mesh.devices.size)
   determinism.check(config.deterministic, jax.default_backend())
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     run_config.write(config, workdir, log_warning=logging.warning)
 
-  dtype = ts.compute_dtype(config.precision)
+  dtype = parallel.compute_dtype(config.precision)
   model = models.create_model(config.model, dtype=dtype, bn_axis_name=ts.AXIS)
   optimizer = optim.create_optimizer(config.optim, config.num_train_steps)
   schedule = optim.create_schedule(config.optim, config.num_train_steps)  # For logging the lr.
@@ -251,7 +252,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                f'{models.count_params(state.batch_stats):,}', jax.numpy.dtype(dtype).name)
 
   preprocess = augment.make_preprocess(config.augment, config.data.normalize, config.seed)
-  dp = ts.make_data_parallel(config.parallelism, config.loss, mesh, preprocess=preprocess)
+  dp = parallel.make_data_parallel(config.parallelism, config.loss, mesh, preprocess=preprocess)
   if dp.mode == 'shard_map':
     state = jax.device_put(state, NamedSharding(mesh, P()))
   ckpt_dir = os.path.join(workdir, 'checkpoints')
