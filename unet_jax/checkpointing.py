@@ -44,7 +44,8 @@ def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager
                                          preservation_policy=keep, create=True,
                                          cleanup_tmp_directories=True)
   faults.install_checkpoint_hook()
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, *, selection: float | None = None):
@@ -70,15 +71,22 @@ def restore(manager: ocp.CheckpointManager, step: int, target):
   shape message.
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  try:
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  except ValueError as error:
-    if 'shape' not in str(error).lower():
-      raise
-    raise ValueError(
-        f'The checkpoint of step {step} in {manager.directory} does not fit the model of this '
-        f'config ({error}). It was written by a run with another config.model (or image size); '
-        'compare the config.json in its workdir with this config.') from error
+  stored = {_names(path): leaf.shape for path, leaf in
+            jax.tree_util.tree_flatten_with_path(manager.item_metadata(step))[0]}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+    name = _names(path)
+    if name in stored and tuple(stored[name]) != tuple(leaf.shape):
+      raise ValueError(
+          f'The checkpoint of step {step} in {manager.directory} does not fit the model of this '
+          f'config: {"/".join(name)} is {tuple(stored[name])} in the checkpoint and '
+          f'{tuple(leaf.shape)} in this model. The checkpoint was written with another '
+          'config.model; compare the config.json of its run with this config.')
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def _names(path) -> tuple[str, ...]:
+  """A pytree path as plain names, the same for a TrainState's attributes and a stored dict."""
+  return tuple(str(getattr(k, 'name', getattr(k, 'key', getattr(k, 'idx', k)))) for k in path)
 
 
 def restore_latest(manager: ocp.CheckpointManager, target):

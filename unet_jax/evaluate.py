@@ -152,6 +152,8 @@ def main(argv) -> int:
   if bool(FLAGS.workdir) == bool(FLAGS.predictions):
     raise app.UsageError('Pass either --workdir (evaluate a run) or --predictions with --truth '
                          '(score a folder of masks); see --help.')
+  if FLAGS.output:
+    cli.ensure_writable(FLAGS.output, '--output')
   if FLAGS.predictions:
     if not FLAGS.truth:
       raise app.UsageError('--predictions needs --truth.')

@@ -168,7 +168,7 @@ def train_batches(
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch, drop_remainder=True)  # `used` is a multiple of `batch`: no mixed epochs.
   ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
-  return ds.as_numpy_iterator()
+  return _naming_bad_files(ds.as_numpy_iterator(), config.data, 'train')
 
 
 def eval_batches(
@@ -211,7 +211,7 @@ def eval_batches(
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_batches * batch - n))
   ds = ds.batch(batch, drop_remainder=True)
   ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
-  return ds.as_numpy_iterator()
+  return _naming_bad_files(ds.as_numpy_iterator(), config.data, split)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +249,10 @@ def _source(
       ds = tf.data.Dataset.range(n).map(
         lambda i: (*fetch(i), i), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
       )
-      _CACHE[key] = _materialize(ds)[0]
+      try:
+        _CACHE[key] = _materialize(ds)[0]
+      except tf.errors.InvalidArgumentError as error:
+        raise _bad_file_error(config.data, split, error) from None
     while len(_CACHE) > _MAX_CACHED_SOURCES:
       _CACHE.popitem(last=False)
   else:
@@ -363,6 +366,36 @@ def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, 
   raise _unknown_source(data.source)
 
 
+def _naming_bad_files(batches: Iterator, data: ml_collections.ConfigDict, split: str) -> Iterator:
+  """`batches`, with a folder's undecodable file named when reading it fails (no cache)."""
+  try:
+    yield from batches
+  except tf.errors.InvalidArgumentError as error:
+    if data.source != 'folder':
+      raise
+    raise _bad_file_error(data, split, error) from None
+
+
+def _bad_file_error(data: ml_collections.ConfigDict, split: str,
+                    error: tf.errors.InvalidArgumentError) -> ValueError:
+  """The error a folder's bad file caused inside tf.data, with the file named.
+
+  TensorFlow's decoders do not say which file they failed on, so the split's files are read
+  once more in Python, in order, until one fails (only on this error path).
+  """
+  message = error.message
+  if 'but its image' in message:  # photos.decode_example's size check names both files.
+    return ValueError(message[message.index('Mask '):].split(']')[0].strip())
+  _, image_paths, mask_paths = folder_split(data, split)
+  for image_path, mask_path in zip(image_paths, mask_paths, strict=True):
+    photos.read_photo(image_path, data.image_size)  # Raises ValueError naming the photo.
+    try:
+      photos.decode_mask(tf.io.read_file(mask_path))
+    except tf.errors.OpError as bad:
+      return ValueError(f'Cannot decode mask {mask_path!r}: {bad.message.strip()}')
+  return ValueError(f'Reading config.data.dir={data.dir!r} failed: {message.strip()}')
+
+
 def synthetic_id(index: int) -> str:
   return f'synthetic_{index:05d}'
 
@@ -414,7 +447,23 @@ def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], 
       f'{len(missing)} image(s) have no mask, e.g. image {image!r} expects mask {mask!r}; check '
       'config.data.mask_dir and config.data.mask_suffix.'
     )
+  orphans = sorted(mask_names - {os.path.basename(p) for p in mask_paths})
+  orphans = [n for n in orphans if n.endswith(data.mask_suffix) and not n.startswith('.')]
+  if orphans:
+    ident = orphans[0][: -len(data.mask_suffix)]
+    raise FileNotFoundError(
+      f'{len(orphans)} mask(s) have no image, e.g. mask '
+      f'{os.path.join(mask_root, orphans[0])!r} expects image '
+      f'{os.path.join(data.dir, data.image_dir, ident + data.image_ext)!r}; check '
+      'config.data.image_dir and config.data.image_ext, or remove the stray masks.'
+    )
+  if data.dir not in _WARNED:
+    _WARNED.add(data.dir)
+    photos.warn_converted(image_paths, f' in {data.dir}')
   return ids, image_paths, mask_paths
+
+
+_WARNED: set[str] = set()  # Folders whose photos were already checked for conversions.
 
 
 def folder_split(

@@ -142,7 +142,13 @@ def read_mask(path: str) -> np.ndarray:
     if image.mode != 'L':
       raise ValueError(f'Mask {path!r} has mode {image.mode!r}; expected a single-channel '
                        '8-bit image (mode L), as the ISIC scorer requires.')
-    return np.asarray(image).copy()
+    mask = np.asarray(image).copy()
+  if np.any((mask != 0) & (mask != 255)):
+    from absl import logging
+
+    logging.warning('Mask %s has values other than 0 and 255; binarized at > %d, as the ISIC '
+                    'scorer does.', path, BINARIZE_ABOVE)
+  return mask
 
 
 def list_masks(directory: str) -> dict[str, str]:
@@ -164,8 +170,9 @@ def list_masks(directory: str) -> dict[str, str]:
 def score_folders(predictions_dir: str, truth_dir: str) -> list[ImageScore]:
   """Scores every truth mask against the prediction with the same id (sorted by id).
 
-  Every truth mask needs a prediction (the challenge fails a submission that lacks one); the
-  error names all missing ids. Predictions without a truth mask are ignored.
+  The two folders must hold the same ids: a truth mask without a prediction (the challenge
+  fails such a submission) or a prediction without a truth mask (the wrong folder?) is an error
+  that names them.
   """
   truth = list_masks(truth_dir)
   if not truth:
@@ -173,11 +180,19 @@ def score_folders(predictions_dir: str, truth_dir: str) -> list[ImageScore]:
   predictions = list_masks(predictions_dir)
   missing = sorted(set(truth) - set(predictions))
   if missing:
-    shown = ', '.join(missing[:10]) + (' ...' if len(missing) > 10 else '')
     raise FileNotFoundError(
       f'{len(missing)} of {len(truth)} truth masks have no prediction in {predictions_dir!r}: '
-      f'{shown}.')
+      f'{_some(missing)}.')
+  extra = sorted(set(predictions) - set(truth))
+  if extra:
+    raise ValueError(
+      f'{len(extra)} prediction(s) in {predictions_dir!r} have no truth mask in {truth_dir!r}: '
+      f'{_some(extra)}. Score against the truth folder of the same images, or remove them.')
   return [_score_files(ident, truth[ident], predictions[ident]) for ident in sorted(truth)]
+
+
+def _some(ids: Sequence[str]) -> str:
+  return ', '.join(ids[:10]) + (' ...' if len(ids) > 10 else '')
 
 
 def _score_files(ident: str, truth_path: str, prediction_path: str) -> ImageScore:

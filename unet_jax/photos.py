@@ -22,7 +22,10 @@ Everything here is TensorFlow that also runs inside a tf.data graph (no Python b
 tensor values), plus `read_photo`, the eager entry point for files.
 """
 
+import sys
+
 import tensorflow as tf
+from absl import logging
 
 # The files `predict` and folder evaluation take for photos.
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
@@ -79,10 +82,22 @@ def decode_photo(data: tf.Tensor, size: int | None) -> tuple[tf.Tensor, tf.Tenso
   return tf.cond(tf.io.is_jpeg(data), jpeg, other)
 
 
-def decode_mask(data: tf.Tensor) -> tf.Tensor:
-  """uint8 [H, W, 1] in {0, 1} of an encoded mask: lesion where the 8-bit value is > 128."""
-  mask = tf.io.decode_image(data, channels=1, dtype=tf.uint8, expand_animations=False)
-  return tf.cast(tf.ensure_shape(mask, [None, None, 1]) > MASK_THRESHOLD, tf.uint8)
+def decode_mask(data: tf.Tensor, name: tf.Tensor | str | None = None) -> tf.Tensor:
+  """uint8 [H, W, 1] in {0, 1} of an encoded mask: lesion where the 8-bit value is > 128.
+
+  With `name`, a mask with values other than 0 and 255 (resampled, or saved as JPEG) is
+  accepted with a warning on stderr that names it (printed from inside tf.data too).
+  """
+  mask = tf.ensure_shape(
+    tf.io.decode_image(data, channels=1, dtype=tf.uint8, expand_animations=False), [None, None, 1])
+  if name is not None:
+    other = tf.reduce_any((mask != 0) & (mask != 255))
+    warn = tf.cond(other, lambda: tf.print(
+      'Warning: mask', name, 'has values other than 0 and 255; binarized at > 128, as the ISIC '
+      'scorer does.', output_stream=sys.stderr), tf.no_op)
+    with tf.control_dependencies([warn]):
+      mask = tf.identity(mask)
+  return tf.cast(mask > MASK_THRESHOLD, tf.uint8)
 
 
 def resize_binary(mask: tf.Tensor, shape) -> tf.Tensor:
@@ -106,7 +121,7 @@ def decode_example(image_data: tf.Tensor, mask_data: tf.Tensor, size: int, *,
   (InvalidArgumentError) with both names (file paths, say) and both sizes in the message.
   """
   image, native = decode_photo(image_data, size)
-  mask = decode_mask(mask_data)
+  mask = decode_mask(mask_data, mask_name)
   mask_shape = tf.shape(mask, out_type=tf.int32)[:2]
   def size_text(shape):
     return tf.strings.join([tf.strings.as_string(shape[0]), tf.strings.as_string(shape[1])], 'x')
@@ -119,6 +134,39 @@ def decode_example(image_data: tf.Tensor, mask_data: tf.Tensor, size: int, *,
     mask = tf.cond(tf.reduce_all(tf.equal(decoded, native)), lambda: tf.identity(mask),
                    lambda: resize_binary(mask, decoded))
   return image, mask, native
+
+
+# PIL modes of photos that are decoded as they are (8-bit RGB); others are converted.
+_RGB_MODES = ('RGB',)
+
+
+def converted_photos(paths, limit: int | None = None) -> list[tuple[str, str]]:
+  """(path, PIL mode) of the photos that are not 8-bit RGB (greyscale, RGBA, 16-bit, palette):
+  read from the file headers only, so a folder of thousands takes a second or two."""
+  from PIL import Image
+
+  found = []
+  for path in paths:
+    try:
+      with Image.open(path) as image:
+        mode = image.mode
+    except OSError:
+      continue  # Unreadable: the decoder names it when it gets there.
+    if mode not in _RGB_MODES:
+      found.append((path, mode))
+      if limit and len(found) >= limit:
+        break
+  return found
+
+
+def warn_converted(paths, where: str = '') -> None:
+  """One warning for the photos `converted_photos` finds among `paths`."""
+  found = converted_photos(paths)
+  if found:
+    path, mode = found[0]
+    logging.warning('%d of %d photos%s are not 8-bit RGB (e.g. %s: PIL mode %s); they are '
+                    'converted to 8-bit RGB (greyscale repeated, alpha dropped, 16-bit scaled).',
+                    len(found), len(paths), where, path, mode)
 
 
 def read_photo(path: str, size: int | None):
@@ -136,4 +184,5 @@ def read_photo(path: str, size: int | None):
     image, native = decode_photo(data, size)
   except tf.errors.OpError as e:
     raise ValueError(f'Cannot decode image {path!r}: {e.message.strip()}') from None
+  warn_converted([path])
   return image.numpy(), (int(native[0]), int(native[1]))

@@ -168,6 +168,9 @@ def main(argv) -> int:
   paths = list_inputs(FLAGS.input)
   if not paths:
     raise app.UsageError(f'No images found in --input {FLAGS.input}.')
+  cli.ensure_writable(FLAGS.output, '--output')
+  if FLAGS.overlay_dir:
+    cli.ensure_writable(FLAGS.overlay_dir, '--overlay_dir')
   predictor = inference.load_predictor(FLAGS.workdir, checkpoint=FLAGS.checkpoint, tta=FLAGS.tta,
                                        batch_size=FLAGS.batch_size)
   print(f'Checkpoint {FLAGS.checkpoint!r}: step {predictor.step}; {len(paths)} image(s); resize '

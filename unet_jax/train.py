@@ -33,6 +33,7 @@ from jax.sharding import PartitionSpec as P
 from unet_jax import (
   augment,
   checkpointing,
+  config_checks,
   determinism,
   evaluation,
   faults,
@@ -62,31 +63,6 @@ def prefetch(iterator: Iterator, place: Callable, size: int = 2) -> Iterator:
       yield queue.popleft()
   while queue:
     yield queue.popleft()
-
-
-def validate_config(config: ml_collections.ConfigDict, num_devices: int):
-  """Config errors that would otherwise surface late (after compiling, or mid-run)."""
-  parallel.check_batch_divides(config.batch_size, num_devices, 'config.batch_size')
-  parallel.check_batch_divides(config.eval.batch_size, num_devices, 'config.eval.batch_size')
-  for field in ('num_train_steps', 'log_every_steps', 'checkpoint_every_steps',
-                'max_checkpoints_to_keep'):
-    if config[field] <= 0:
-      raise ValueError(f'config.{field}={config[field]} must be positive.')
-  for field in ('every_steps', 'pooled_every_steps'):
-    if config.eval[field] < 0:
-      raise ValueError(f'config.eval.{field}={config.eval[field]} must be >= 0 (0: only at the '
-                       'last step).')
-  unknown = sorted(set(config.eval.metrics) - set(native_scoring.METRICS))
-  if unknown:
-    raise ValueError(f'config.eval.metrics has {unknown}, not among {native_scoring.METRICS}.')
-  selectable = (*native_scoring.METRICS, *(f'pooled_{m}' for m in POOLED_METRICS))
-  if config.eval.best_metric not in selectable:
-    raise ValueError(f'config.eval.best_metric={config.eval.best_metric!r} is not one of '
-                     f'{selectable}.')
-  factor = 2**config.model.depth
-  if config.data.image_size % factor:
-    raise ValueError(f'config.data.image_size={config.data.image_size} must be a multiple of '
-                     f'2**config.model.depth = {factor}.')
 
 
 def evaluate_pooled(dp: parallel.DataParallel, state, config: ml_collections.ConfigDict,
@@ -234,7 +210,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         stop_after_step: int | None) -> dict[str, float]:
   workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
   mesh = parallel.make_mesh()
-  validate_config(config, mesh.devices.size)
+  config_checks.check(config, mesh.devices.size)
   determinism.check(config.deterministic, jax.default_backend())
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:

@@ -1,0 +1,178 @@
+"""Bad input is refused with an error that names the file or field and the fix, or accepted with
+a warning that says what was done. experiments/results/bad_inputs.md lists every kind with the
+test that checks it; this file holds those not tested beside their module."""
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from configs import default
+from unet_jax import cli, evaluate, inference, input_pipeline, native_scoring, photos, synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGES, MASKS = 'ISIC2018_Task1-2_Training_Input', 'ISIC2018_Task1_Training_GroundTruth'
+
+
+def _folder(tmp_path, n=6):
+  root = str(tmp_path / 'data')
+  synthetic.write_folder(root, num=n, seed=0, sizes=((40, 52),))
+  return root
+
+
+def _config(root, **data):
+  config = default.get_config()
+  config.data.source = 'folder'
+  config.data.dir = root
+  config.data.image_size = 32
+  config.data.num_folds = 3
+  config.batch_size = 2
+  config.eval.batch_size = 2
+  config.data.update(data)
+  return config
+
+
+def _read_all(config):
+  next(input_pipeline.train_batches(config, process_index=0, process_count=1))
+  list(input_pipeline.eval_batches(config, 'val', process_index=0, process_count=1))
+
+
+@pytest.mark.parametrize('cache', [True, False])
+def test_a_truncated_photo_in_a_folder_is_named(tmp_path, cache):
+  root = _folder(tmp_path)
+  path = os.path.join(root, IMAGES, 'ISIC_0000003.jpg')
+  with open(path, 'rb') as f:
+    data = f.read()
+  with open(path, 'wb') as f:
+    f.write(data[:len(data) // 3])
+  with pytest.raises(ValueError, match=r'Cannot decode image .*ISIC_0000003\.jpg'):
+    _read_all(_config(root, cache=cache))
+
+
+def test_a_corrupt_mask_in_a_folder_is_named(tmp_path):
+  root = _folder(tmp_path)
+  path = os.path.join(root, MASKS, 'ISIC_0000002_segmentation.png')
+  with open(path, 'wb') as f:
+    f.write(b'\x89PNG\r\n\x1a\n not a png at all')
+  with pytest.raises(ValueError, match=r'Cannot decode mask .*ISIC_0000002_segmentation\.png'):
+    _read_all(_config(root))
+
+
+def test_a_mask_of_another_size_in_a_folder_names_both_files(tmp_path):
+  root = _folder(tmp_path)
+  tf.io.write_file(os.path.join(root, MASKS, 'ISIC_0000001_segmentation.png'),
+                   tf.io.encode_png(np.zeros((30, 30, 1), np.uint8)))
+  with pytest.raises(ValueError, match=r'Mask .*ISIC_0000001_segmentation\.png is 30x30 \(HxW\) '
+                     r'but its image .*ISIC_0000001\.jpg is 40x52'):
+    _read_all(_config(root))
+
+
+def test_a_mask_without_its_image_is_named(tmp_path):
+  root = _folder(tmp_path)
+  shutil.copy(os.path.join(root, MASKS, 'ISIC_0000001_segmentation.png'),
+              os.path.join(root, MASKS, 'ISIC_0000099_segmentation.png'))
+  with pytest.raises(FileNotFoundError, match=r'1 mask\(s\) have no image, e.g. mask '
+                     r'.*ISIC_0000099_segmentation\.png.? expects image .*ISIC_0000099\.jpg'):
+    input_pipeline.num_examples(_config(root), 'train')
+
+
+def test_greyscale_rgba_and_16_bit_photos_are_converted_with_a_warning(tmp_path, caplog):
+  rgb, _ = synthetic.make_example(0, 0, 20, 24)
+  grey = rgb.mean(axis=2).astype(np.uint8)
+  photos_in = {
+      'grey.jpg': Image.fromarray(grey, 'L'),
+      'rgba.png': Image.fromarray(np.dstack([rgb, np.full(grey.shape, 128, np.uint8)]), 'RGBA'),
+      'deep.png': Image.fromarray(grey.astype(np.uint16) * 257),  # 16-bit greyscale.
+  }
+  for name, image in photos_in.items():
+    image.save(tmp_path / name)
+  with caplog.at_level(logging.WARNING):
+    for name in photos_in:
+      image, native = photos.read_photo(str(tmp_path / name), 16)
+      assert image.dtype == np.uint8 and image.shape == (20, 24, 3) and native == (20, 24)
+      if name != 'rgba.png':  # Greys: three equal channels, the 8-bit values.
+        assert np.array_equal(image[..., 0], image[..., 2])
+        assert abs(int(image[..., 0].astype(int).mean()) - int(grey.mean())) <= 2
+      else:
+        np.testing.assert_array_equal(image, rgb)  # Alpha dropped, PNG is lossless.
+  for name, mode in (('grey.jpg', 'L'), ('rgba.png', 'RGBA'), ('deep.png', 'I;16')):
+    assert any(name in r.getMessage() and f'PIL mode {mode}' in r.getMessage() and
+               'converted to 8-bit RGB' in r.getMessage() for r in caplog.records), name
+
+
+def test_masks_not_strictly_0_255_are_binarized_with_a_warning(tmp_path, capfd, caplog):
+  values = np.array([[0, 10, 128, 129, 200, 255]], np.uint8)
+  path = str(tmp_path / 'm.png')
+  Image.fromarray(values, 'L').save(path)
+  mask = photos.decode_mask(tf.io.read_file(path), path)  # As the pipeline reads it.
+  np.testing.assert_array_equal(mask.numpy()[0, :, 0], [0, 0, 0, 1, 1, 1])
+  assert 'has values other than 0 and 255; binarized at > 128' in capfd.readouterr().err
+  with caplog.at_level(logging.WARNING):
+    truth = native_scoring.binarize(native_scoring.read_mask(path))  # As scoring reads it.
+  np.testing.assert_array_equal(truth[0], [False, False, False, True, True, True])
+  assert 'binarized at > 128' in caplog.text
+
+
+def test_a_workdir_without_a_checkpoint_says_to_train_it(tmp_path):
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'config.json').write_text(default.get_config().to_json())
+  with pytest.raises(FileNotFoundError, match=r'No checkpoint in .*; train the run first'):
+    inference.load_predictor(str(workdir), checkpoint='final')
+  with pytest.raises(FileNotFoundError, match=r'is not a directory|does not exist'):
+    inference.load_predictor(str(tmp_path / 'nowhere'))
+
+
+def test_a_checkpoint_of_another_model_names_the_parameter_and_both_shapes(
+    tiny_folder_run, tmp_path):
+  workdir, _ = tiny_folder_run
+  other = tmp_path / 'other'
+  shutil.copytree(workdir, other)
+  with open(other / 'config.json') as f:
+    tree = json.load(f)
+  tree['model']['base_width'] *= 2
+  with open(other / 'config.json', 'w') as f:
+    json.dump(tree, f)
+  with pytest.raises(ValueError, match=r'params/\w+/conv/\w+ is \(.*\) in the checkpoint and '
+                     r'\(.*\) in this model'):
+    inference.load_predictor(str(other), checkpoint='final')
+
+
+def test_an_unwritable_output_folder_fails_before_any_work(tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  with pytest.raises(OSError, match=r'--output .*a_file/masks.* is not a writable folder'):
+    cli.ensure_writable(str(blocker / 'masks'), '--output')
+  done = subprocess.run(
+      [sys.executable, '-m', 'unet_jax.predict', f'--workdir={tmp_path}', f'--input={blocker}',
+       f'--output={blocker / "masks"}'], cwd=REPO, capture_output=True, text=True, timeout=300,
+      check=False)
+  assert done.returncode != 0 and 'is not a writable folder' in done.stderr
+
+
+def test_extra_predictions_are_named(tmp_path):
+  truth, pred = tmp_path / 't', tmp_path / 'p'
+  truth.mkdir()
+  pred.mkdir()
+  mask = np.zeros((6, 7), np.uint8)
+  Image.fromarray(mask, 'L').save(truth / 'ISIC_0000001_segmentation.png')
+  for ident in ('ISIC_0000001', 'ISIC_0000002'):
+    Image.fromarray(mask, 'L').save(pred / f'{ident}_segmentation.png')
+  with pytest.raises(ValueError, match=r'1 prediction\(s\) .* have no truth mask .*ISIC_0000002'):
+    evaluate.evaluate_folders(str(pred), str(truth))
+
+
+def test_a_mistyped_config_value_on_the_command_line_names_the_field(tmp_path):
+  done = subprocess.run(
+      [sys.executable, '-m', 'unet_jax.main', '--config', 'quickstart', '--workdir',
+       str(tmp_path / 'run'), '--config.optim.lr=fast'], cwd=REPO, capture_output=True,
+      text=True, timeout=300, check=False)
+  assert done.returncode != 0 and '--config.optim.lr=fast' in done.stderr
+  assert not (tmp_path / 'run').exists()
