@@ -294,12 +294,46 @@ def _none_or(value, scale):
   return None if value is None else value / scale
 
 
+def torch_matmul_peak_flops(size: int, chain: int = 8, reps: int = 5) -> float:
+  """FLOP/s of bf16 (or float32 on CPU) size x size matmuls in PyTorch, for the PyTorch-only
+  process (`--frameworks torch`), where JAX must not touch the GPU."""
+  import torch
+
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  dtype = torch.bfloat16 if device == 'cuda' else torch.float32
+  a = torch.randn(size, size, device=device, dtype=dtype)
+
+  def run():
+    x = a
+    for _ in range(chain):
+      x = x @ a
+    if device == 'cuda':
+      torch.cuda.synchronize()
+
+  run()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - start)
+  return 2 * chain * size**3 / statistics.median(times)
+
+
 def run_spec(spec: Spec, args) -> list[dict]:
-  """The JAX row (and the PyTorch row, with the ratio) of one configuration."""
+  """The JAX row (and the PyTorch row, with the ratio) of one configuration; `--frameworks
+  torch` gives the PyTorch row alone (JAX only counts the parameters, on the CPU)."""
   batch_np = synthetic_batch(spec.batch_size, spec.image_size)
+  if args.frameworks == 'torch':
+    compile_mode = None if args.torch_compile == 'none' else args.torch_compile
+    model = models.UNet(**spec.model_kwargs())
+    params = models.count_params(jax.eval_shape(lambda: model.init(
+        jax.random.key(0), jnp.zeros((1, spec.image_size, spec.image_size, 3)),
+        train=False))['params'])
+    return [bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
+                        params, torch_matmul_peak_flops(args.matmul_size))]
   rows = [bench_jax(spec, batch_np, args.steps, args.warmup, args.matmul_size,
                     args.compile_only)]
-  if args.torch and not args.compile_only:
+  if args.torch and args.frameworks == 'both' and not args.compile_only:
     compile_mode = None if args.torch_compile == 'none' else args.torch_compile
     rows.append(bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
                             rows[0]['params'], rows[0]['matmul_peak_tflops'] * 1e12))
@@ -481,6 +515,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                            'FLOPs and memory plan, without running it (no PyTorch).')
   parser.add_argument('--torch', action=argparse.BooleanOptionalAction, default=True,
                       help='Also train the PyTorch reference on the same batch. Default: on.')
+  parser.add_argument('--frameworks', choices=('both', 'jax', 'torch'), default='both',
+                      help="Which to time in this process: 'both' (JAX, then PyTorch if "
+                           "--torch), 'jax', or 'torch' alone (run it with JAX_PLATFORMS=cpu "
+                           'on a GPU, so that JAX takes no GPU memory). Default: %(default)s.')
   parser.add_argument('--torch-compile', default='default',
                       help="torch.compile mode ('default', 'max-autotune', ...) or 'none'. Default: "
                            "%(default)s.")

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The GPU check: what a lent GPU session measures, in one device call of about 5 minutes.
+#
+#   run(command="bash experiments/gpu_check.sh", timeout_s=420)
+#   # A second call, with the first call's files copied to experiments/results/gpu/<date>/,
+#   # runs only the parts still missing:
+#   run(command="GPU_CHECK_DONE=experiments/results/gpu/<date> bash experiments/gpu_check.sh",
+#       timeout_s=420)
+#
+# Parts, in priority order, each in its own process (JAX preallocates GPU memory, so PyTorch
+# never shares a process with it) with its own timeout, each writing its JSON under $OUT as soon
+# as it ends (8 files at most, what the device tool brings back). The script stops starting
+# parts when its deadline (GPU_CHECK_DEADLINE seconds, default 300) would be passed:
+#   machine       nvidia-smi's name, memory and driver; jax, jaxlib, flax, optax, torch versions
+#   jax-aug       the seed's model (configs/seed.py: 31.0M parameters), 224 x 224, bf16, the real
+#                 train step with the on-device augmentation: images/s at batch 64 and 128,
+#                 first-step compile time, MFU against a bf16 matmul timed in the same process,
+#                 peak device memory
+#   jax-noaug     the same without the augmentation (the equal-work comparison with PyTorch)
+#   torch         its PyTorch twin at batch 128 (bf16 autocast, channels_last, torch.compile)
+#   b256          batch 256, with and without augmentation, where the memory plan fits (the
+#                 H200's 139 GiB; XLA:CPU's plan is 87 GiB); skipped with a note elsewhere
+#   upsample      the other upsampling forms ('transpose', 'dense_d2s') at batch 128
+#   restart       a warm restart through the persistent compilation cache: process start to
+#                 first step done, imports included, cold and warm
+#   determinism   two identical steps from one state with XLA's deterministic ops: bit-identical?
+# A short table is printed last (experiments/gpu_table.py, which also probes the machine). Nothing needs carrying: the GPU
+# machine has jax, flax, optax, orbax-checkpoint and torch, and nothing here imports TensorFlow.
+# Record the files in experiments/results/gpu/<date>/ and the table in
+# experiments/results/benchmark_gpu.md.
+#
+# GPU_CHECK_SHRINK (tests/gpu_check_test.py): extra benchmark flags that shrink the model so
+# the script runs on a CPU; GPU_CHECK_PROBE_ARGS likewise for the two probes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-workdirs/gpu_check}
+DONE=${GPU_CHECK_DONE:-}
+DEADLINE=${GPU_CHECK_DEADLINE:-300}
+PY=${PYTHON:-python3}
+CACHE=${GPU_CHECK_CACHE:-/tmp/unet_jax_gpu_check_cache}
+read -r -a SHRINK <<< "${GPU_CHECK_SHRINK:-}"
+read -r -a PROBE <<< "${GPU_CHECK_PROBE_ARGS:-}"
+mkdir -p "$OUT"
+export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
+SEED_MODEL=(--preset h200-classic --upsample resize_conv --head seed --precisions bfloat16
+            --steps 20 --warmup 3 --compilation-cache "$CACHE")
+START=$SECONDS
+SKIPPED=()
+
+part() {  # part NAME BUDGET_S COMMAND...: run unless done earlier or past the deadline.
+  local name=$1 budget=$2
+  shift 2
+  if [[ -n $DONE && -f $DONE/$name.json ]]; then
+    echo "--- $name: measured by an earlier call ($DONE/$name.json), skipped"
+    return
+  fi
+  local left=$((DEADLINE - (SECONDS - START)))
+  if (( left < budget )); then
+    echo "--- $name: not started, $left s left before the deadline and it needs up to $budget s"
+    SKIPPED+=("$name")
+    return
+  fi
+  echo "=== $name (at most $budget s): $*"
+  local began=$SECONDS
+  timeout --kill-after=15 "$budget" "$@" > "$OUT/$name.log.txt" 2>&1
+  local status=$?
+  tail -n 4 "$OUT/$name.log.txt"
+  rm -f "$OUT/$name.log.txt"  # The JSON holds the results; 8 files come back at most.
+  echo "--- $name: exit status $status after $((SECONDS - began)) s"
+}
+
+big_card() {  # Whether the card holds batch 256 (XLA:CPU's plan: 87 GiB; the H100 has 80).
+  "$PY" -c "import json,sys; m=json.load(open(sys.argv[1])).get('gpu_memory','0 MiB'); \
+sys.exit(0 if int(m.split()[0]) > 100_000 else 1)" "${DONE:-$OUT}/machine.json" 2>/dev/null
+}
+
+part machine 60 "$PY" experiments/gpu_table.py --machine "$OUT/machine.json"
+part jax-aug 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+  --batch-sizes 64,128 --isolate "${SHRINK[@]}" --out "$OUT/jax-aug.json"
+part jax-noaug 120 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+  --batch-sizes 64,128 --no-augment --isolate "${SHRINK[@]}" --out "$OUT/jax-noaug.json"
+part torch 150 env JAX_PLATFORMS=cpu "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" \
+  --frameworks torch --batch-sizes 128 "${SHRINK[@]}" --out "$OUT/torch.json"
+if big_card || [[ -n ${GPU_CHECK_SHRINK:-} ]]; then
+  part b256 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+    --batch-sizes 256 --isolate "${SHRINK[@]}" --out "$OUT/b256.json"
+else
+  echo "--- b256: skipped, the card has under 100 GB and the plan for batch 256 is 87 GiB"
+  echo '{"skipped": "the card has under 100 GB; XLA:CPU plans 87 GiB for batch 256"}' \
+    > "$OUT/b256.json"
+fi
+part upsample 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+  --upsample transpose,dense_d2s --batch-sizes 128 --isolate "${SHRINK[@]}" \
+  --out "$OUT/upsample.json"
+part restart 150 "$PY" -m experiments.gpu_probes restart --cache "$CACHE-restart" \
+  "${PROBE[@]}" --out "$OUT/restart.json"
+part determinism 120 "$PY" -m experiments.gpu_probes determinism --deterministic \
+  "${PROBE[@]}" --out "$OUT/determinism.json"
+
+if (( ${#SKIPPED[@]} )); then
+  echo "Not run this call: ${SKIPPED[*]}. Run again with GPU_CHECK_DONE=<this call's files>."
+fi
+"$PY" experiments/gpu_table.py "$OUT" ${DONE:+"$DONE"}

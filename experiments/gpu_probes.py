@@ -1,0 +1,149 @@
+r"""Two probes of the GPU check (experiments/gpu_check.sh), each in its own process.
+
+  python -m experiments.gpu_probes determinism [--deterministic] --out FILE [model flags]
+  python -m experiments.gpu_probes restart --cache DIR --out FILE [model flags]
+
+determinism  From one train state, the real train step twice on the same batch: are the two
+             resulting parameters bit-identical? With --deterministic, XLA's deterministic GPU
+             kernels are on (`--xla_gpu_deterministic_ops=true`, what `config.deterministic`
+             sets; unet_jax/determinism.py), set here before JAX starts.
+restart      How long a restarted run takes from process start to its first train step done,
+             imports included: a child process is timed from its launch until it reports the
+             first step done, once with an empty persistent compilation cache (cold) and once
+             with the cache that run filled (warm).
+
+Only jax, flax, optax and numpy are imported (the GPU machine has no TensorFlow). The model is
+the seed's (configs/seed.py: depth 4, width 64, 'seed' head, nearest upsampling + conv) at 224
+px unless the flags shrink it (the CPU test does).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+if __package__ in (None, ''):  # Run as a file (`python experiments/X.py`): find `experiments`.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DETERMINISTIC_FLAG = '--xla_gpu_deterministic_ops=true'  # unet_jax.determinism.FLAG
+
+
+def _state_and_step(args):
+  """(data-parallel step, state, batch, rng) of the seed model, as experiments.benchmark builds
+  them (the real train step, augmenting on the device)."""
+  import jax
+
+  from experiments import benchmark
+
+  spec = benchmark.Spec(upsample=args.upsample, precision=args.precision,
+                        batch_size=args.batch_size, image_size=args.image_size,
+                        base_width=args.base_width, depth=args.depth, norm_position='after_act',
+                        head='seed', augment=True)
+  from unet_jax import augment, models, optim, parallel
+  from unet_jax import train_step as ts
+
+  model = models.UNet(**spec.model_kwargs(), dtype=parallel.compute_dtype(spec.precision),
+                      bn_axis_name=ts.AXIS)
+  import types
+
+  tx = optim.create_optimizer(types.SimpleNamespace(**benchmark.OPTIM), num_train_steps=10_000)
+  preprocess = augment.make_preprocess(types.SimpleNamespace(**benchmark.AUGMENT), 'unit', 0)
+  dp = parallel.make_data_parallel('shard_map', benchmark.LOSS,
+                                   parallel.make_mesh(jax.devices()[:1]), preprocess=preprocess)
+  state = ts.create_train_state(model, tx, jax.random.key(0), spec.image_size)
+  batch = benchmark.synthetic_batch(spec.batch_size, spec.image_size)
+  return dp, state, batch, jax.random.key(1)
+
+
+def determinism(args) -> dict:
+  if args.deterministic:
+    flags = os.environ.get('XLA_FLAGS', '')
+    os.environ['XLA_FLAGS'] = f'{flags} {DETERMINISTIC_FLAG}'.strip()
+  import jax
+  import numpy as np
+
+  dp, state, batch, rng = _state_and_step(args)
+  results = []
+  for _ in range(2):
+    placed = dp.place_state(jax.tree.map(np.array, jax.device_get(state)))  # A fresh copy.
+    new_state, _ = dp.train_step(placed, dp.place_batch(batch), rng)
+    results.append(jax.device_get(new_state.params))
+  leaves = list(zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1]), strict=True))
+  differing = sum(not np.array_equal(a, b) for a, b in leaves)
+  worst = max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in leaves)
+  return {'probe': 'determinism', 'deterministic_ops': args.deterministic,
+          'xla_flags': os.environ.get('XLA_FLAGS', ''), 'device': str(jax.devices()[0]),
+          'bit_identical': differing == 0, 'differing_leaves': differing,
+          'leaves': len(leaves), 'max_abs_diff': worst}
+
+
+def restart(args) -> dict:
+  """Cold then warm: a child process per run, timed from launch to its first step done."""
+  import shutil
+
+  shutil.rmtree(args.cache, ignore_errors=True)
+  child = [sys.executable, '-m', 'experiments.gpu_probes', 'first-step', '--cache', args.cache,
+           *_model_argv(args)]
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  timings = {}
+  for run in ('cold', 'warm'):
+    start = time.perf_counter()
+    done = subprocess.run(child, cwd=repo, capture_output=True, text=True, check=False)
+    if done.returncode:
+      raise RuntimeError(f'{run} start failed:\n{done.stderr[-2000:]}')
+    timings[run] = {'process_start_to_first_step_s': time.perf_counter() - start,
+                    **json.loads(done.stdout.strip().splitlines()[-1])}
+  return {'probe': 'restart', **timings}
+
+
+def first_step(args) -> dict:
+  """The child of `restart`: imports, builds, compiles (or loads) and runs one step."""
+  inside = time.perf_counter()
+  import jax
+
+  from unet_jax import compilation_cache
+
+  compilation_cache.enable_compilation_cache(args.cache)
+  dp, state, batch, rng = _state_and_step(args)
+  state = dp.place_state(state)
+  start = time.perf_counter()
+  state, metrics = dp.train_step(state, dp.place_batch(batch), rng)
+  jax.block_until_ready((state, metrics))
+  return {'first_step_s': time.perf_counter() - start,
+          'in_process_s': time.perf_counter() - inside}
+
+
+def _model_argv(args) -> list[str]:
+  return ['--image-size', str(args.image_size), '--base-width', str(args.base_width), '--depth',
+          str(args.depth), '--batch-size', str(args.batch_size), '--precision', args.precision,
+          '--upsample', args.upsample]
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=__doc__.split('\n\n', 1)[1])
+  parser.add_argument('probe', choices=('determinism', 'restart', 'first-step'))
+  parser.add_argument('--deterministic', action='store_true')
+  parser.add_argument('--cache', default='/tmp/unet_jax_restart_cache')
+  parser.add_argument('--out', default='')
+  parser.add_argument('--image-size', type=int, default=224)
+  parser.add_argument('--base-width', type=int, default=64)
+  parser.add_argument('--depth', type=int, default=4)
+  parser.add_argument('--batch-size', type=int, default=64)
+  parser.add_argument('--precision', default='bfloat16')
+  parser.add_argument('--upsample', default='resize_conv')
+  args = parser.parse_args(argv)
+  result = {'determinism': determinism, 'restart': restart, 'first-step': first_step}[
+      args.probe](args)
+  print(json.dumps(result), flush=True)
+  if args.out:
+    with open(args.out, 'w', encoding='utf-8') as f:
+      json.dump(result, f, indent=1)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

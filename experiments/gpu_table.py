@@ -1,0 +1,136 @@
+r"""The GPU check's machine probe and its closing table (experiments/gpu_check.sh).
+
+  python experiments/gpu_table.py --machine FILE    # nvidia-smi and package versions, as JSON
+  python experiments/gpu_table.py DIR [DIR...]      # the table of the JSON files in DIR(s)
+
+The table reads each part's JSON from the first DIR that has it (this call's, then an earlier
+call's), so two calls of the check give one table, and says which targets of the GPU issue are
+met: >= 2,000 training images/s (the seed's model, 224 px, bf16, its best batch), >= 1.3x the
+PyTorch twin on equal work (no augmentation on either side), first-step compile < 60 s, warm
+restart < 10 s.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def machine(path: str) -> dict:
+  info = {}
+  try:
+    out = subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total,driver_version',
+                          '--format=csv,noheader'], capture_output=True, text=True, timeout=60,
+                         check=True)
+    name, memory, driver = (v.strip() for v in out.stdout.strip().splitlines()[0].split(','))
+    info.update(gpu=name, gpu_memory=memory, driver=driver)
+  except (OSError, subprocess.SubprocessError, ValueError, IndexError) as error:
+    info['gpu'] = f'none ({type(error).__name__})'
+  info['python'] = platform.python_version()
+  for module in ('jax', 'jaxlib', 'flax', 'optax', 'orbax.checkpoint', 'torch', 'numpy'):
+    try:
+      info[module] = __import__(module, fromlist=['_']).__version__
+    except Exception as error:
+      info[module] = f'missing ({type(error).__name__})'
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(info, f, indent=1)
+  return info
+
+
+def _load(dirs, name):
+  for folder in dirs:
+    path = os.path.join(folder, f'{name}.json')
+    if os.path.exists(path):
+      with open(path, encoding='utf-8') as f:
+        return json.load(f)
+  return None
+
+
+def _rows(result, **match):
+  if not result or 'rows' not in result:
+    return []
+  return [r for r in result['rows'] if all(r.get(k) == v for k, v in match.items())]
+
+
+def _fmt(value, digits=1):
+  return 'n/a' if value is None else f'{value:.{digits}f}'
+
+
+def table(dirs) -> str:
+  lines = ['| part | measure | value |', '|---|---|---|']
+  info = _load(dirs, 'machine') or {}
+  lines.append(f"| machine | card, driver | {info.get('gpu', 'n/a')} "
+               f"({info.get('gpu_memory', 'n/a')}), driver {info.get('driver', 'n/a')} |")
+  lines.append(f"| machine | versions | python {info.get('python')}, jax {info.get('jax')}, "
+               f"jaxlib {info.get('jaxlib')}, flax {info.get('flax')}, optax {info.get('optax')}, "
+               f"torch {info.get('torch')} |")
+  best = {}
+  for name, label in (('jax-aug', 'with augmentation'), ('jax-noaug', 'without augmentation'),
+                      ('b256', 'with augmentation')):
+    result = _load(dirs, name)
+    if result and 'skipped' in result:
+      lines.append(f'| {name} | batch 256 | skipped: {result["skipped"]} |')
+      continue
+    for row in _rows(result, framework='jax'):
+      lines.append(
+          f"| {name} | {label}, batch {row['batch_size']}: images/s, compile s, MFU, peak GiB | "
+          f"{_fmt(row['images_per_s'])}, {_fmt(row['compile_s'])}, "
+          f"{_fmt(100 * row['mfu'] if row.get('mfu') is not None else None)}%, "
+          f"{_fmt(row.get('peak_gib'), 2)} |")
+      key = 'aug' if name != 'jax-noaug' else 'noaug'
+      best[key] = max(best.get(key, 0), row['images_per_s'] or 0)
+      best.setdefault('compile', []).append(row['compile_s'])
+  torch_rows = _rows(_load(dirs, 'torch'), framework='torch')
+  noaug_128 = _rows(_load(dirs, 'jax-noaug'), framework='jax', batch_size=128)
+  aug_128 = _rows(_load(dirs, 'jax-aug'), framework='jax', batch_size=128)
+  ratio = None
+  for row in torch_rows:
+    lines.append(f"| torch | batch {row['batch_size']}: images/s (compile '{row.get('torch_compile')}') | "
+                 f"{_fmt(row['images_per_s'])} |")
+    if noaug_128 and row['batch_size'] == 128:
+      ratio = noaug_128[0]['images_per_s'] / row['images_per_s']
+      lines.append(f'| torch | JAX / PyTorch, equal work (no augmentation), batch 128 | '
+                   f'{ratio:.2f}x |')
+    if aug_128 and row['batch_size'] == 128:
+      lines.append(f"| torch | JAX augmenting / PyTorch not, batch 128 | "
+                   f"{aug_128[0]['images_per_s'] / row['images_per_s']:.2f}x |")
+  for row in _rows(_load(dirs, 'upsample'), framework='jax'):
+    lines.append(f"| upsample | {row['upsample']}, batch {row['batch_size']}: images/s | "
+                 f"{_fmt(row['images_per_s'])} |")
+  restart = _load(dirs, 'restart')
+  if restart:
+    for run in ('cold', 'warm'):
+      lines.append(f'| restart | {run}: process start to first step done, s | '
+                   f"{_fmt(restart[run]['process_start_to_first_step_s'])} |")
+  deterministic = _load(dirs, 'determinism')
+  if deterministic:
+    lines.append(f"| determinism | two identical steps, deterministic ops: bit-identical | "
+                 f"{deterministic['bit_identical']} ({deterministic['differing_leaves']} of "
+                 f"{deterministic['leaves']} leaves differ) |")
+  targets = [
+      ('>= 2,000 images/s (best batch, with augmentation)',
+       best.get('aug'), lambda v: v >= 2000),
+      ('>= 1.3x PyTorch on equal work', ratio, lambda v: v >= 1.3),
+      ('first-step compile < 60 s', max(best['compile']) if best.get('compile') else None,
+       lambda v: v < 60),
+      ('warm restart < 10 s', restart['warm']['process_start_to_first_step_s'] if restart
+       else None, lambda v: v < 10),
+  ]
+  lines += ['', '| target | measured | met |', '|---|---|---|']
+  for name, value, ok in targets:
+    lines.append(f"| {name} | {_fmt(value, 2)} | "
+                 f"{'not measured' if value is None else ('yes' if ok(value) else 'no')} |")
+  return '\n'.join(lines)
+
+
+def main(argv) -> int:
+  if argv[:1] == ['--machine']:
+    print(json.dumps(machine(argv[1])))
+    return 0
+  print(table(argv))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,58 @@
+"""experiments/gpu_check.sh runs blind on a lent GPU: it must work as written, within its deadline.
+
+The script runs on CPU with the model shrunk, in two calls as a GPU session would make them: the
+first with a deadline that lets only the first part start (the others are reported as not
+started), the second given the first call's files (GPU_CHECK_DONE), which runs only the parts
+still missing. Together they must leave every part's JSON and print the table with the targets.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHRINK = ('--image-size 16 --base-width 2 --depth 1 --steps 1 --warmup 0 --matmul-size 32 '
+          '--torch-compile none --precisions float32 --no-isolate')
+PROBE = '--image-size 16 --base-width 2 --depth 1 --batch-size 2 --precision float32'
+PARTS = ('machine', 'jax-aug', 'jax-noaug', 'torch', 'b256', 'upsample', 'restart',
+         'determinism')
+
+
+def _check(out, deadline, done=None):
+  env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_SHRINK=SHRINK,
+             GPU_CHECK_PROBE_ARGS=PROBE, GPU_CHECK_DEADLINE=str(deadline),
+             GPU_CHECK_CACHE=str(out) + '_cache', XLA_FLAGS='')
+  if done:
+    env['GPU_CHECK_DONE'] = str(done)
+  return subprocess.run(['bash', 'experiments/gpu_check.sh'], cwd=ROOT, env=env,
+                        capture_output=True, text=True, check=False, timeout=600)
+
+
+def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
+  pytest.importorskip('torch')
+  first, second = tmp_path / 'first', tmp_path / 'second'
+  # Budgets are GPU-sized (60-150 s): a 100 s deadline admits the machine probe alone.
+  one = _check(first, 100)
+  assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-2000:]
+  assert os.listdir(first) == ['machine.json'], one.stdout[-2000:]
+  assert '--- jax-aug: not started' in one.stdout and 'GPU_CHECK_DONE' in one.stdout
+  two = _check(second, 3000, done=first)
+  assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-2000:]
+  assert '--- machine: measured by an earlier call' in two.stdout
+  assert sorted(p[:-5] for p in os.listdir(second)) == sorted(PARTS[1:])
+  results = {p: json.loads((first / f'{p}.json').read_text()) if (first / f'{p}.json').exists()
+             else json.loads((second / f'{p}.json').read_text()) for p in PARTS}
+  assert [(r['framework'], r['batch_size'], r['augment']) for r in results['jax-aug']['rows']] == [
+      ('jax', 64, True), ('jax', 128, True)]
+  assert not any(r['augment'] for r in results['jax-noaug']['rows'])
+  assert [(r['framework'], r['batch_size']) for r in results['torch']['rows']] == [('torch', 128)]
+  assert results['determinism']['bit_identical'] is True
+  assert results['restart']['warm']['process_start_to_first_step_s'] > 0
+  assert results['machine']['jax']
+  table = two.stdout[two.stdout.index('| part |'):]
+  for text in ('JAX / PyTorch, equal work (no augmentation), batch 128', 'dense_d2s',
+               '| warm restart < 10 s |', 'bit-identical | True'):
+    assert text in table
