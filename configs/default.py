@@ -121,6 +121,17 @@ def get_config() -> ml_collections.ConfigDict:
   # for the pooled pass. Selected on the validation split, so a number reported on that split
   # for the best checkpoint is optimistic.
   config.eval.best_metric = 'threshold_jaccard'
+  # Validate with config.inference below (TTA, threshold, post-processing) instead of a plain
+  # 0.5 threshold of one view: closer to what predict submits, at TTA's cost.
+  config.eval.use_inference = False
+
+  # How predict and evaluate turn probabilities into masks (their flags override these; a
+  # threshold tuned by `evaluate --tune-threshold` is recorded in the workdir and used by both).
+  config.inference = ml_collections.ConfigDict()
+  config.inference.tta = 'none'  # 'none' | 'flips' (4 views) | 'dihedral' (the 8 of training)
+  config.inference.threshold = 0.5  # Lesion where the probability >= this.
+  config.inference.largest_component = False  # Keep only the largest connected lesion region.
+  config.inference.fill_holes = False  # Fill holes (the challenge asks for one region without).
 
   # 'auto' = bfloat16 compute on GPU/TPU, float32 on CPU. Parameters, optimizer state,
   # BatchNorm statistics and the loss always stay float32.

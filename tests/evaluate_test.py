@@ -8,6 +8,7 @@ must give the same figures, since evaluation and prediction share one path.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -89,7 +90,7 @@ def test_predict_then_score_equals_evaluate_the_validation_and_the_official_scor
       assert per_image[ident][metric] == pytest.approx(values[metric], abs=1e-12)
 
 
-def _predictor(policy: str, tta: bool = False) -> inference.Predictor:
+def _predictor(policy: str, tta: str = 'none') -> inference.Predictor:
   """A randomly initialized model (BatchNorm-free, so outputs vary) with a given resize policy."""
   config = quickstart.get_config()
   config.unlock()
@@ -117,15 +118,57 @@ def test_predictor_maps_back_to_native_size_under_each_policy(policy):
   np.testing.assert_allclose(predictor.predict(images[1]), out[1][1], atol=1e-6)
 
 
-def test_flip_tta_averages_the_unflipped_predictions():
-  plain, tta = _predictor('stretch'), _predictor('stretch', tta=True)
+@pytest.mark.parametrize('tta', ['flips', 'dihedral'])
+def test_tta_averages_the_predictions_of_each_view_mapped_back(tta):
+  """Against numpy: each view of the image (flips, rotations) predicted, turned back, averaged."""
+  plain, augmented = _predictor('stretch'), _predictor('stretch', tta=tta)
   image = np.random.default_rng(1).integers(0, 256, (16, 16, 3)).astype(np.uint8)
-  expected = np.mean([
-    np.flip(plain.predict(np.flip(image, axes)), axes) if axes else plain.predict(image)
-    for axes in ((), (1,), (0,), (0, 1))
-  ], axis=0)
-  np.testing.assert_allclose(tta.predict(image), expected, atol=1e-6)
+  views = {'flips': [(0, False), (0, True), (2, True), (2, False)],
+           'dihedral': [(k, f) for k in range(4) for f in (False, True)]}[tta]
+
+  def view(x, k, flip):
+    return np.rot90(np.fliplr(x) if flip else x, k).copy()
+
+  def unview(p, k, flip):
+    p = np.rot90(p, -k)
+    return np.fliplr(p) if flip else p
+
+  expected = np.mean([unview(plain.predict(view(image, k, f)), k, f) for k, f in views], axis=0)
+  np.testing.assert_allclose(augmented.predict(image), expected, atol=1e-6)
   assert not np.allclose(plain.predict(image), expected, atol=1e-4)  # TTA did something.
+
+
+def test_post_processing_keeps_the_largest_region_and_fills_its_holes():
+  probs = np.zeros((12, 12), np.float32)
+  probs[1:8, 1:8] = 0.9  # The big region, with a hole.
+  probs[4, 4] = 0.1
+  probs[10:12, 10:12] = 0.8  # A small separate region.
+  plain = inference.Settings().mask(probs)
+  assert plain.sum() == 49 - 1 + 4
+  big = inference.Settings(largest_component=True).mask(probs)
+  assert big.sum() == 48 and not big[10:, 10:].any()
+  both = inference.Settings(largest_component=True, fill_holes=True).mask(probs)
+  expected = np.zeros((12, 12), bool)
+  expected[1:8, 1:8] = True
+  np.testing.assert_array_equal(both, expected)
+  assert inference.Settings(threshold=0.85).mask(probs).sum() == 48
+
+
+def test_a_tuned_threshold_is_recorded_and_used_by_evaluate_and_predict(run, tmp_path):
+  workdir, _, _ = run
+  tuned_dir = tmp_path / 'run'
+  shutil.copytree(workdir, tuned_dir)
+  record = evaluate.tune_threshold(str(tuned_dir))
+  assert record['threshold'] in evaluate.THRESHOLDS and record['tuned_on'] == 'val'
+  values = record['macro_threshold_jaccard']
+  assert values[str(record['threshold'])] == max(values.values())
+  summary = evaluate.evaluate_run(str(tuned_dir), output_dir=str(tmp_path / 'e'))
+  assert summary['source']['threshold'] == record['threshold']
+  assert summary['source']['threshold_tuned_on_this_split']
+  assert summary['overall'] == values[str(record['threshold'])]
+  config = inference.run_config.load(str(tuned_dir))
+  assert inference.settings(config, str(tuned_dir)).threshold == record['threshold']
+  assert inference.settings(config, str(tuned_dir), threshold=0.5).threshold == 0.5
 
 
 def test_cli_scores_a_prediction_folder_and_explains_both_modes(tmp_path):

@@ -37,7 +37,7 @@ def test_cli_skips_a_corrupt_file_names_it_and_fails(run, tmp_path):
   out, overlays = tmp_path / 'out', tmp_path / 'overlays'
   done = subprocess.run(
     [sys.executable, '-m', 'unet_jax.predict', f'--workdir={workdir}', f'--input={inputs}',
-     f'--output={out}', f'--overlay_dir={overlays}', '--tta'],
+     f'--output={out}', f'--overlay_dir={overlays}', '--tta=flips'],
     capture_output=True, text=True, cwd=REPO, check=False,
     env={**os.environ, 'PYTHONPATH': REPO})
   assert done.returncode != 0
@@ -60,7 +60,7 @@ def test_predict_files_in_process_matches_the_predictor(run, tmp_path):
   workdir, images_dir = run
   predictor = inference.load_predictor(workdir)
   paths = [os.path.join(images_dir, n) for n in sorted(os.listdir(images_dir))[:4]]
-  failures = predict.predict_files(predictor, paths, str(tmp_path), threshold=0.5,
+  failures = predict.predict_files(predictor, paths, str(tmp_path),
                                    show_progress=False)
   assert failures == []
   for path in paths:

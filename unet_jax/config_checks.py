@@ -73,7 +73,16 @@ def _tuple_of(check: Callable[[Any], bool], text: str, bad) -> Rule:
 
 def _rules() -> dict[str, Rule]:
   # Imported here: they import JAX or TensorFlow, which this module's importers may not need.
-  from unet_jax import losses, models, normalization, optim, parallel, resize_policy, train
+  from unet_jax import (
+    inference,
+    losses,
+    models,
+    normalization,
+    optim,
+    parallel,
+    resize_policy,
+    train,
+  )
 
   positive = _int(1, bad=0)
   return {
@@ -141,6 +150,11 @@ def _rules() -> dict[str, Rule]:
                               f'metric names from {native_scoring.METRICS}', ('dise',)),
     'eval.best_metric': _one_of((*native_scoring.METRICS,
                                  *(f'pooled_{m}' for m in train.POOLED_METRICS))),
+    'eval.use_inference': _bool(),
+    'inference.tta': _one_of(tuple(inference.TTA_VIEWS)),
+    'inference.threshold': _float(0, 1, low_open=True, high_open=True, bad=1.0),
+    'inference.largest_component': _bool(),
+    'inference.fill_holes': _bool(),
     'precision': _one_of(parallel.PRECISIONS),
     'parallelism': _one_of(parallel.PARALLELISMS),
     'deterministic': _bool(),

@@ -6,7 +6,8 @@ schemas are in unet_jax/results.py):
 
 1. A trained run:
      python -m unet_jax.evaluate --workdir W [--checkpoint final|best|latest|STEP] [--split val]
-         [--tta] [--output DIR]
+         [--tta none|flips|dihedral] [--threshold T] [--[no]largest_component]
+         [--[no]fill_holes] [--tune_threshold] [--output DIR]
    predicts every image of the split (from the run's config and data source, 'isic' included;
    --images/--truth folders instead) at the training resolution, through the same decoding and
    resizing as training (unet_jax.photos), maps the probabilities back onto the image's own grid
@@ -22,6 +23,7 @@ so mode 2 on a folder gives its numbers, and mode 1 gives what mode 2 would give
 `unet_jax.predict` writes for the same run.
 """
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -41,50 +43,95 @@ def evaluate_run(
   images_dir: str | None = None,
   truth_dir: str | None = None,
   output_dir: str | None = None,
-  tta: bool = False,
-  threshold: float = 0.5,
+  tta: str | None = None,
+  threshold: float | None = None,
+  largest_component: bool | None = None,
+  fill_holes: bool | None = None,
   batch_size: int | None = None,
   show_progress: bool = False,
   predictor: inference.Predictor | None = None,
 ) -> dict:
   """Mode 1: scores a checkpoint of a run; writes the CSV and summary; returns the summary.
 
-  Several workdirs are an ensemble (their probabilities averaged): it needs `output_dir`, and a
-  split or folder that any member trained on is refused. `predictor` (instead of loading the
-  checkpoint; then `checkpoint`, `tta` and `batch_size` are its own) lets a caller that already
-  holds the model score it without a restore.
+  The inference settings are the run's (`inference.settings`: config.inference, a tuned
+  threshold); the arguments that are not None override them. Several workdirs are an ensemble
+  (their probabilities averaged): it needs `output_dir`, and a split or folder that any member
+  trained on is refused. `predictor` (instead of loading the checkpoint; then `checkpoint`, its
+  TTA and `batch_size` are its own) lets a caller that already holds the model score it without
+  a restore.
   """
   workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
   if len(workdirs) > 1 and not output_dir:
     raise ValueError('An ensemble (several --workdir) needs --output: its results belong to no '
                      'single run.')
   if predictor is None:
+    config = inference.run_config.load(workdirs[0])
+    tta = inference.settings(config, workdirs[0], tta=tta).tta
     predictor = inference.load_predictor(workdirs, checkpoint=checkpoint, tta=tta,
                                          batch_size=batch_size)
-  if bool(images_dir) != bool(truth_dir):
-    raise ValueError('--images and --truth go together.')
-  if images_dir:
-    split = 'folder'
-    ids, _ = evaluation.dir_ids(images_dir, truth_dir)
-    examples = evaluation.iter_dirs(images_dir, truth_dir, predictor.size)
-  else:
-    ids = evaluation.split_ids(predictor.config, split)
-    examples = evaluation.iter_split(predictor.config, split, ids)
-  if not ids:
-    raise ValueError(f'The {split!r} split has no examples.')
+  settings = inference.settings(predictor.config, workdirs[0], tta=predictor.tta,
+                                threshold=threshold, largest_component=largest_component,
+                                fill_holes=fill_holes)
+  ids, examples, split = _examples(predictor, split, images_dir, truth_dir)
   if isinstance(predictor, inference.Ensemble):
     _refuse_seen_images(predictor, workdirs, ids, split)
   progress = cli.Progress(len(ids), 'evaluate ') if show_progress else None
-  scores = evaluation.score(predictor, examples, threshold=threshold, progress=progress)
+  scores = evaluation.score(predictor, examples, settings=settings, progress=progress)
   scores.sort(key=lambda s: s.image_id)
   which = predictor.checkpoint or str(predictor.step)
   output_dir = output_dir or default_output(workdirs[0], split, which)
   source = {'workdir': [os.path.abspath(w) for w in workdirs] if len(workdirs) > 1 else
             os.path.abspath(workdirs[0]), 'split': split, 'checkpoint': which,
             'step': predictor.step, 'selected_on_this_split': which == 'best' and split == 'val',
-            'resize_policy': predictor.policy, 'image_size': predictor.size, 'tta': predictor.tta,
-            'threshold': threshold}
+            'resize_policy': predictor.policy, 'image_size': predictor.size,
+            **dataclasses.asdict(settings),
+            'threshold_tuned_on_this_split': _tuned_on(workdirs[0]) == split
+                                             and threshold is None}
   return results.write_evaluation(scores, output_dir, source)
+
+
+def _examples(predictor, split, images_dir, truth_dir):
+  if bool(images_dir) != bool(truth_dir):
+    raise ValueError('--images and --truth go together.')
+  if images_dir:
+    ids, _ = evaluation.dir_ids(images_dir, truth_dir)
+    return ids, evaluation.iter_dirs(images_dir, truth_dir, predictor.size), 'folder'
+  ids = evaluation.split_ids(predictor.config, split)
+  if not ids:
+    raise ValueError(f'The {split!r} split has no examples.')
+  return ids, evaluation.iter_split(predictor.config, split, ids), split
+
+
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(4, 17))  # 0.20, 0.25, ..., 0.80.
+
+
+def tune_threshold(workdir: str, *, checkpoint: str = 'final', split: str = 'val',
+                   tta: str | None = None, show_progress: bool = False) -> dict:
+  """Picks the threshold with the highest macro threshold Jaccard on `split` (the run's
+  validation split) over THRESHOLDS, with the run's other inference settings, and records it in
+  `<workdir>/inference.json`, where `predict` and `evaluate` find it. Ties go to the threshold
+  closest to 0.5. Numbers reported on the same split afterwards are optimistic, and say so."""
+  config = inference.run_config.load(workdir)
+  base = inference.settings(config, None, tta=tta)  # Not an earlier tuned threshold.
+  predictor = inference.load_predictor(workdir, checkpoint=checkpoint, tta=base.tta)
+  ids, examples, split = _examples(predictor, split, None, None)
+  progress = cli.Progress(len(ids), 'tune ') if show_progress else None
+  per_image = evaluation.score(predictor, examples, settings=base, progress=progress,
+                               thresholds=THRESHOLDS)
+  values = {t: native_scoring.summarize([scores[i] for scores in per_image])['overall']
+            for i, t in enumerate(THRESHOLDS)}
+  best = max(THRESHOLDS, key=lambda t: (values[t], -abs(t - 0.5)))
+  record = {'threshold': best, 'tuned_on': split, 'checkpoint': checkpoint,
+            'step': predictor.step, 'tta': base.tta, 'largest_component': base.largest_component,
+            'fill_holes': base.fill_holes,
+            'macro_threshold_jaccard': {str(t): v for t, v in values.items()}}
+  results.write_json(os.path.join(workdir, inference.TUNED), record)
+  return record
+
+
+def _tuned_on(workdir: str) -> str | None:
+  path = os.path.join(workdir, inference.TUNED)
+  return results.read_json(path)['tuned_on'] if os.path.exists(path) else None
 
 
 def _refuse_seen_images(ensemble: inference.Ensemble, workdirs: Sequence[str],
@@ -139,8 +186,20 @@ def define_flags() -> None:
                       '<workdir>/eval_<split> for the final checkpoint, '
                       '<workdir>/eval_<split>_<checkpoint> for another (mode 1), '
                       '<predictions>_eval (mode 2).')
-  flags.DEFINE_bool('tta', False, 'Mode 1: flip test-time augmentation (4x compute).')
-  flags.DEFINE_float('threshold', 0.5, 'Mode 1: lesion where the probability >= this.')
+  flags.DEFINE_enum('tta', None, list(inference.TTA_VIEWS), "Mode 1: test-time augmentation: "
+                    "'none', 'flips' (4 views, 4x the compute) or 'dihedral' (the 8 flips and "
+                    "rotations of training); default: the run's config.inference.tta.")
+  flags.DEFINE_float('threshold', None, "Mode 1: lesion where the probability >= this; default: "
+                     "the threshold tuned by --tune-threshold if any, else the run's "
+                     'config.inference.threshold.')
+  flags.DEFINE_bool('largest_component', None, "Mode 1: keep only the largest lesion region; "
+                    "default: the run's config.inference.largest_component.")
+  flags.DEFINE_bool('fill_holes', None, "Mode 1: fill holes in lesion regions; default: the run's "
+                    'config.inference.fill_holes.')
+  flags.DEFINE_bool('tune_threshold', False, 'Mode 1: first pick the threshold with the best '
+                    'threshold Jaccard on --split (0.20 to 0.80 by 0.05) and record it in '
+                    '<workdir>/inference.json, where predict and evaluate then find it. Picked '
+                    'on the validation split, it makes that split\'s numbers optimistic.')
   flags.DEFINE_integer('batch_size', None, "Mode 1: tiles per forward pass; default: the run's "
                        'config.eval.batch_size.')
 
@@ -159,15 +218,30 @@ def main(argv) -> int:
       raise app.UsageError('--predictions needs --truth.')
     summary = evaluate_folders(FLAGS.predictions, FLAGS.truth, FLAGS.output)
   else:
-    predictor = inference.load_predictor(FLAGS.workdir, checkpoint=FLAGS.checkpoint,
-                                         tta=FLAGS.tta, batch_size=FLAGS.batch_size)
-    print(f'Checkpoint {FLAGS.checkpoint!r}: step {predictor.step}.', flush=True)
-    summary = evaluate_run(FLAGS.workdir, split=FLAGS.split, images_dir=FLAGS.images,
-                           truth_dir=FLAGS.truth, output_dir=FLAGS.output,
-                           threshold=FLAGS.threshold, show_progress=True, predictor=predictor)
-    if summary['source']['selected_on_this_split']:
+    if FLAGS.tune_threshold:
+      if len(FLAGS.workdir) > 1:
+        raise app.UsageError('--tune_threshold tunes one run at a time.')
+      tuned = tune_threshold(FLAGS.workdir[0], checkpoint=FLAGS.checkpoint, split=FLAGS.split,
+                             tta=FLAGS.tta, show_progress=True)
+      print(f"Tuned threshold {tuned['threshold']} on {tuned['tuned_on']!r} (macro threshold "
+            f"Jaccard {tuned['macro_threshold_jaccard'][str(tuned['threshold'])]:.4f}); recorded "
+            f'in {os.path.join(FLAGS.workdir[0], inference.TUNED)}.', flush=True)
+    summary = evaluate_run(FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
+                           images_dir=FLAGS.images, truth_dir=FLAGS.truth,
+                           output_dir=FLAGS.output, tta=FLAGS.tta, threshold=FLAGS.threshold,
+                           largest_component=FLAGS.largest_component,
+                           fill_holes=FLAGS.fill_holes, batch_size=FLAGS.batch_size,
+                           show_progress=True)
+    source = summary['source']
+    print(f"Checkpoint {source['checkpoint']!r}: step {source['step']}; TTA {source['tta']}, "
+          f"threshold {source['threshold']}, largest component {source['largest_component']}, "
+          f"fill holes {source['fill_holes']}.", flush=True)
+    if source['selected_on_this_split']:
       print("Note: the 'best' checkpoint was selected on this split; its numbers here are "
             'optimistic. Report the final checkpoint, or another split.', flush=True)
+    if source['threshold_tuned_on_this_split']:
+      print('Note: the threshold was tuned on this split; its numbers here are optimistic.',
+            flush=True)
   print(format_summary(summary), flush=True)
   if FLAGS.predictions:
     out = FLAGS.output or os.path.normpath(FLAGS.predictions) + '_eval'

@@ -138,19 +138,26 @@ def _prefetch(load, keys: Sequence, ahead: int = 2 * _WORKERS) -> Iterator:
       futures[i] = None
 
 
-def _score_one(example: Example, parts, threshold: float):
+def _score_one(example: Example, parts, settings: inference.Settings, thresholds=None):
   probs = inference.to_native(parts)
-  return native_scoring.score_image(example.image_id, example.truth, probs >= threshold)
+  if thresholds is not None:  # One score per threshold, from the same probabilities.
+    return [native_scoring.score_image(example.image_id, example.truth, dataclasses.replace(
+        settings, threshold=t).mask(probs)) for t in thresholds]
+  return native_scoring.score_image(example.image_id, example.truth, settings.mask(probs))
 
 
 def score(predictor: inference.Predictor | inference.Ensemble, examples: Iterable[Example], *,
-          threshold: float = 0.5, progress=None) -> list[native_scoring.ImageScore]:
-  """Each example predicted, mapped to its native grid and scored; in the examples' order."""
+          settings: inference.Settings | None = None, progress=None,
+          thresholds: Sequence[float] | None = None) -> list:
+  """Each example predicted (with the predictor's TTA), mapped to its native grid, made a mask
+  by `settings` (threshold, post-processing) and scored; in the examples' order. With
+  `thresholds`, each example's scores at each of them instead (for tuning the threshold)."""
+  settings = settings or inference.Settings()
   items = ((e, e.image, e.native_shape) for e in examples)
   with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
     futures = []
     for example, parts in predictor.predict_parts(items):
-      futures.append(pool.submit(_score_one, example, parts, threshold))
+      futures.append(pool.submit(_score_one, example, parts, settings, thresholds))
       if progress:
         progress.update(example.image_id)
     scores = [f.result() for f in futures]
@@ -176,8 +183,11 @@ class NativeValidation:
     count, index = jax.process_count(), jax.process_index()
     n = len(self.ids)
     self._mine = self.ids[index * n // count:(index + 1) * n // count]
+    self.settings = (inference.settings(config) if config.eval.use_inference
+                     else inference.Settings())
     self._predictor = inference.Predictor(config, variables={},
-                                          batch_size=int(config.eval.batch_size))
+                                          batch_size=int(config.eval.batch_size),
+                                          tta=self.settings.tta)
     self.seconds = 0.0
 
   def __call__(self, variables: dict, step: int = 0) -> list[native_scoring.ImageScore]:
@@ -186,7 +196,7 @@ class NativeValidation:
     self._predictor.variables = variables
     halfway = _Halfway(len(self._mine), lambda: faults.fire('validation', step))
     scores = score(self._predictor, iter_split(self.config, self.split, self._mine),
-                   progress=halfway)
+                   settings=self.settings, progress=halfway)
     if jax.process_count() > 1:
       scores = _gather(scores, self.ids)
     self.seconds = time.perf_counter() - start

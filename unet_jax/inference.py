@@ -16,6 +16,7 @@ size, so the forward pass compiles once whatever the number of images or tiles p
 import dataclasses
 import functools
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -79,8 +80,8 @@ class Predictor:
     config: the run's config (image_size, normalize, resize policy, model).
     variables: {'params', 'batch_stats'}; the training loop swaps in the live state's.
     batch_size: tiles per forward pass (the last batch is padded to it).
-    tta: average the probabilities of the image and its horizontal, vertical and double flips
-      (the flips training augments with), at 4x the compute.
+    tta: 'none', 'flips' or 'dihedral': average the probabilities over the views of
+      `TTA_VIEWS` (4x or 8x the compute).
     step: the checkpoint's step, for the record.
     checkpoint: which checkpoint that is ('best', 'final', 'latest' or the step), for the record.
   """
@@ -88,7 +89,7 @@ class Predictor:
   config: ml_collections.ConfigDict
   variables: dict
   batch_size: int
-  tta: bool = False
+  tta: str = 'none'
   step: int | None = None
   checkpoint: str | None = None
   _forward: Callable | None = dataclasses.field(default=None, repr=False)
@@ -201,16 +202,90 @@ class Ensemble:
   predict = Predictor.predict
 
 
-def _probabilities(model, tta: bool, variables: dict, images: jax.Array) -> jax.Array:
-  """sigmoid(logits) [n, S, S] in float32; with tta, averaged over the four flips."""
-  if not tta:
-    return jax.nn.sigmoid(model.apply(variables, images, train=False)[..., 0].astype(jnp.float32))
-  flips = ((), (2,), (1,), (1, 2))  # Axes of [n, S, S, C]: none, horizontal, vertical, both.
-  batch = jnp.concatenate([jnp.flip(images, axis) if axis else images for axis in flips])
+# Test-time augmentation: (rot90 turns, horizontal flip) of each view. 'flips' are the image and
+# its horizontal, vertical and double flips; 'dihedral' the 8 flips and rotations that the
+# training augmentation draws from (unet_jax.augment).
+TTA_VIEWS = {
+  'none': ((0, False),),
+  'flips': ((0, False), (0, True), (2, True), (2, False)),
+  'dihedral': tuple((k, flip) for k in range(4) for flip in (False, True)),
+}
+
+
+def _view(x: jax.Array, k: int, flip: bool) -> jax.Array:
+  """A view of [n, S, S, ...]: flipped horizontally (optional), then turned k times."""
+  if flip:
+    x = jnp.flip(x, 2)
+  return jnp.rot90(x, k, axes=(1, 2))
+
+
+def _unview(p: jax.Array, k: int, flip: bool) -> jax.Array:
+  """The inverse of `_view` on probabilities [n, S, S]."""
+  p = jnp.rot90(p, -k, axes=(1, 2))
+  return jnp.flip(p, 2) if flip else p
+
+
+def _probabilities(model, tta: str, variables: dict, images: jax.Array) -> jax.Array:
+  """sigmoid(logits) [n, S, S] in float32, averaged over the `tta` views, each mapped back."""
+  views = TTA_VIEWS[tta]
+  batch = jnp.concatenate([_view(images, k, flip) for k, flip in views])
   probs = jax.nn.sigmoid(model.apply(variables, batch, train=False)[..., 0].astype(jnp.float32))
-  probs = jnp.split(probs, len(flips))
-  # Flip each prediction back before averaging; the probability axes are [n, S, S].
-  return sum(jnp.flip(p, axis) if axis else p for p, axis in zip(probs, flips, strict=True)) / 4
+  probs = jnp.split(probs, len(views))
+  return sum(_unview(p, k, flip) for p, (k, flip) in zip(probs, views, strict=True)) / len(views)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How probabilities become a submitted mask (`config.inference`; flags override it).
+
+  Attributes:
+    tta: 'none', 'flips' (4 views) or 'dihedral' (the 8 views of the training augmentation).
+    threshold: lesion where the native-resolution probability >= this.
+    largest_component: keep only the largest connected lesion region.
+    fill_holes: fill the holes inside lesion regions. With `largest_component`, the challenge's
+      shape: one contiguous region without holes.
+  """
+
+  tta: str = 'none'
+  threshold: float = 0.5
+  largest_component: bool = False
+  fill_holes: bool = False
+
+  def mask(self, probs: np.ndarray) -> np.ndarray:
+    """bool [H, W]: thresholded, then post-processed."""
+    return postprocess(probs >= self.threshold, self.largest_component, self.fill_holes)
+
+
+def postprocess(mask: np.ndarray, largest_component: bool, fill_holes: bool) -> np.ndarray:
+  """The largest 8-connected region (optional), then its holes filled (optional)."""
+  from scipy import ndimage
+
+  if largest_component and mask.any():
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if count > 1:
+      sizes = np.bincount(labels.ravel())
+      sizes[0] = 0
+      mask = labels == int(np.argmax(sizes))
+  if fill_holes:
+    mask = ndimage.binary_fill_holes(mask)
+  return mask
+
+
+TUNED = 'inference.json'  # Written by `evaluate --tune-threshold` in the run's workdir.
+
+
+def settings(config: ml_collections.ConfigDict, workdir: str | None = None,
+             **overrides) -> Settings:
+  """The run's inference settings: `config.inference`, then a threshold tuned by
+  `evaluate --tune-threshold` (`<workdir>/inference.json`), then `overrides` not None."""
+  values = dict(config.inference) if 'inference' in config else {}
+  if workdir and os.path.exists(os.path.join(workdir, TUNED)):
+    with open(os.path.join(workdir, TUNED), encoding='utf-8') as f:
+      values['threshold'] = json.load(f)['threshold']
+  values.update({k: v for k, v in overrides.items() if v is not None})
+  if values.get('tta') not in TTA_VIEWS:
+    raise ValueError(f'TTA {values.get("tta")!r} is not one of {tuple(TTA_VIEWS)}.')
+  return Settings(**values)
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -226,7 +301,7 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def load_predictor(
-  workdir: str | Sequence[str], *, checkpoint: str = 'latest', tta: bool = False,
+  workdir: str | Sequence[str], *, checkpoint: str = 'latest', tta: str = 'none',
   batch_size: int | None = None
 ) -> Predictor | Ensemble:
   """A checkpoint of a run ('best', 'final', 'latest' or a step) as a Predictor (batch size:

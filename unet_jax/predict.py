@@ -1,7 +1,8 @@
 r"""Segments images with a trained run, writing masks in the format the ISIC challenge accepts.
 
   python -m unet_jax.predict --workdir W --input DIR_OR_FILE[,...] --output DIR \
-      [--checkpoint best|final|latest|STEP] [--tta] [--overlay_dir DIR] [--threshold 0.5]
+      [--checkpoint best|final|latest|STEP] [--tta none|flips|dihedral] [--threshold T]
+      [--[no]largest_component] [--[no]fill_holes] [--overlay_dir DIR]
 
 For each input image `<name>.jpg` it writes `<output>/ISIC_<id>_segmentation.png` (or
 `<name>_segmentation.png` for names without an ISIC id): single-channel 8-bit, 0 = skin,
@@ -24,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from unet_jax import checkpointing, cli, inference, native_scoring, photos
+from unet_jax import checkpointing, cli, inference, native_scoring, photos, run_config
 
 FLAGS = flags.FLAGS
 _OVERLAY_TINT = np.array([255, 64, 0], np.float32)
@@ -92,7 +93,7 @@ def predict_files(
   output_dir: str,
   *,
   overlay_dir: str | None = None,
-  threshold: float = 0.5,
+  settings: inference.Settings | None = None,
   show_progress: bool = True,
 ) -> list[tuple[str, str]]:
   """Writes a mask (and optionally an overlay) per readable image; returns [(path, error)].
@@ -123,8 +124,9 @@ def predict_files(
         continue
       yield (path, name), image, native
 
+  settings = settings or inference.Settings()
   for (path, name), probs in predictor.predict_images(readable()):
-    mask = probs >= threshold
+    mask = settings.mask(probs)
     write_atomic(os.path.join(output_dir, name), encode_png(mask.astype(np.uint8) * 255))
     if overlay_dir:
       stem = name[: -len('_segmentation.png')]
@@ -153,9 +155,16 @@ def define_flags() -> None:
   flags.DEFINE_string('output', None, 'Folder for the <id>_segmentation.png masks (created).')
   flags.DEFINE_string('overlay_dir', None, 'If set, also write <id>_overlay.png previews here. '
                       'Keep it apart from --output, which the challenge scorer reads whole.')
-  flags.DEFINE_bool('tta', False, 'Average over horizontal, vertical and double flips '
-                    '(4x compute).')
-  flags.DEFINE_float('threshold', 0.5, 'Lesion where the native-resolution probability >= this.')
+  flags.DEFINE_enum('tta', None, list(inference.TTA_VIEWS), "Test-time augmentation: 'none', "
+                    "'flips' (4 views, 4x the compute) or 'dihedral' (the 8 flips and rotations "
+                    "of training); default: the run's config.inference.tta.")
+  flags.DEFINE_float('threshold', None, 'Lesion where the native-resolution probability >= '
+                     'this; default: the threshold `evaluate --tune_threshold` recorded in the '
+                     "workdir if any, else the run's config.inference.threshold.")
+  flags.DEFINE_bool('largest_component', None, 'Keep only the largest lesion region; default: '
+                    "the run's config.inference.largest_component.")
+  flags.DEFINE_bool('fill_holes', None, "Fill holes in lesion regions; default: the run's "
+                    'config.inference.fill_holes.')
   flags.DEFINE_integer('batch_size', None, 'Tiles per forward pass; default: the run\'s '
                        'config.eval.batch_size.')
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
@@ -171,14 +180,21 @@ def main(argv) -> int:
   cli.ensure_writable(FLAGS.output, '--output')
   if FLAGS.overlay_dir:
     cli.ensure_writable(FLAGS.overlay_dir, '--overlay_dir')
-  predictor = inference.load_predictor(FLAGS.workdir, checkpoint=FLAGS.checkpoint, tta=FLAGS.tta,
-                                       batch_size=FLAGS.batch_size)
+  config = run_config.load(FLAGS.workdir[0])
+  settings = inference.settings(config, FLAGS.workdir[0], tta=FLAGS.tta,
+                                threshold=FLAGS.threshold,
+                                largest_component=FLAGS.largest_component,
+                                fill_holes=FLAGS.fill_holes)
+  predictor = inference.load_predictor(FLAGS.workdir, checkpoint=FLAGS.checkpoint,
+                                       tta=settings.tta, batch_size=FLAGS.batch_size)
   print(f'Checkpoint {FLAGS.checkpoint!r}: step {predictor.step}; {len(paths)} image(s); resize '
-        f'policy {predictor.policy!r} at {predictor.size} px{", flip TTA" if FLAGS.tta else ""}'
-        f'{f", an ensemble of {len(FLAGS.workdir)} runs" if len(FLAGS.workdir) > 1 else ""}.',
+        f'policy {predictor.policy!r} at {predictor.size} px; TTA {settings.tta}, threshold '
+        f'{settings.threshold}, largest component {settings.largest_component}, fill holes '
+        f'{settings.fill_holes}'
+        f'{f"; an ensemble of {len(FLAGS.workdir)} runs" if len(FLAGS.workdir) > 1 else ""}.',
         flush=True)
   failures = predict_files(predictor, paths, FLAGS.output, overlay_dir=FLAGS.overlay_dir,
-                           threshold=FLAGS.threshold)
+                           settings=settings)
   written = len(paths) - len(failures)
   print(f'Wrote {written} mask(s) to {FLAGS.output}.', flush=True)
   if failures:
