@@ -278,7 +278,8 @@ def settings(config: ml_collections.ConfigDict, workdir: str | None = None,
              **overrides) -> Settings:
   """The run's inference settings: `config.inference`, then a threshold tuned by
   `evaluate --tune-threshold` (`<workdir>/inference.json`), then `overrides` not None."""
-  values = dict(config.inference) if 'inference' in config else {}
+  values = dataclasses.asdict(Settings())  # For runs from before config.inference existed.
+  values.update(dict(config.inference) if 'inference' in config else {})
   if workdir and os.path.exists(os.path.join(workdir, TUNED)):
     with open(os.path.join(workdir, TUNED), encoding='utf-8') as f:
       values['threshold'] = json.load(f)['threshold']

@@ -1,0 +1,359 @@
+r"""The report's figures, drawn from run directories (never retraining): PNG or PDF by --out.
+
+  python -m unet_jax.figures samples WORKDIR [--split val] [--count 6] --out FILE
+  python -m unet_jax.figures predictions WORKDIR [--images best|median|worst|ID,ID...]
+      [--count 4] [--checkpoint final] --out FILE
+  python -m unet_jax.figures curves RUNS... [--metric val_threshold_jaccard] [--group-by F,...]
+      --out FILE
+  python -m unet_jax.figures distribution RUNS... | --long results_long.csv [--metric jaccard]
+      --out FILE
+  python -m unet_jax.figures profile RUNS... | --long results_long.csv [--metric jaccard]
+      --out FILE
+
+samples       the seed notebook's first figure: photos above their masks, from a run's data
+              (any source: synthetic, a folder, ISIC), as the run's pipeline decodes them.
+predictions   the seed's second figure: per image, the photo with the outlines of the truth and
+              the prediction over it, the truth, the prediction, and its Jaccard; the images by
+              id, or the best / median / worst by the run's own per-image validation CSV. It runs
+              the run's checkpoint on the images it shows (the run's inference settings).
+curves        a validation metric against the training step, per group of runs (runs that differ
+              only by seed or fold, as `unet_jax.compare` groups them): the mean and, where a
+              group has several runs, a band from its lowest to its highest run.
+distribution  the per-image values by group: a box (quartiles, whiskers at 1.5 IQR) and every
+              image as a point, the challenge's 0.65 threshold as a line, and each group's
+              failure rate (images below 0.65) in its label.
+profile       a performance profile: the fraction of images whose value is >= t, for t in
+              [0, 1], a line per group (rliable's view of a distribution).
+
+RUNS are run workdirs or folders of them (a sweep's --root); --long reads `compare`'s long
+table instead. Colours are the Okabe-Ito palette (distinguishable with colour-blindness), text is
+sized for print, axes are labelled with their units.
+"""
+
+import argparse
+import collections
+import csv
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+# Okabe & Ito's colour-blind-safe palette.
+COLOURS = ('#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000')
+TRUTH_COLOUR, PREDICTION_COLOUR = '#009E73', '#E69F00'  # Bluish green, orange.
+THRESHOLD = 0.65
+
+
+def _pyplot():
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  plt.rcParams.update({'font.size': 9, 'axes.titlesize': 9, 'axes.labelsize': 9,
+                       'legend.fontsize': 8, 'figure.dpi': 150, 'savefig.bbox': 'tight'})
+  return plt
+
+
+def _save(fig, out: str) -> str:
+  """Saves atomically (a temporary name, then a rename), as PNG or PDF by the extension."""
+  ext = os.path.splitext(out)[1].lower()
+  if ext not in ('.png', '.pdf'):
+    raise ValueError(f'--out {out!r}: write a .png or a .pdf.')
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f'.{os.path.basename(out)}.tmp{ext}')
+  fig.savefig(tmp)
+  os.replace(tmp, out)
+  import matplotlib.pyplot as plt
+
+  plt.close(fig)
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Images.
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+  inner = mask.copy()
+  inner[1:] &= mask[:-1]
+  inner[:-1] &= mask[1:]
+  inner[:, 1:] &= mask[:, :-1]
+  inner[:, :-1] &= mask[:, 1:]
+  return mask & ~inner
+
+
+def _thick(edge: np.ndarray, width: int) -> np.ndarray:
+  from scipy import ndimage
+
+  return ndimage.binary_dilation(edge, iterations=max(0, width - 1)) if width > 1 else edge
+
+
+def _overlay(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray | None) -> np.ndarray:
+  """The photo at native size with the truth's outline (and the prediction's) drawn on it."""
+  out = np.asarray(image, np.uint8).copy()
+  width = max(1, max(truth.shape) // 250)
+  pairs = [(truth, TRUTH_COLOUR)] + ([(prediction, PREDICTION_COLOUR)] if prediction is not None
+                                     else [])
+  for mask, colour in pairs:
+    rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], np.uint8)
+    out[_thick(_outline(mask), width)] = rgb
+  return out
+
+
+def _native_photo(example):
+  """The example's photo at its native size (the decode may be libjpeg's 1/8 scale)."""
+  from unet_jax import resize_policy
+
+  if example.image.shape[:2] == tuple(example.native_shape):
+    return example.image
+  channels = [resize_policy.resize_2d(example.image[..., c].astype(np.float32),
+                                      *example.native_shape) for c in range(3)]
+  return np.clip(np.round(np.stack(channels, -1)), 0, 255).astype(np.uint8)
+
+
+def samples(workdir: str, out: str, *, split: str = 'val', count: int = 6) -> str:
+  """Photos above their masks (the seed notebook's first figure)."""
+  import itertools
+
+  from unet_jax import evaluation, run_config
+
+  config = run_config.load(workdir)
+  examples = list(itertools.islice(evaluation.iter_split(
+      config, split, evaluation.split_ids(config, split)[:count]), count))
+  plt = _pyplot()
+  fig, axes = plt.subplots(2, len(examples), figsize=(1.6 * len(examples), 3.4), squeeze=False)
+  for column, example in enumerate(examples):
+    axes[0, column].imshow(_native_photo(example))
+    axes[0, column].set_title(example.image_id.replace('synthetic_', '#'), fontsize=7)
+    axes[1, column].imshow(example.truth, cmap='gray', vmin=0, vmax=1)
+    for row in (0, 1):
+      axes[row, column].set_xticks([])
+      axes[row, column].set_yticks([])
+  axes[0, 0].set_ylabel('photo')
+  axes[1, 0].set_ylabel('lesion mask')
+  fig.suptitle(f'{len(examples)} {split} images of {config.data.source!r} data and their masks')
+  return _save(fig, out)
+
+
+def pick_images(workdir: str, which: str, count: int, checkpoint: str = 'final') -> list[str]:
+  """Image ids by name ('ID,ID'), or the `count` best / median / worst by Jaccard in the run's
+  per-image validation CSV of `checkpoint`."""
+  from unet_jax import results
+
+  if which not in ('best', 'median', 'worst'):
+    return which.split(',')
+  summary = results.read_run_summary(workdir)
+  entry = summary.get(checkpoint)
+  if not entry or not entry.get('per_image_csv'):
+    raise ValueError(f'{workdir}: no {checkpoint} per-image validation to pick images from.')
+  scores = sorted(results.read_per_image_csv(os.path.join(workdir, entry['per_image_csv'])),
+                  key=lambda s: (s.metrics()['jaccard'], s.image_id))
+  if which == 'best':
+    return [s.image_id for s in scores[::-1][:count]]
+  if which == 'worst':
+    return [s.image_id for s in scores[:count]]
+  middle = max(0, len(scores) // 2 - count // 2)
+  return [s.image_id for s in scores[middle:middle + count]]
+
+
+def predictions(workdir: str, out: str, *, images: str = 'median', count: int = 4,
+                checkpoint: str = 'final', split: str = 'val') -> str:
+  """Per image: the photo with both outlines, the truth, the prediction, and its Jaccard."""
+  from unet_jax import evaluation, inference, native_scoring, run_config
+
+  config = run_config.load(workdir)
+  ids = pick_images(workdir, images, count, checkpoint)
+  settings = inference.settings(config, workdir)
+  predictor = inference.load_predictor(workdir, checkpoint=checkpoint, tta=settings.tta)
+  examples = {e.image_id: e for e in evaluation.iter_split(config, split, ids)}
+  missing = [i for i in ids if i not in examples]
+  if missing:
+    raise ValueError(f'{missing} are not images of the {split!r} split of {workdir}.')
+  plt = _pyplot()
+  fig, axes = plt.subplots(len(ids), 3, figsize=(6.3, 2.1 * len(ids)), squeeze=False)
+  for row, ident in enumerate(ids):
+    example = examples[ident]
+    mask = settings.mask(predictor.predict(example.image, example.native_shape))
+    jaccard = native_scoring.score_image(ident, example.truth, mask).metrics()['jaccard']
+    axes[row, 0].imshow(_overlay(_native_photo(example), example.truth, mask))
+    axes[row, 0].set_ylabel(f'{ident.replace("synthetic_", "#")}\nJaccard {jaccard:.3f}' +
+                            ('\n(< 0.65: scores 0)' if jaccard < THRESHOLD else ''), fontsize=8)
+    axes[row, 1].imshow(example.truth, cmap='gray', vmin=0, vmax=1)
+    axes[row, 2].imshow(mask, cmap='gray', vmin=0, vmax=1)
+    for column in range(3):
+      axes[row, column].set_xticks([])
+      axes[row, column].set_yticks([])
+  axes[0, 0].set_title('photo, both outlines')
+  axes[0, 1].set_title('truth (expert mask)')
+  axes[0, 2].set_title('prediction')
+  from matplotlib.lines import Line2D
+
+  fig.legend(handles=[Line2D([], [], color=TRUTH_COLOUR, lw=2, label='truth outline'),
+                      Line2D([], [], color=PREDICTION_COLOUR, lw=2, label='prediction outline')],
+             loc='lower center', ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
+  fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+  fig.suptitle(f'{images} validation images, checkpoint {checkpoint!r} (step {predictor.step})')
+  return _save(fig, out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs and groups.
+
+
+def _groups(paths: Sequence[str], group_by: Sequence[str] | None, metric: str,
+            checkpoint: str = 'final') -> dict:
+  """{group label: [RunScores]} of the runs under `paths` that have a `checkpoint` validation."""
+  from unet_jax import compare
+
+  runs = [r for r in (compare.load_run(w, checkpoint, [metric])
+                      for w in compare.find_runs(paths)) if r]
+  if not runs:
+    raise ValueError(f'No run with a {checkpoint} validation under {list(paths)}.')
+  return compare.group_runs(runs, group_by)[0]
+
+
+def _long_values(path: str, metric: str) -> dict[str, dict[str, float]]:
+  """{group: {image: value averaged over the group's runs}} from compare's long table."""
+  values = collections.defaultdict(lambda: collections.defaultdict(list))
+  with open(path, newline='', encoding='utf-8') as f:
+    for row in csv.DictReader(f):
+      if row['metric'] == metric:
+        values[row['group']][row['image']].append(float(row['value']))
+  if not values:
+    raise ValueError(f'{path} has no {metric!r} rows.')
+  return {g: {i: float(np.mean(v)) for i, v in images.items()} for g, images in values.items()}
+
+
+def per_image(paths: Sequence[str], long: str | None, metric: str,
+              group_by: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+  if long:
+    return _long_values(long, metric)
+  from unet_jax import compare
+
+  return {label: compare.image_means(members, metric)
+          for label, members in _groups(paths, group_by, metric).items()}
+
+
+def curves(paths: Sequence[str], out: str, *, metric: str = 'val_threshold_jaccard',
+           group_by: Sequence[str] | None = None, title: str = '') -> str:
+  """The mean of `metric` over each group's runs against the step, with a min-max band."""
+  from unet_jax import metric_logging
+
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(4.8, 3.0))
+  for colour, (label, members) in zip(COLOURS, _groups(paths, group_by,
+                                                       'jaccard').items(), strict=False):
+    series = []
+    for run in members:
+      rows = metric_logging.read_jsonl(os.path.join(run.workdir, metric_logging.JSONL))
+      series.append({r['step']: r[metric] for r in rows if metric in r})
+    steps = sorted(set.intersection(*(set(s) for s in series)))
+    if not steps:
+      continue
+    values = np.array([[s[step] for step in steps] for s in series])
+    ax.plot(steps, values.mean(0), color=colour, lw=1.6,
+            label=f'{label} ({len(members)} run{"s" if len(members) > 1 else ""})')
+    if len(members) > 1:
+      ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.2, lw=0)
+  ax.set_xlabel('training step')
+  ax.set_ylabel(metric.replace('val_', 'validation ').replace('_', ' '))
+  ax.grid(alpha=0.3)
+  ax.legend(loc='best')
+  ax.set_title(title or 'validation during training: mean over runs, band: lowest to highest')
+  return _save(fig, out)
+
+
+def distribution(values: dict[str, dict[str, float]], out: str, *, metric: str = 'jaccard',
+                 title: str = '') -> str:
+  """Per-image values by group: box plus points, the 0.65 line, each group's failure rate."""
+  plt = _pyplot()
+  labels = list(values)
+  fig, ax = plt.subplots(figsize=(max(3.2, 1.3 * len(labels) + 1.5), 3.2))
+  data = [np.array(list(values[g].values())) for g in labels]
+  ax.boxplot(data, widths=0.5, showfliers=False, medianprops={'color': '#000000'})
+  rng = np.random.default_rng(0)
+  for k, (colour, points) in enumerate(zip(COLOURS, data, strict=False), start=1):
+    ax.scatter(k + rng.uniform(-0.15, 0.15, len(points)), points, s=9, color=colour, alpha=0.7,
+               lw=0, zorder=3)
+  ax.axhline(THRESHOLD, color=COLOURS[3], ls='--', lw=1)
+  ax.text(0.55, THRESHOLD + 0.01, '0.65: below it, an image scores 0', color=COLOURS[3],
+          fontsize=7, va='bottom')
+  ax.set_xticks(range(1, len(labels) + 1),
+                [f'{g}\nfailure {np.mean(d < THRESHOLD):.0%} of {len(d)}'
+                 for g, d in zip(labels, data, strict=True)], fontsize=7)
+  ax.set_ylabel(f'per-image {metric.replace("_", " ")}')
+  ax.set_ylim(-0.02, 1.02)
+  ax.grid(axis='y', alpha=0.3)
+  ax.set_title(title or f'per-image {metric.replace("_", " ")} by group')
+  return _save(fig, out)
+
+
+def profile(values: dict[str, dict[str, float]], out: str, *, metric: str = 'jaccard',
+            title: str = '') -> str:
+  """The fraction of images with value >= t, for t in [0, 1], a line per group."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(4.8, 3.0))
+  grid = np.linspace(0, 1, 201)
+  for colour, (label, images) in zip(COLOURS, values.items(), strict=False):
+    points = np.array(list(images.values()))
+    ax.plot(grid, [(points >= t).mean() for t in grid], color=colour, lw=1.6,
+            label=f'{label} ({len(points)} images)')
+  ax.axvline(THRESHOLD, color='#777777', ls='--', lw=1)
+  ax.set_xlabel(f'{metric.replace("_", " ")} threshold t')
+  ax.set_ylabel('fraction of images >= t')
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1.02)
+  ax.grid(alpha=0.3)
+  ax.legend(loc='lower left')
+  ax.set_title(title or 'performance profile')
+  return _save(fig, out)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m unet_jax.figures',
+                                   description=__doc__.split('\n\n')[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=__doc__.split('\n\n', 1)[1])
+  parser.add_argument('kind', choices=('samples', 'predictions', 'curves', 'distribution',
+                                       'profile'))
+  parser.add_argument('paths', nargs='*', help='A run workdir (samples, predictions), or runs '
+                      'and folders of runs (the others).')
+  parser.add_argument('--out', required=True, help='The figure: FILE.png or FILE.pdf.')
+  parser.add_argument('--split', default='val')
+  parser.add_argument('--count', type=int, default=None, help='Images shown (6 / 4).')
+  parser.add_argument('--images', default='median',
+                      help="predictions: 'best', 'median', 'worst' or ids, comma-separated.")
+  parser.add_argument('--checkpoint', default='final', choices=('final', 'best'))
+  parser.add_argument('--metric', default=None, help="curves: a metrics.jsonl scalar (default "
+                      "val_threshold_jaccard); distribution, profile: a per-image metric "
+                      "(default jaccard).")
+  parser.add_argument('--group-by', default='', help='Config fields to group runs by.')
+  parser.add_argument('--long', default=None, help="compare's results_long.csv instead of runs.")
+  parser.add_argument('--title', default='')
+  args = parser.parse_args(argv)
+  group_by = [f for f in args.group_by.split(',') if f] or None
+  if args.kind in ('samples', 'predictions') and len(args.paths) != 1:
+    parser.error(f'{args.kind} takes one run workdir.')
+  if args.kind == 'samples':
+    out = samples(args.paths[0], args.out, split=args.split, count=args.count or 6)
+  elif args.kind == 'predictions':
+    out = predictions(args.paths[0], args.out, images=args.images, count=args.count or 4,
+                      checkpoint=args.checkpoint, split=args.split)
+  elif args.kind == 'curves':
+    out = curves(args.paths, args.out, metric=args.metric or 'val_threshold_jaccard',
+                 group_by=group_by, title=args.title)
+  else:
+    if not (args.paths or args.long):
+      parser.error(f'{args.kind} needs runs or --long.')
+    metric = args.metric or 'jaccard'
+    values = per_image(args.paths, args.long, metric, group_by)
+    draw = distribution if args.kind == 'distribution' else profile
+    out = draw(values, args.out, metric=metric, title=args.title)
+  print(f'Wrote {out}.')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
