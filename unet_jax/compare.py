@@ -91,16 +91,30 @@ def find_runs(paths: Sequence[str]) -> list[str]:
   return found
 
 
-def load_run(workdir: str, checkpoint: str, metrics: Sequence[str]) -> RunScores | None:
-  """A run's per-image values at its final (or best) checkpoint; None if it has none yet."""
+def load_run(workdir: str, checkpoint: str, metrics: Sequence[str],
+             evaluation: str | None = None) -> RunScores | None:
+  """A run's per-image values at its final (or best) checkpoint; None if it has none yet.
+
+  With `evaluation` (a folder of the run, e.g. 'eval_val'), the per-image CSV that `evaluate`
+  wrote there instead: the run's checkpoint scored with its inference settings (TTA,
+  post-processing), which the training loop's validation does not apply.
+  """
   summary = results.read_run_summary(workdir)
-  entry = summary.get(checkpoint)
-  if not entry or not entry.get('per_image_csv'):
-    return None
-  scores = results.read_per_image_csv(os.path.join(workdir, entry['per_image_csv']))
+  if evaluation:
+    path = os.path.join(workdir, evaluation, 'summary.json')
+    if not os.path.exists(path):
+      return None
+    step = results.read_json(path)['source']['step']
+    csv_path = os.path.join(workdir, evaluation, 'per_image.csv')
+  else:
+    entry = summary.get(checkpoint)
+    if not entry or not entry.get('per_image_csv'):
+      return None
+    step, csv_path = entry['step'], os.path.join(workdir, entry['per_image_csv'])
+  scores = results.read_per_image_csv(csv_path)
   per_image = {m: {s.image_id: s.metrics()[m] for s in scores} for m in metrics}
   return RunScores(os.path.basename(os.path.normpath(workdir)), workdir,
-                   _flatten(summary['config']), entry['step'], per_image)
+                   _flatten(summary['config']), step, per_image)
 
 
 def group_runs(runs: Sequence[RunScores], group_by: Sequence[str] | None):
@@ -200,6 +214,13 @@ def compare(runs: Sequence[RunScores], metrics: Sequence[str], *, baseline: str 
     if not matches:
       raise ValueError(f'--baseline {baseline!r} names no group or run; groups: {labels}.')
     base = matches[0]
+  return compare_groups(groups, metrics, base, fields=fields, bootstrap=bootstrap,
+                        seed=seed), fields
+
+
+def compare_groups(groups: dict[str, Sequence[RunScores]], metrics: Sequence[str], base: str, *,
+                   fields: Sequence[str] = (), bootstrap: int = 2000, seed: int = 0) -> list[dict]:
+  """The table's rows for groups given as {label: runs}, compared with the group `base`."""
   rows = []
   for metric in metrics:
     rng = np.random.default_rng(seed)
@@ -226,7 +247,7 @@ def compare(runs: Sequence[RunScores], metrics: Sequence[str], *, baseline: str 
     for row, adjusted in zip(others, holm([r['p'] for r in others]), strict=True):
       row['p_holm'] = adjusted
     rows += metric_rows
-  return rows, fields
+  return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +339,9 @@ def main(argv=None) -> int:
   parser.add_argument('--group-by', default='', help='Config fields to group by, e.g. loss,optim.lr;'
                       ' default: every field but seed and fold.')
   parser.add_argument('--checkpoint', choices=('final', 'best'), default='final')
+  parser.add_argument('--evaluation', default=None, help="Read each run's per-image CSV from "
+                      'this folder of the run (e.g. eval_val, written by `evaluate --workdir`, '
+                      "with the run's inference settings) instead of its training validation.")
   parser.add_argument('--out', help='Folder for comparison.md, comparison.csv, results_long.csv.')
   parser.add_argument('--bootstrap', type=int, default=2000, help='Bootstrap resamples.')
   args = parser.parse_args(argv)
@@ -327,7 +351,7 @@ def main(argv=None) -> int:
     parser.error(f'--metric {unknown}: not among {native_scoring.METRICS}.')
   runs, skipped = [], []
   for workdir in find_runs(args.paths):
-    run = load_run(workdir, args.checkpoint, metrics)
+    run = load_run(workdir, args.checkpoint, metrics, args.evaluation)
     (runs if run else skipped).append(run or workdir)
   if skipped:
     print(f'Skipped {len(skipped)} run(s) without a {args.checkpoint} validation yet: '

@@ -236,18 +236,18 @@ def per_image(paths: Sequence[str], long: str | None, metric: str,
           for label, members in _groups(paths, group_by, metric).items()}
 
 
-def curves(paths: Sequence[str], out: str, *, metric: str = 'val_threshold_jaccard',
-           group_by: Sequence[str] | None = None, title: str = '') -> str:
-  """The mean of `metric` over each group's runs against the step, with a min-max band."""
+def curves(groups: dict[str, Sequence[str]], out: str, *, metric: str = 'val_threshold_jaccard',
+           title: str = '') -> str:
+  """The mean of `metric` over each group's runs ({label: workdirs}) against the step, with a
+  band from the group's lowest to its highest run."""
   from unet_jax import metric_logging
 
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(4.8, 3.0))
-  for colour, (label, members) in zip(COLOURS, _groups(paths, group_by,
-                                                       'jaccard').items(), strict=False):
+  for colour, (label, members) in zip(COLOURS, groups.items(), strict=False):
     series = []
-    for run in members:
-      rows = metric_logging.read_jsonl(os.path.join(run.workdir, metric_logging.JSONL))
+    for workdir in members:
+      rows = metric_logging.read_jsonl(os.path.join(workdir, metric_logging.JSONL))
       series.append({r['step']: r[metric] for r in rows if metric in r})
     steps = sorted(set.intersection(*(set(s) for s in series)))
     if not steps:
@@ -342,8 +342,10 @@ def main(argv=None) -> int:
     out = predictions(args.paths[0], args.out, images=args.images, count=args.count or 4,
                       checkpoint=args.checkpoint, split=args.split)
   elif args.kind == 'curves':
-    out = curves(args.paths, args.out, metric=args.metric or 'val_threshold_jaccard',
-                 group_by=group_by, title=args.title)
+    groups = {label: [r.workdir for r in runs]
+              for label, runs in _groups(args.paths, group_by, 'jaccard').items()}
+    out = curves(groups, args.out, metric=args.metric or 'val_threshold_jaccard',
+                 title=args.title)
   else:
     if not (args.paths or args.long):
       parser.error(f'{args.kind} needs runs or --long.')

@@ -252,7 +252,7 @@ class LocalLauncher:
     free = list(range(self.parallel))
     started_at, durations = {}, []
     old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    last_line = 0.0
+    last_line, last_counts = 0.0, None
     try:
       while pending or running:
         while pending and free and not self.stop_requested:
@@ -289,8 +289,9 @@ class LocalLauncher:
           manifest['runs'][name].update(entry)
           write_manifest(self.root, manifest)
         now = time.perf_counter()
-        if now - last_line > 5 or not (pending or running):
-          last_line = now
+        line = (len(states), len(running), len(pending))
+        if line != last_counts or now - last_line > 60 or not (pending or running):
+          last_line, last_counts = now, line
           self._progress(states, len(runs), len(running), len(pending), durations)
     finally:
       for s, handler in old.items():
@@ -351,13 +352,16 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
 # Commands.
 
 
-def launch(args) -> int:
-  runs = load_sweep(args.sweep, parse_sets(args.set))
-  root = os.path.abspath(args.root)
+def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
+         label: str = '') -> tuple[list[Run], list[str], dict]:
+  """(runs to launch, names skipped, manifest) for `runs` under `root`, the manifest written:
+  finished runs are skipped, failed ones unless `retry_failed`, a run whose overrides changed
+  under its name is an error."""
   os.makedirs(root, exist_ok=True)
   manifest = read_manifest(root)
   _check_unchanged(manifest, runs)
-  manifest['sweep'] = args.sweep
+  if label:
+    manifest['sweep'] = label
   to_launch, skipped = [], []
   for run in runs:
     state = run_state(root, run.name)
@@ -367,12 +371,20 @@ def launch(args) -> int:
     if state == 'finished':
       entry['state'] = 'finished'
       skipped.append(run.name)
-    elif (state == 'failed' or recorded_failed) and not args.retry_failed:
+    elif (state == 'failed' or recorded_failed) and not retry_failed:
       entry['state'] = 'failed'
       skipped.append(run.name)
     else:
       to_launch.append(run)
   write_manifest(root, manifest)
+  return to_launch, skipped, manifest
+
+
+def launch(args) -> int:
+  runs = load_sweep(args.sweep, parse_sets(args.set))
+  root = os.path.abspath(args.root)
+  to_launch, skipped, manifest = plan(root, runs, retry_failed=args.retry_failed,
+                                      label=args.sweep)
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
         f'{len(skipped)} skipped ({", ".join(skipped) or "none"}).', flush=True)
   if args.dry_run:

@@ -1,0 +1,1 @@
+"""The paper as code (python -m experiments.paper); see __main__.py."""

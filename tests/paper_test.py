@@ -1,0 +1,66 @@
+"""The paper as code: the smoke scale end to end, and the full scale's dry run."""
+
+import os
+import subprocess
+import sys
+
+from experiments.paper import scales, tables
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_ablation_ends_at_our_recipe_and_starts_at_the_seeds():
+  for scale in scales.SCALES.values():
+    ours = scales._config(scale, {})
+    last = scales._config(scale, tables.ablation_overrides(scale, tables.TRAINING_STEPS))
+    # Every training change undone: what remains differs from ours only in inference settings.
+    differing = {k for k in ('data.normalize', 'data.resize_policy', 'augment.enabled', 'loss',
+                             'optim.name', 'optim.lr', 'optim.eps', 'optim.weight_decay',
+                             'optim.grad_clip_norm', 'optim.schedule', 'model.dropout_rate',
+                             'model.dropout_levels')
+                 if _get(last, k) != _get(ours, k)}
+    assert differing == set(), (scale.name, differing)
+    first = scales._config(scale, tables.ablation_overrides(scale, 0))
+    assert (first.data.normalize, first.data.resize_policy, first.loss, first.optim.name) == (
+        'none', 'stretch', 'bce', 'adam')
+
+
+def _get(config, field):
+  node = config
+  for part in field.split('.'):
+    node = node[part]
+  return tuple(node) if isinstance(node, (list, tuple)) else node
+
+
+def test_the_full_scale_prints_what_it_would_launch(tmp_path):
+  done = subprocess.run([sys.executable, '-m', 'experiments.paper', '--scale', 'full', '--root',
+                         str(tmp_path / 'root'), '--out', str(tmp_path / 'out'), '--dry-run'],
+                        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'table1: 10 runs, 10 to launch' in done.stdout
+  assert f'ablation: {5 * (tables.TRAINING_STEPS - 1)} runs' in done.stdout
+  assert '--config.data.fold=4' in done.stdout and 'isic2018.py' in done.stdout
+  assert not (tmp_path / 'out').exists()
+
+
+def test_the_smoke_scale_writes_the_report_with_its_tables_and_figures(tmp_path):
+  root, out = tmp_path / 'root', tmp_path / 'out'
+  command = [sys.executable, '-m', 'experiments.paper', '--scale', 'smoke', '--root', str(root),
+             '--out', str(out)]
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
+                        check=False)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  report = (out / 'report.md').read_text()
+  for text in ('## Table 1', '## Table 2', "| seed's recipe | 2 | 20 |", '| our recipe | 2 | 20 |',
+               '+ test-time augmentation', '+ post-processing', 'What was selected on what'):
+    assert text in report, text
+  figures = sorted(os.listdir(out / 'figures'))
+  assert figures == ['curves.png', 'distribution.png', 'predictions.png', 'profile.png',
+                     'samples.png']
+  for name in figures:
+    assert f'](figures/{name})' in report
+  # Run again: nothing is trained again, and the same report comes out.
+  again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
+                         check=False)
+  assert again.returncode == 0 and '0 to launch' in again.stdout
+  assert (out / 'report.md').read_text() == report
