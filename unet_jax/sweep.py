@@ -10,7 +10,7 @@ form of ml_collections configs), or NAME alone for a shipped one. `get_sweep` re
 {'config': base config (a preset name or a file), 'overrides': {...} for every run (optional),
 'runs': [{...}, ...]}, the runs built with `unet_jax.hyper` (product, zip_, chain), e.g.
 "configs x seeds x folds" in one line. Each run's name comes from its own overrides
-(`hyper.run_name`): short, readable, stable.
+(`hyper.run_name`): short, readable, stable (or from a 'name' key in the run's dict).
 
 `launch` gives every run a workdir `DIR/<name>` and keeps a manifest, `DIR/sweep.json` (each
 run's name, overrides, a hash of them, state, error). It is idempotent: launched again, it skips
@@ -131,7 +131,8 @@ def load_sweep(spec: str, extra: dict | None = None) -> list[Run]:
   runs, seen = [], {}
   for declared_run in declared['runs']:
     overrides = {hyper.normalize_key(k): v for k, v in declared_run.items()}
-    name = hyper.run_name(overrides)  # A run's own 'config' shows in its name.
+    # A run's own 'config' shows in its name; 'name' sets the name outright.
+    name = overrides.pop('name', None) or hyper.run_name(overrides)
     config = config_files.resolve(str(overrides.pop('config', declared['config'])))
     if name in seen:
       raise ValueError(f'{path}: two runs are both named {name!r} ({seen[name]} and '
