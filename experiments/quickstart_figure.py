@@ -13,17 +13,7 @@ import argparse
 import numpy as np
 import tensorflow as tf
 
-from unet_jax import inference, input_pipeline, synthetic
-
-
-def outline(mask: np.ndarray) -> np.ndarray:
-  """The boundary pixels of a boolean mask."""
-  inner = mask.copy()
-  inner[1:] &= mask[:-1]
-  inner[:-1] &= mask[1:]
-  inner[:, 1:] &= mask[:, :-1]
-  inner[:, :-1] &= mask[:, 1:]
-  return mask & ~inner
+from unet_jax import figures, inference, input_pipeline, synthetic
 
 
 def main():
@@ -43,7 +33,7 @@ def main():
     tile = image.astype(np.float32)
     tile[prediction] = 0.55 * tile[prediction] + 0.45 * np.array([255, 110, 0])
     tile = np.round(tile).astype(np.uint8)
-    tile[outline(truth.astype(bool))] = (0, 255, 0)
+    tile[figures.outline(truth.astype(bool))] = (0, 255, 0)
     tiles.append(tile)
   grid = np.concatenate(tiles, axis=1)
   tf.io.write_file(args.output, tf.io.encode_png(grid))

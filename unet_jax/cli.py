@@ -6,6 +6,25 @@ import tempfile
 import time
 
 
+def define_inference_flags(prefix: str = '') -> None:
+  """--tta, --threshold, --[no]largest_component, --[no]fill_holes: each overrides the run's
+  `config.inference` (`unet_jax.inference.settings`) when given. `prefix` starts each help."""
+  from absl import flags
+
+  from unet_jax import inference
+
+  flags.DEFINE_enum('tta', None, list(inference.TTA_VIEWS), f"{prefix}test-time augmentation: "
+                    "'none', 'flips' (4 views, 4x the compute) or 'dihedral' (the 8 flips and "
+                    "rotations of training); default: the run's config.inference.tta.")
+  flags.DEFINE_float('threshold', None, f'{prefix}lesion where the native-resolution probability '
+                     '>= this; default: the threshold `evaluate --tune_threshold` recorded in the '
+                     "workdir if any, else the run's config.inference.threshold.")
+  flags.DEFINE_bool('largest_component', None, f'{prefix}keep only the largest lesion region; '
+                    "default: the run's config.inference.largest_component.")
+  flags.DEFINE_bool('fill_holes', None, f'{prefix}fill holes in lesion regions; default: the '
+                    "run's config.inference.fill_holes.")
+
+
 def ensure_writable(folder: str, flag: str) -> None:
   """Creates `folder` and checks a file can be written there, before any work is done: an
   unwritable output fails in a second, with the flag named, not after an hour of predicting."""

@@ -186,16 +186,7 @@ def define_flags() -> None:
                       '<workdir>/eval_<split> for the final checkpoint, '
                       '<workdir>/eval_<split>_<checkpoint> for another (mode 1), '
                       '<predictions>_eval (mode 2).')
-  flags.DEFINE_enum('tta', None, list(inference.TTA_VIEWS), "Mode 1: test-time augmentation: "
-                    "'none', 'flips' (4 views, 4x the compute) or 'dihedral' (the 8 flips and "
-                    "rotations of training); default: the run's config.inference.tta.")
-  flags.DEFINE_float('threshold', None, "Mode 1: lesion where the probability >= this; default: "
-                     "the threshold tuned by --tune-threshold if any, else the run's "
-                     'config.inference.threshold.')
-  flags.DEFINE_bool('largest_component', None, "Mode 1: keep only the largest lesion region; "
-                    "default: the run's config.inference.largest_component.")
-  flags.DEFINE_bool('fill_holes', None, "Mode 1: fill holes in lesion regions; default: the run's "
-                    'config.inference.fill_holes.')
+  cli.define_inference_flags('Mode 1: ')
   flags.DEFINE_bool('tune_threshold', False, 'Mode 1: first pick the threshold with the best '
                     'threshold Jaccard on --split (0.20 to 0.80 by 0.05) and record it in '
                     '<workdir>/inference.json, where predict and evaluate then find it. Picked '

@@ -75,7 +75,8 @@ def _save(fig, out: str) -> str:
 # Images.
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
+def outline(mask: np.ndarray) -> np.ndarray:
+  """The boundary pixels of a boolean mask (lesion pixels with a 4-neighbour outside it)."""
   inner = mask.copy()
   inner[1:] &= mask[:-1]
   inner[:-1] &= mask[1:]
@@ -98,7 +99,7 @@ def _overlay(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray | None
                                      else [])
   for mask, colour in pairs:
     rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], np.uint8)
-    out[_thick(_outline(mask), width)] = rgb
+    out[_thick(outline(mask), width)] = rgb
   return out
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from unet_jax import checkpointing, cli, inference, native_scoring, photos, run_config
+from unet_jax import checkpointing, cli, figures, inference, native_scoring, photos, run_config
 
 FLAGS = flags.FLAGS
 _OVERLAY_TINT = np.array([255, 64, 0], np.float32)
@@ -78,12 +78,7 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
   out = image.astype(np.float32)
   out[mask] = 0.6 * out[mask] + 0.4 * _OVERLAY_TINT
   out = np.round(out).astype(np.uint8)
-  inner = mask.copy()
-  inner[1:] &= mask[:-1]
-  inner[:-1] &= mask[1:]
-  inner[:, 1:] &= mask[:, :-1]
-  inner[:, :-1] &= mask[:, 1:]
-  out[mask & ~inner] = _OVERLAY_OUTLINE
+  out[figures.outline(mask)] = _OVERLAY_OUTLINE
   return out
 
 
@@ -155,16 +150,7 @@ def define_flags() -> None:
   flags.DEFINE_string('output', None, 'Folder for the <id>_segmentation.png masks (created).')
   flags.DEFINE_string('overlay_dir', None, 'If set, also write <id>_overlay.png previews here. '
                       'Keep it apart from --output, which the challenge scorer reads whole.')
-  flags.DEFINE_enum('tta', None, list(inference.TTA_VIEWS), "Test-time augmentation: 'none', "
-                    "'flips' (4 views, 4x the compute) or 'dihedral' (the 8 flips and rotations "
-                    "of training); default: the run's config.inference.tta.")
-  flags.DEFINE_float('threshold', None, 'Lesion where the native-resolution probability >= '
-                     'this; default: the threshold `evaluate --tune_threshold` recorded in the '
-                     "workdir if any, else the run's config.inference.threshold.")
-  flags.DEFINE_bool('largest_component', None, 'Keep only the largest lesion region; default: '
-                    "the run's config.inference.largest_component.")
-  flags.DEFINE_bool('fill_holes', None, "Fill holes in lesion regions; default: the run's "
-                    'config.inference.fill_holes.')
+  cli.define_inference_flags()
   flags.DEFINE_integer('batch_size', None, 'Tiles per forward pass; default: the run\'s '
                        'config.eval.batch_size.')
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
