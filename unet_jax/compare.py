@@ -256,7 +256,11 @@ def compare_groups(groups: dict[str, Sequence[RunScores]], metrics: Sequence[str
 
 def _fmt(value, digits=4) -> str:
   if isinstance(value, float):
-    return 'n/a' if np.isnan(value) else f'{value:.{digits}f}'
+    if np.isnan(value):
+      return 'n/a'
+    if value and abs(value) < 10**-digits:
+      return f'{value:.2g}'  # 1e-08, not 0.0000.
+    return f'{value:.{digits}f}'
   return str(value)
 
 
