@@ -23,7 +23,6 @@ def get_config():
   config.optim.warmup_steps = 75
   config.batch_size = 8
   config.num_train_steps = 1500
-  config.log_every_steps = 50
   config.eval.every_steps = 500
   config.eval.pooled_every_steps = 100
   config.checkpoint_every_steps = 500

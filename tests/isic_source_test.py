@@ -68,7 +68,7 @@ def test_isic_source_trains_validates_and_evaluates(prepared, tmp_path):
   done = subprocess.run([sys.executable, '-m', 'unet_jax.evaluate', f'--workdir={workdir}'],
                         cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert "Checkpoint 'final': step 2." in done.stdout and 'threshold_jaccard' in done.stdout
+  assert "Checkpoint 'final': step 2;" in done.stdout and 'threshold_jaccard' in done.stdout
   assert results.read_per_image_csv(os.path.join(workdir, 'eval_val', 'per_image.csv')) == in_loop
   # The official test split, from the same run.
   test = evaluate.evaluate_run(workdir, split='test', output_dir=str(tmp_path / 'test'))
