@@ -24,7 +24,8 @@ PARTS = ('machine', 'jax-aug', 'jax-noaug', 'torch', 'b256', 'upsample', 'restar
 def _check(out, deadline, done=None):
   env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_SHRINK=SHRINK,
              GPU_CHECK_PROBE_ARGS=PROBE, GPU_CHECK_DEADLINE=str(deadline),
-             GPU_CHECK_CACHE=str(out) + '_cache', XLA_FLAGS='')
+             GPU_CHECK_CACHE=str(out) + '_cache',
+             XLA_FLAGS='--xla_backend_optimization_level=0')  # As every test: see conftest.
   if done:
     env['GPU_CHECK_DONE'] = str(done)
   return subprocess.run(['bash', 'experiments/gpu_check.sh'], cwd=ROOT, env=env,

@@ -51,7 +51,8 @@ def _launch(workdir: str, faults: dict[int, str]) -> list[tuple[int, str]]:
   address = f'127.0.0.1:{_free_port()}'
   procs = []
   for i in range(2):
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2 '
+               '--xla_backend_optimization_level=0',  # As in this process: see conftest.
                UNET_JAX_FAULTS=faults.get(i, ''))
     procs.append(subprocess.Popen(
         [sys.executable, '-m', 'unet_jax.main', '--config', 'configs/quickstart.py', '--workdir',
