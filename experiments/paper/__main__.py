@@ -188,9 +188,10 @@ def report(out: str, root: str, scale: scales.Scale, rows1, rows2, made, command
     table_markdown(rows1, previous=False),
     '## Table 2: from the seed recipe to ours, one change at a time',
     '',
-    f'Folds {list(scale.ablation_folds)} of 5{_fewer(scale)}. Each row adds one change to the row above and is compared with it on the same '
-    'images; the last two rows change only inference (the same checkpoints). Rows without TTA '
-    "or post-processing are scored with the training loop's own validation (threshold 0.5).",
+    f'Folds {list(scale.ablation_folds)} of 5{_fewer(scale)}. Each row adds one change to the '
+    'row above and is compared with it on the same images; the last two rows change only '
+    'inference (the same checkpoints). Rows without TTA or post-processing are scored with the '
+    "training loop's own validation (threshold 0.5).",
     '',
     table_markdown(rows2, previous=True),
     '## Figures',
