@@ -12,7 +12,10 @@ device-resident synthetic batch, for every combination of --upsample, --precisio
 synchronized, after warm-up), images/s, model FLOPs per image (analytic, `unet_jax.flops`, and
 XLA's own count of the compiled step), achieved TFLOP/s and its fraction of the peak of a large
 matmul of the same dtype timed in the same process, and memory (XLA's plan for the step, and the
-device's peak where it reports one). With --torch, the PyTorch copy of the model
+device's peak where it reports one). The JSON rows also carry the two floors of a roofline on
+the device: images/s at the matmul's rate (compute) and at the rate of a large copy timed in the
+same process over the fewest bytes a step must move (memory, `flops.train_floor_bytes`), and,
+with --profile-steps, where the device time of traced steps went (`experiments/device_profile.py`). With --torch, the PyTorch copy of the model
 (`experiments/torch_unet.py`, parameter count checked equal) trains on the same batch with its
 best standard settings (bf16 autocast, channels_last, torch.compile, fused AdamW on GPU) and each
 JAX row gets the ratio JAX/PyTorch of images/s (PyTorch trains on the float batch without
@@ -48,7 +51,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import device_profile
 from unet_jax import augment, compilation_cache, flops, models, optim, parallel
+from unet_jax import results as results_io
 from unet_jax import train_step as ts
 
 # The presets' model is the seed's (classic) U-Net: BatchNorm after ReLU, dropout 0.5 on level 3
@@ -147,6 +152,18 @@ def matmul_peak_flops(dtype_name: str, size: int, chain: int = 8, reps: int = 5)
   return 2 * size**3 * chain / seconds
 
 
+@functools.cache
+def copy_bandwidth(dtype_name: str, elements: int, reps: int = 5) -> float:
+  """Bytes/s of one pass over a large array on the device (bytes read plus bytes written): the
+  memory ceiling the floor of `flops.train_floor_bytes` is measured against, as the matmul is
+  the compute ceiling. Random values, not zeros, which some hardware moves faster."""
+  x = jax.random.normal(jax.random.key(2), (elements,), jnp.dtype(dtype_name))
+  fn = jax.jit(lambda x: x * 2)
+  fn(x).block_until_ready()
+  seconds = median_step_s(lambda: fn(x).block_until_ready(), reps, 1)
+  return 2 * x.nbytes / seconds
+
+
 def cost_flops(compiled) -> float | None:
   cost = compiled.cost_analysis()
   if isinstance(cost, list | tuple):  # Older jax: one dict per computation.
@@ -172,11 +189,13 @@ def _device_peak_bytes() -> int | None:
 
 
 def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: int,
-              compile_only: bool = False) -> dict:
+              compile_only: bool = False, profile_steps: int = 0) -> dict:
   """Compiles and times the real data-parallel train step on one device.
 
   With `compile_only`, stops after compiling: compile time, XLA's FLOPs and memory plan only
   (what a configuration would need, e.g. the classic U-Net at batch 256, on a CPU machine).
+  With `profile_steps`, then traces that many more steps and adds where their device time went
+  (`experiments/device_profile.py`) as the row's 'profile' (or why not, as 'profile_error').
   """
   dtype = parallel.compute_dtype(spec.precision)
   model = models.UNet(**spec.model_kwargs(), dtype=dtype, bn_axis_name=ts.AXIS)
@@ -205,7 +224,9 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
              params=models.count_params(state.params))
   if compile_only:
     return dict(row, first_step_s=None, step_ms=None, images_per_s=None, tflops=None,
-                matmul_peak_tflops=None, mfu=None, peak_gib=None, loss=None)
+                matmul_peak_tflops=None, mfu=None, copy_gbps=None,
+                compute_floor_images_per_s=None, memory_floor_images_per_s=None, peak_gib=None,
+                loss=None)
   start = time.perf_counter()
   state, step_metrics = compiled(state, batch, rng)
   jax.block_until_ready((state, step_metrics))
@@ -218,11 +239,26 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
 
   step_s = median_step_s(step, steps, warmup)
   achieved = analytic.train * spec.batch_size / step_s
+  peak_gib = _none_or(_device_peak_bytes(), GIB)  # The step's, before the ceilings' arrays.
   peak = matmul_peak_flops(jnp.dtype(dtype).name, matmul_size)
-  return dict(row, first_step_s=first_step_s, step_ms=1e3 * step_s,
-              images_per_s=spec.batch_size / step_s, tflops=achieved / 1e12,
-              matmul_peak_tflops=peak / 1e12, mfu=achieved / peak,
-              peak_gib=_none_or(_device_peak_bytes(), GIB), loss=float(step_metrics['loss']))
+  # The two floors of a roofline on this device: FLOPs at the matmul's rate, and the fewest
+  # bytes a step must move at the copy's rate (an array of 16 matmuls' elements: 2 GiB at 8192).
+  bandwidth = copy_bandwidth(jnp.dtype(dtype).name, 16 * matmul_size**2)
+  floor_bytes = flops.train_floor_bytes(
+      spec.image_size, bytes_per_element=jnp.dtype(dtype).itemsize, depth=spec.depth,
+      base_width=spec.base_width, upsample=spec.upsample, head=spec.head)
+  row = dict(row, first_step_s=first_step_s, step_ms=1e3 * step_s,
+             images_per_s=spec.batch_size / step_s, tflops=achieved / 1e12,
+             matmul_peak_tflops=peak / 1e12, mfu=achieved / peak, copy_gbps=bandwidth / 1e9,
+             compute_floor_images_per_s=peak / analytic.train,
+             memory_floor_images_per_s=bandwidth / floor_bytes,
+             peak_gib=peak_gib, loss=float(step_metrics['loss']))
+  if profile_steps:
+    try:  # A diagnosis: its failure (no CUPTI, a changed trace format) must not lose the row.
+      row['profile'] = device_profile.profile_steps(step, profile_steps)
+    except Exception as error:
+      row['profile_error'] = f'{type(error).__name__}: {error}'[:500]
+  return row
 
 
 def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mode: str | None,
@@ -332,7 +368,7 @@ def run_spec(spec: Spec, args) -> list[dict]:
     return [bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
                         params, torch_matmul_peak_flops(args.matmul_size))]
   rows = [bench_jax(spec, batch_np, args.steps, args.warmup, args.matmul_size,
-                    args.compile_only)]
+                    args.compile_only, args.profile_steps)]
   if args.torch and args.frameworks == 'both' and not args.compile_only:
     compile_mode = None if args.torch_compile == 'none' else args.torch_compile
     rows.append(bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
@@ -418,15 +454,20 @@ def train_mode(args, argv: list[str]) -> dict:
            for b in map(int, _split(args.batch_sizes))]
   env = environment()
   print(' '.join(f'{k}={v}' for k, v in env.items()), flush=True)
-  results = dict(env=env, args=vars(args), rows=[])
-  for spec in specs:
+  # 'complete' turns true after the last configuration: a file cut short by a time limit keeps
+  # what it measured and says so (experiments/gpu_check.sh runs such a part again).
+  results = dict(env=env, args=vars(args), rows=[], complete=False)
+  for i, spec in enumerate(specs):
     rows = run_isolated(spec, argv) if args.isolate else run_spec(spec, args)
     results['rows'].extend(rows)
     for r in rows:
       print(json.dumps(r), flush=True)
-    if args.out:  # Written after each configuration: a run cut short keeps what it measured.
-      with open(args.out, 'w', encoding='utf-8') as f:
-        json.dump(results, f, indent=1)
+      if 'profile' in r:
+        print(f"Device time, batch {r['batch_size']}: "
+              + device_profile.format_breakdown(r['profile']), flush=True)
+    results['complete'] = i == len(specs) - 1
+    if args.out:  # Written after each configuration, whole or not at all (a rename).
+      results_io.write_json(args.out, results)
   print(format_table(results['rows']), flush=True)
   return results
 
@@ -472,8 +513,7 @@ def input_mode(args) -> dict:
         f'source, {args.resize_policy} policy, {args.image_size}x{args.image_size}: {rate:.0f} '
         f'images/s on {cores} core(s) = {rate / cores:.0f} images/s per core')
   if args.out:
-    with open(args.out, 'w', encoding='utf-8') as f:
-      json.dump(row, f, indent=1)
+    results_io.write_json(args.out, row)
   return row
 
 
@@ -513,6 +553,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument('--compile-only', action='store_true',
                       help='Train mode: compile each JAX step and report compile time, XLA '
                            'FLOPs and memory plan, without running it (no PyTorch).')
+  parser.add_argument('--profile-steps', type=int, default=0,
+                      help='Train mode: after timing, trace this many JAX steps with '
+                           "jax.profiler and add where their device time went to the row "
+                           "('profile': by kind of operation and the top HLO instructions; "
+                           'experiments/device_profile.py). Default: 0 (no trace).')
   parser.add_argument('--torch', action=argparse.BooleanOptionalAction, default=True,
                       help='Also train the PyTorch reference on the same batch. Default: on.')
   parser.add_argument('--frameworks', choices=('both', 'jax', 'torch'), default='both',

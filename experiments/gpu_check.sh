@@ -15,7 +15,9 @@
 #   jax-aug       the seed's model (configs/seed.py: 31.0M parameters), 224 x 224, bf16, the real
 #                 train step with the on-device augmentation: images/s at batch 64 and 128,
 #                 first-step compile time, MFU against a bf16 matmul timed in the same process,
-#                 peak device memory
+#                 peak device memory, and where 3 traced steps spend their device time
+#                 (convolutions, fusions, ...: experiments/device_profile.py), which says what
+#                 the speed work should change first
 #   jax-noaug     the same without the augmentation (the equal-work comparison with PyTorch)
 #   torch         its PyTorch twin at batch 128 (bf16 autocast, channels_last, torch.compile)
 #   b256          batch 256, with and without augmentation, where the memory plan fits (the
@@ -24,8 +26,15 @@
 #   restart       a warm restart through the persistent compilation cache: process start to
 #                 first step done, imports included, cold and warm
 #   determinism   two identical steps from one state with XLA's deterministic ops: bit-identical?
-# A short table is printed last (experiments/gpu_table.py, which also probes the machine). Nothing needs carrying: the GPU
-# machine has jax, flax, optax, orbax-checkpoint and torch, and nothing here imports TensorFlow.
+# A short table is printed last (experiments/gpu_table.py, which also probes the machine).
+# Nothing needs carrying: the GPU machine has jax, flax, optax, orbax-checkpoint and torch, and
+# nothing here imports TensorFlow.
+#
+# Compile times are cold: the benchmark parts use no persistent compilation cache (a second call
+# on a still-warm machine would otherwise load what the first compiled); the restart part
+# measures the cache on its own. A part counts as done for GPU_CHECK_DONE only when its JSON says
+# it finished ("complete" is not false): one cut short by its time limit keeps the rows it
+# measured, and the next call runs it again.
 # Record the files in experiments/results/gpu/<date>/ and the table in
 # experiments/results/benchmark_gpu.md.
 #
@@ -37,13 +46,13 @@ OUT=${OUT:-workdirs/gpu_check}
 DONE=${GPU_CHECK_DONE:-}
 DEADLINE=${GPU_CHECK_DEADLINE:-300}
 PY=${PYTHON:-python3}
-CACHE=${GPU_CHECK_CACHE:-/tmp/unet_jax_gpu_check_cache}
+CACHE=${GPU_CHECK_CACHE:-/tmp/unet_jax_gpu_check_restart_cache}  # The restart part's only.
 read -r -a SHRINK <<< "${GPU_CHECK_SHRINK:-}"
 read -r -a PROBE <<< "${GPU_CHECK_PROBE_ARGS:-}"
 mkdir -p "$OUT"
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 SEED_MODEL=(--preset h200-classic --upsample resize_conv --head seed --precisions bfloat16
-            --steps 20 --warmup 3 --compilation-cache "$CACHE")
+            --steps 20 --warmup 3 --compilation-cache '')
 START=$SECONDS
 SKIPPED=()
 
@@ -51,8 +60,12 @@ part() {  # part NAME BUDGET_S COMMAND...: run unless done earlier or past the d
   local name=$1 budget=$2
   shift 2
   if [[ -n $DONE && -f $DONE/$name.json ]]; then
-    echo "--- $name: measured by an earlier call ($DONE/$name.json), skipped"
-    return
+    if "$PY" -c "import json,sys; sys.exit(json.load(open(sys.argv[1])).get('complete') is False)" \
+        "$DONE/$name.json" 2>/dev/null; then
+      echo "--- $name: measured by an earlier call ($DONE/$name.json), skipped"
+      return
+    fi
+    echo "--- $name: the earlier call's $DONE/$name.json was cut short; measuring it again"
   fi
   local left=$((DEADLINE - (SECONDS - START)))
   if (( left < budget )); then
@@ -76,7 +89,7 @@ sys.exit(0 if int(m.split()[0]) > 100_000 else 1)" "${DONE:-$OUT}/machine.json" 
 
 part machine 60 "$PY" experiments/gpu_table.py --machine "$OUT/machine.json"
 part jax-aug 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
-  --batch-sizes 64,128 --isolate "${SHRINK[@]}" --out "$OUT/jax-aug.json"
+  --batch-sizes 64,128 --profile-steps 3 --isolate "${SHRINK[@]}" --out "$OUT/jax-aug.json"
 part jax-noaug 120 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
   --batch-sizes 64,128 --no-augment --isolate "${SHRINK[@]}" --out "$OUT/jax-noaug.json"
 part torch 150 env JAX_PLATFORMS=cpu "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" \
@@ -92,7 +105,7 @@ fi
 part upsample 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
   --upsample transpose,dense_d2s --batch-sizes 128 --isolate "${SHRINK[@]}" \
   --out "$OUT/upsample.json"
-part restart 150 "$PY" -m experiments.gpu_probes restart --cache "$CACHE-restart" \
+part restart 150 "$PY" -m experiments.gpu_probes restart --cache "$CACHE" \
   "${PROBE[@]}" --out "$OUT/restart.json"
 part determinism 120 "$PY" -m experiments.gpu_probes determinism --deterministic \
   "${PROBE[@]}" --out "$OUT/determinism.json"

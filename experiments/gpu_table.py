@@ -57,6 +57,17 @@ def _fmt(value, digits=1):
   return 'n/a' if value is None else f'{value:.{digits}f}'
 
 
+def _profile(row) -> str:
+  """The traced steps' device time by kind of operation (experiments/device_profile.py)."""
+  if not row.get('profile'):
+    return f"not traced: {row.get('profile_error')}"
+  profile = row['profile']
+  kinds = ', '.join(f"{kind} {100 * v['share']:.0f}%" for kind, v in profile['kinds'].items()
+                    if v['share'] is not None and v['share'] >= 0.005)
+  return (f"{kinds} (of {profile['kernel_ms_per_step']:.1f} ms of kernels per step; "
+          f"step {_fmt(row.get('step_ms'))} ms)")
+
+
 def table(dirs) -> str:
   lines = ['| part | measure | value |', '|---|---|---|']
   info = _load(dirs, 'machine') or {}
@@ -72,12 +83,23 @@ def table(dirs) -> str:
     if result and 'skipped' in result:
       lines.append(f'| {name} | batch 256 | skipped: {result["skipped"]} |')
       continue
+    if result and result.get('complete') is False:
+      lines.append(f'| {name} | cut short by its time limit | only the rows below were measured |')
     for row in _rows(result, framework='jax'):
       lines.append(
           f"| {name} | {label}, batch {row['batch_size']}: images/s, compile s, MFU, peak GiB | "
           f"{_fmt(row['images_per_s'])}, {_fmt(row['compile_s'])}, "
           f"{_fmt(100 * row['mfu'] if row.get('mfu') is not None else None)}%, "
           f"{_fmt(row.get('peak_gib'), 2)} |")
+      if row.get('compute_floor_images_per_s') and row['batch_size'] == 128:
+        lines.append(
+            f"| {name} | floors, batch 128: images/s at the matmul's {_fmt(row['matmul_peak_tflops'])}"
+            f" TFLOP/s (compute) / at the copy's {_fmt(row['copy_gbps'], 0)} GB/s (memory) | "
+            f"{_fmt(row['compute_floor_images_per_s'], 0)} / "
+            f"{_fmt(row['memory_floor_images_per_s'], 0)} |")
+      if row.get('profile') or row.get('profile_error'):
+        lines.append(f"| {name} | device time by kind, batch {row['batch_size']} | "
+                     f"{_profile(row)} |")
       key = 'aug' if name != 'jax-noaug' else 'noaug'
       best[key] = max(best.get(key, 0), row['images_per_s'] or 0)
       best.setdefault('compile', []).append(row['compile_s'])

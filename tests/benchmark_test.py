@@ -2,6 +2,7 @@
 XLA's cost analysis, the PyTorch copy against the flax model (parameter counts and outputs with
 copied weights), and the benchmark itself end to end at toy size."""
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from experiments import benchmark
 from unet_jax import flops, losses, models
@@ -38,6 +40,29 @@ def test_analytic_flops_match_xla_cost_analysis(upsample):
   # XLA also counts the elementwise ops the analytic count leaves out: slightly above it.
   assert 1.0 <= forward / analytic.forward < 1.03
   assert 1.0 <= train / analytic.train < 1.05
+
+
+@pytest.mark.parametrize('upsample, head', [('resize_conv', 'seed'), ('transpose', 'linear'),
+                                           ('dense_d2s', 'seed')])
+def test_conv_input_elements_match_the_model_s_conv_inputs(upsample, head):
+  """The memory floor's count against the input of every conv the flax model really calls."""
+  model = models.UNet(depth=2, base_width=8, upsample=upsample, head=head, dropout_levels=())
+  seen = []
+
+  def record(next_fun, args, kwargs, context):
+    if context.method_name == '__call__' and isinstance(
+        context.module, nn.Conv | nn.ConvTranspose | models.DenseDepthToSpace):
+      seen.append(int(np.prod(args[0].shape[1:])))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)),
+                                      train=False))
+  assert len(seen) == 2 * 3 + 3 * 2 + (2 if head == 'seed' else 1)
+  assert flops.conv_input_elements(SIZE, depth=2, base_width=8, upsample=upsample,
+                                   head=head) == sum(seen)
+  assert flops.train_floor_bytes(SIZE, depth=2, base_width=8, upsample=upsample,
+                                 head=head) == flops.TRAIN_PASSES * 2 * sum(seen)
 
 
 def test_classic_unet_flops_match_the_issue():
@@ -132,7 +157,7 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
       '--image-size', '16', '--base-width', '4', '--depth', '1', '--batch-sizes', '2',
       '--precisions', 'float32', '--upsample', 'dense_d2s', '--steps', '1', '--warmup', '0',
       '--matmul-size', '64', '--torch-compile', 'none', '--compilation-cache', '',
-      '--torch' if use_torch else '--no-torch', '--out', str(out)])
+      '--profile-steps', '2', '--torch' if use_torch else '--no-torch', '--out', str(out)])
   printed = capsys.readouterr().out
   rows = results['rows']
   assert [r['framework'] for r in rows] == (['jax', 'torch'] if use_torch else ['jax'])
@@ -144,7 +169,15 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
   if use_torch:
     assert jax_row['jax_over_torch'] == pytest.approx(
         jax_row['images_per_s'] / rows[1]['images_per_s'])
-  assert out.exists()
+  assert json.loads(out.read_text())['complete'] is True
+  # The traced steps, read back from JAX's profiler (XLA:CPU's thunks here): every conv layer
+  # (2 per level, 2 in the seed head; depth 1) runs its forward convolution in each step.
+  profile = jax_row['profile']
+  assert profile['steps'] == 2 and profile['kernel_ms_per_step'] > 0
+  convolutions = profile['kinds']['convolution']
+  assert convolutions['share'] > 0 and convolutions['launches_per_step'] >= 6
+  assert sum(v['share'] for v in profile['kinds'].values()) == pytest.approx(1)
+  assert 'Device time, batch 2: ' in printed
 
 
 def test_compile_only_reports_the_plan_without_running(capsys):

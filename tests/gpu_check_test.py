@@ -3,7 +3,8 @@
 The script runs on CPU with the model shrunk, in two calls as a GPU session would make them: the
 first with a deadline that lets only the first part start (the others are reported as not
 started), the second given the first call's files (GPU_CHECK_DONE), which runs only the parts
-still missing. Together they must leave every part's JSON and print the table with the targets.
+still missing, and again a part whose earlier file was cut short by its time limit. Together
+they must leave every part's JSON and print the table with the targets.
 """
 
 import json
@@ -40,12 +41,18 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-2000:]
   assert os.listdir(first) == ['machine.json'], one.stdout[-2000:]
   assert '--- jax-aug: not started' in one.stdout and 'GPU_CHECK_DONE' in one.stdout
+  # As a part killed by its timeout leaves it: the first batch size measured, 'complete' false.
+  cut_short = {'rows': [{'framework': 'jax', 'batch_size': 64, 'augment': False}],
+               'complete': False}
+  (first / 'jax-noaug.json').write_text(json.dumps(cut_short))
   two = _check(second, 3000, done=first)
   assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-2000:]
   assert '--- machine: measured by an earlier call' in two.stdout
+  assert 'jax-noaug.json was cut short; measuring it again' in two.stdout
   assert sorted(p[:-5] for p in os.listdir(second)) == sorted(PARTS[1:])
-  results = {p: json.loads((first / f'{p}.json').read_text()) if (first / f'{p}.json').exists()
-             else json.loads((second / f'{p}.json').read_text()) for p in PARTS}
+  results = {p: json.loads((second / f'{p}.json').read_text()) if (second / f'{p}.json').exists()
+             else json.loads((first / f'{p}.json').read_text()) for p in PARTS}
+  assert all(results[p]['complete'] for p in ('jax-aug', 'jax-noaug', 'torch', 'upsample'))
   assert [(r['framework'], r['batch_size'], r['augment']) for r in results['jax-aug']['rows']] == [
       ('jax', 64, True), ('jax', 128, True)]
   assert not any(r['augment'] for r in results['jax-noaug']['rows'])
@@ -53,7 +60,11 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   assert results['determinism']['bit_identical'] is True
   assert results['restart']['warm']['process_start_to_first_step_s'] > 0
   assert results['machine']['jax']
+  # jax-aug traces its steps: where the device time went, by kind (experiments/device_profile).
+  assert all(r['profile']['kinds']['convolution']['share'] > 0 for r in results['jax-aug']['rows'])
   table = two.stdout[two.stdout.index('| part |'):]
   for text in ('JAX / PyTorch, equal work (no augmentation), batch 128', 'dense_d2s',
-               '| warm restart < 10 s |', 'bit-identical | True'):
+               '| warm restart < 10 s |', 'bit-identical | True',
+               '| jax-aug | device time by kind, batch 128 | convolution '):
     assert text in table
+  assert 'cut short' not in table

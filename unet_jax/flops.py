@@ -11,6 +11,10 @@ Two conventions for the border of a 'SAME' convolution:
   * `exact_taps=True`: taps that fall on the zero padding are not counted, which is what XLA's
     `cost_analysis()` reports for a convolution, so the cross-check compares like with like.
 
+`conv_input_elements` and `train_floor_bytes` are the other number of a roofline: the fewest
+bytes a training step must move through device memory, for a memory-bound floor beside the
+compute-bound one (FLOPs over a matmul's rate).
+
 No TensorFlow or flax here: this is arithmetic on the model's settings.
 """
 
@@ -77,3 +81,40 @@ def unet_flops(image_size: int, *, depth: int = 4, base_width: int = 64,
   else:
     total += conv(image_size, 1, base_width, 1)
   return UNetFlops(forward=total, first_conv=first_conv)
+
+
+# A conv's input map, in the fewest passes over device memory a training step can make when every
+# normalization and activation is fused into a neighbouring kernel: written once (forward),
+# read by the forward conv and again by the backward's weight gradient, and its gradient written
+# once and read twice (the previous layer's input and weight gradients).
+TRAIN_PASSES = 6
+
+
+def conv_input_elements(image_size: int, *, depth: int = 4, base_width: int = 64,
+                        upsample: str = 'resize_conv', head: str = 'seed',
+                        in_channels: int = 3) -> int:
+  """Elements per image of the input maps of every conv (and of the dense upsampling) of
+  `models.UNet` with these settings: what a training step must move through memory."""
+  if upsample not in UPSAMPLES or head not in HEADS:
+    raise ValueError(f'upsample={upsample!r} / head={head!r} not in {UPSAMPLES} / {HEADS}.')
+  total = 0
+  cin = in_channels
+  for level in range(depth + 1):
+    size, features = image_size // 2**level, base_width * 2**level
+    total += size * size * (cin + features)
+    cin = features
+  for level in reversed(range(depth)):
+    size, features = image_size // 2**level, base_width * 2**level
+    # resize_conv convolves the nearest-upsampled map; the other forms read the coarse one.
+    up_size = size if upsample == 'resize_conv' else size // 2
+    total += up_size * up_size * 2 * features
+    total += size * size * (2 * features + features)
+  total += image_size * image_size * (base_width + 2 if head == 'seed' else base_width)
+  return total
+
+
+def train_floor_bytes(image_size: int, *, bytes_per_element: int = 2, **model) -> int:
+  """Fewest bytes per image one training step moves through device memory: every conv input
+  map `TRAIN_PASSES` times, in the compute dtype (2 bytes for bfloat16). Parameters, optimizer
+  state and the batch are left out (a few bytes per image at a large batch)."""
+  return TRAIN_PASSES * bytes_per_element * conv_input_elements(image_size, **model)

@@ -1,0 +1,89 @@
+"""experiments/device_profile.py reads a GPU trace that no CPU test can record, so a trace in
+XSpace's own format (the one `jax.profiler.trace` writes, read back by `jax.profiler.ProfileData`)
+is built here by hand with known kernels and times, laid out as JAX's GPU traces are: a device
+plane with one line per stream, kernels named by cuDNN / cuBLAS / XLA and carrying the HLO
+instruction that launched them, a derived 'XLA Ops' line repeating them, and a host plane with
+thunk events that must not be counted. A real trace (XLA:CPU's thunks) is read in
+benchmark_test."""
+
+import jax
+import pytest
+
+from experiments import device_profile
+
+
+def _event(metadata_id, start_us, duration_us, hlo_op=None):
+  stats = f'stats {{ metadata_id: 1 str_value: "{hlo_op}" }}' if hlo_op else ''
+  return (f'events {{ metadata_id: {metadata_id} offset_ps: {int(start_us * 1e6)} '
+          f'duration_ps: {int(duration_us * 1e6)} {stats} }}')
+
+
+KERNELS = {1: 'sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_nhwckrsc_nhwc_cudnn',
+           2: 'sm90_xmma_wgrad_implicit_gemm_bf16bf16', 3: 'loop_convert_fusion_2',
+           4: 'input_reduce_fusion_7', 5: 'nvjet_hsh_128x256_64x4_2x1_v_bz_coopA_NTN',
+           6: 'memcpy32_post'}
+# Two steps of: conv 6 us, filter gradient 4 us, a convert fusion 2 us on a second stream that
+# overlaps the conv by 1 us, a reduction 3 us, a cuBLAS matmul 5 us, a copy 1 us with no HLO op.
+COMPUTE = [(1, 0, 6, 'cudnn-conv.3'), (2, 10, 4, 'cudnn-conv-bw-filter.1'),
+           (4, 15, 3, 'input_reduce_fusion.7'), (5, 20, 5, 'custom-call.4'), (6, 26, 1, None)]
+SECOND_STREAM = [(3, 5, 2, 'loop_convert_fusion.2')]
+
+
+def _trace(steps=2):
+  step_us = 30
+  compute = [_event(m, s + k * step_us, d, h) for k in range(steps) for m, s, d, h in COMPUTE]
+  second = [_event(m, s + k * step_us, d, h) for k in range(steps)
+            for m, s, d, h in SECOND_STREAM]
+  metadata = ' '.join(f'event_metadata {{ key: {k} value {{ id: {k} name: "{n}" }} }}'
+                      for k, n in KERNELS.items())
+  derived = [_event(1, 0, 30 * steps, 'jit_train_step')]
+  text = f'''
+    planes {{ id: 1 name: "/host:CPU"
+      lines {{ id: 1 name: "tf_XLAPjRtCpuClient" timestamp_ns: 0
+               {_event(1, 0, 500, 'fusion.1')} }}
+      event_metadata {{ key: 1 value {{ id: 1 name: "ThunkExecutor" }} }}
+      stat_metadata {{ key: 1 value {{ id: 1 name: "hlo_op" }} }} }}
+    planes {{ id: 2 name: "/device:GPU:0"
+      lines {{ id: 1 name: "Stream #13(Compute)" timestamp_ns: 1000 {' '.join(compute)} }}
+      lines {{ id: 2 name: "Stream #14(Compute)" timestamp_ns: 1000 {' '.join(second)} }}
+      lines {{ id: 3 name: "XLA Ops" timestamp_ns: 1000 {' '.join(derived)} }}
+      {metadata}
+      stat_metadata {{ key: 1 value {{ id: 1 name: "hlo_op" }} }} }}'''
+  return jax.profiler.ProfileData.from_text_proto(text)
+
+
+def test_a_gpu_trace_is_read_from_the_device_streams_per_step():
+  result = device_profile.breakdown(_trace(steps=2), steps=2)
+  assert result['source'] == '/device:GPU:0'
+  assert result['events_per_step'] == 6  # The host's thunk and the derived line are not counted.
+  assert result['kernel_ms_per_step'] == pytest.approx(21e-3)  # 6+4+3+5+1+2 us
+  assert result['busy_ms_per_step'] == pytest.approx(20e-3)  # The 1 us overlap counted once.
+  kinds = {kind: v['ms_per_step'] * 1e3 for kind, v in result['kinds'].items()}
+  assert kinds == pytest.approx({'convolution': 10, 'matmul': 5, 'reduction': 3,
+                                 'elementwise fusion': 2, 'copy/transpose': 1})
+  assert sum(v['share'] for v in result['kinds'].values()) == pytest.approx(1)
+  assert result['kinds']['convolution']['launches_per_step'] == 2
+  top = result['top_ops'][0]
+  assert (top['op'], top['kind'], top['launches_per_step']) == ('cudnn-conv.3', 'convolution', 1)
+  assert top['kernel'].startswith('sm90_xmma_fprop')
+  # An event with no HLO instruction is listed by its kernel name.
+  assert 'memcpy32_post' in [o['op'] for o in result['top_ops']]
+  assert 'convolution 48%' in device_profile.format_breakdown(result)
+
+
+@pytest.mark.parametrize('hlo_op, kernel, kind', [
+    ('cudnn-conv-bw-input.3', '', 'convolution'),
+    ('', 'sm90_xmma_dgrad_implicit_gemm_bf16', 'convolution'),  # Before 'gemm'.
+    ('convolution.12', 'convolution.12', 'convolution'),  # XLA:CPU's names.
+    ('loop_convert_fusion.4', 'loop_convert_fusion_4', 'elementwise fusion'),  # Not 'conv'.
+    ('custom-call.2', 'nvjet_hsh_256x128_64x4_2x1_v_bz_TNT', 'matmul'),
+    ('dot.5', 'dot.5', 'matmul'),
+    ('gemm_fusion_dot.3', 'gemm_fusion_dot_3', 'matmul'),
+    ('input_reduce_fusion.1', 'input_reduce_fusion_1', 'reduction'),
+    ('wrapped_reduce-window.1', '', 'reduction'),
+    ('transpose_copy_fusion.2', '', 'copy/transpose'),
+    ('select-and-scatter.1', 'select_and_scatter_1', 'other'),
+    ('dot_general.2', 'dot_general.2', 'matmul'),  # JAX's name, kept by XLA:CPU.
+])
+def test_kinds_from_instruction_and_kernel_names(hlo_op, kernel, kind):
+  assert device_profile.kind_of(hlo_op, kernel) == kind
