@@ -441,6 +441,30 @@ def format_table(rows: list[dict]) -> str:
   return '\n'.join(lines)
 
 
+def _earlier_rows(path: str) -> list[dict]:
+  """The rows of an earlier run's --out file (one cut short, say), marked as kept from it."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    return [dict(r, resumed_from=r.get('resumed_from', path)) for r in json.load(f)['rows']]
+
+
+def _frameworks(args) -> set[str]:
+  """The frameworks each configuration gets a row of."""
+  if args.frameworks == 'torch':
+    return {'torch'}
+  both = args.torch and args.frameworks == 'both' and not args.compile_only
+  return {'jax', 'torch'} if both else {'jax'}
+
+
+def _rows_of(spec: Spec, rows: list[dict], frameworks: set[str]) -> list[dict]:
+  """`rows` measured for `spec`, if there is one for every framework (errors don't count)."""
+  fields = json.loads(json.dumps(dataclasses.asdict(spec)))  # Tuples as JSON gives them back.
+  mine = [r for r in rows if r['framework'] in frameworks
+          and all(r.get(k) == v for k, v in fields.items())]
+  return mine if {r['framework'] for r in mine} == frameworks else []
+
+
 def train_mode(args, argv: list[str]) -> dict:
   if args.worker_spec:
     spec = Spec(**{k: tuple(v) if isinstance(v, list) else v
@@ -457,8 +481,13 @@ def train_mode(args, argv: list[str]) -> dict:
   # 'complete' turns true after the last configuration: a file cut short by a time limit keeps
   # what it measured and says so (experiments/gpu_check.sh runs such a part again).
   results = dict(env=env, args=vars(args), rows=[], complete=False)
+  earlier = _earlier_rows(args.resume_from) if args.resume_from else []
   for i, spec in enumerate(specs):
-    rows = run_isolated(spec, argv) if args.isolate else run_spec(spec, args)
+    rows = _rows_of(spec, earlier, _frameworks(args))
+    if rows:
+      print(f'{spec}: measured in {args.resume_from}, kept', flush=True)
+    else:
+      rows = run_isolated(spec, argv) if args.isolate else run_spec(spec, args)
     results['rows'].extend(rows)
     for r in rows:
       print(json.dumps(r), flush=True)
@@ -584,6 +613,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument('--resize-policy', default='stretch', choices=('stretch', 'pad', 'crop'),
                       help='Input mode: config.data.resize_policy. Default: %(default)s.')
   parser.add_argument('--out', default='', help='Write the results as JSON here.')
+  parser.add_argument('--resume-from', default='',
+                      help="Train mode: an earlier --out file (one cut short by a time limit, "
+                           "say): configurations it measured are kept from it, not run again.")
   parser.add_argument('--worker-spec', default='', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   for key, value in PRESETS[args.preset].items():

@@ -34,7 +34,7 @@
 # on a still-warm machine would otherwise load what the first compiled); the restart part
 # measures the cache on its own. A part counts as done for GPU_CHECK_DONE only when its JSON says
 # it finished ("complete" is not false): one cut short by its time limit keeps the rows it
-# measured, and the next call runs it again.
+# measured, and the next call measures only the configurations it lacks (--resume-from).
 # Record the files in experiments/results/gpu/<date>/ and the table in
 # experiments/results/benchmark_gpu.md.
 #
@@ -65,7 +65,8 @@ part() {  # part NAME BUDGET_S COMMAND...: run unless done earlier or past the d
       echo "--- $name: measured by an earlier call ($DONE/$name.json), skipped"
       return
     fi
-    echo "--- $name: the earlier call's $DONE/$name.json was cut short; measuring it again"
+    echo "--- $name: the earlier call's $DONE/$name.json was cut short; measuring what it lacks"
+    set -- "$@" --resume-from "$DONE/$name.json"  # Only benchmark parts write partial files.
   fi
   local left=$((DEADLINE - (SECONDS - START)))
   if (( left < budget )); then

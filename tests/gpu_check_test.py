@@ -3,16 +3,20 @@
 The script runs on CPU with the model shrunk, in two calls as a GPU session would make them: the
 first with a deadline that lets only the first part start (the others are reported as not
 started), the second given the first call's files (GPU_CHECK_DONE), which runs only the parts
-still missing, and again a part whose earlier file was cut short by its time limit. Together
-they must leave every part's JSON and print the table with the targets.
+still missing, and of a part whose earlier file was cut short by its time limit, the
+configurations that file lacks. Together they must leave every part's JSON and print the table
+with the targets.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from experiments import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHRINK = ('--image-size 16 --base-width 2 --depth 1 --steps 1 --warmup 0 --matmul-size 32 '
@@ -42,13 +46,16 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   assert os.listdir(first) == ['machine.json'], one.stdout[-2000:]
   assert '--- jax-aug: not started' in one.stdout and 'GPU_CHECK_DONE' in one.stdout
   # As a part killed by its timeout leaves it: the first batch size measured, 'complete' false.
-  cut_short = {'rows': [{'framework': 'jax', 'batch_size': 64, 'augment': False}],
-               'complete': False}
+  spec = benchmark.Spec(upsample='resize_conv', precision='float32', batch_size=64,
+                        image_size=16, base_width=2, depth=1, augment=False)
+  measured = dict(framework='jax', **dataclasses.asdict(spec), images_per_s=123.0, compile_s=1.0,
+                  mfu=0.5, peak_gib=None)
+  cut_short = {'rows': [measured], 'complete': False}
   (first / 'jax-noaug.json').write_text(json.dumps(cut_short))
   two = _check(second, 3000, done=first)
   assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-2000:]
   assert '--- machine: measured by an earlier call' in two.stdout
-  assert 'jax-noaug.json was cut short; measuring it again' in two.stdout
+  assert 'jax-noaug.json was cut short; measuring what it lacks' in two.stdout
   assert sorted(p[:-5] for p in os.listdir(second)) == sorted(PARTS[1:])
   results = {p: json.loads((second / f'{p}.json').read_text()) if (second / f'{p}.json').exists()
              else json.loads((first / f'{p}.json').read_text()) for p in PARTS}
@@ -56,6 +63,11 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   assert [(r['framework'], r['batch_size'], r['augment']) for r in results['jax-aug']['rows']] == [
       ('jax', 64, True), ('jax', 128, True)]
   assert not any(r['augment'] for r in results['jax-noaug']['rows'])
+  # Only the batch size the cut-short file lacked was measured; the other was kept from it.
+  kept, new = results['jax-noaug']['rows']
+  assert (kept['batch_size'], kept['images_per_s'], kept['resumed_from']) == (
+      64, 123.0, str(first / 'jax-noaug.json'))
+  assert new['batch_size'] == 128 and 'resumed_from' not in new
   assert [(r['framework'], r['batch_size']) for r in results['torch']['rows']] == [('torch', 128)]
   assert results['determinism']['bit_identical'] is True
   assert results['restart']['warm']['process_start_to_first_step_s'] > 0
