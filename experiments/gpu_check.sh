@@ -38,8 +38,16 @@
 # Record the files in experiments/results/gpu/<date>/ and the table in
 # experiments/results/benchmark_gpu.md.
 #
-# GPU_CHECK_SHRINK (tests/gpu_check_test.py): extra benchmark flags that shrink the model so
-# the script runs on a CPU; GPU_CHECK_PROBE_ARGS likewise for the two probes.
+# The same script measures the speed work's variants (experiments/results/benchmark_gpu.md), each
+# into its own folder, against a baseline measured in the same call:
+#   GPU_CHECK_PARTS   the parts to run, by name (default: all of them, in the order above)
+#   GPU_CHECK_ARGS    extra flags for every benchmark part (a variant: '--norm-position
+#                     before_act'; tests/gpu_check_test.py shrinks the model with them to run on
+#                     a CPU); XLA_FLAGS reaches every part as it is
+#   GPU_CHECK_PROBE_ARGS  likewise for the two probes
+#   GPU_CHECK_B256=1  run batch 256 whatever the card's memory (the CPU test)
+# e.g. run(command="export GPU_CHECK_PARTS=jax-aug; OUT=$OUT/base bash experiments/gpu_check.sh;
+#          XLA_FLAGS=--xla_gpu_use_runtime_fusion=true OUT=$OUT/fusion bash experiments/gpu_check.sh")
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-workdirs/gpu_check}
@@ -47,7 +55,8 @@ DONE=${GPU_CHECK_DONE:-}
 DEADLINE=${GPU_CHECK_DEADLINE:-300}
 PY=${PYTHON:-python3}
 CACHE=${GPU_CHECK_CACHE:-/tmp/unet_jax_gpu_check_restart_cache}  # The restart part's only.
-read -r -a SHRINK <<< "${GPU_CHECK_SHRINK:-}"
+PARTS=" ${GPU_CHECK_PARTS:-machine jax-aug jax-noaug torch b256 upsample restart determinism} "
+read -r -a EXTRA <<< "${GPU_CHECK_ARGS:-}"
 read -r -a PROBE <<< "${GPU_CHECK_PROBE_ARGS:-}"
 mkdir -p "$OUT"
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
@@ -59,6 +68,10 @@ SKIPPED=()
 part() {  # part NAME BUDGET_S COMMAND...: run unless done earlier or past the deadline.
   local name=$1 budget=$2
   shift 2
+  if [[ $PARTS != *" $name "* ]]; then
+    echo "--- $name: not asked for (GPU_CHECK_PARTS)"
+    return
+  fi
   if [[ -n $DONE && -f $DONE/$name.json ]]; then
     if "$PY" -c "import json,sys; sys.exit(json.load(open(sys.argv[1])).get('complete') is False)" \
         "$DONE/$name.json" 2>/dev/null; then
@@ -90,21 +103,21 @@ sys.exit(0 if int(m.split()[0]) > 100_000 else 1)" "${DONE:-$OUT}/machine.json" 
 
 part machine 60 "$PY" experiments/gpu_table.py --machine "$OUT/machine.json"
 part jax-aug 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
-  --batch-sizes 64,128 --profile-steps 3 --isolate "${SHRINK[@]}" --out "$OUT/jax-aug.json"
+  --batch-sizes 64,128 --profile-steps 3 --isolate "${EXTRA[@]}" --out "$OUT/jax-aug.json"
 part jax-noaug 120 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
-  --batch-sizes 64,128 --no-augment --isolate "${SHRINK[@]}" --out "$OUT/jax-noaug.json"
+  --batch-sizes 64,128 --no-augment --isolate "${EXTRA[@]}" --out "$OUT/jax-noaug.json"
 part torch 150 env JAX_PLATFORMS=cpu "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" \
-  --frameworks torch --batch-sizes 128 "${SHRINK[@]}" --out "$OUT/torch.json"
-if big_card || [[ -n ${GPU_CHECK_SHRINK:-} ]]; then
+  --frameworks torch --batch-sizes 128 "${EXTRA[@]}" --out "$OUT/torch.json"
+if big_card || [[ ${GPU_CHECK_B256:-} == 1 ]]; then
   part b256 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
-    --batch-sizes 256 --isolate "${SHRINK[@]}" --out "$OUT/b256.json"
-else
+    --batch-sizes 256 --isolate "${EXTRA[@]}" --out "$OUT/b256.json"
+elif [[ $PARTS == *" b256 "* ]]; then
   echo "--- b256: skipped, the card has under 100 GB and the plan for batch 256 is 87 GiB"
   echo '{"skipped": "the card has under 100 GB; XLA:CPU plans 87 GiB for batch 256"}' \
     > "$OUT/b256.json"
 fi
 part upsample 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
-  --upsample transpose,dense_d2s --batch-sizes 128 --isolate "${SHRINK[@]}" \
+  --upsample transpose,dense_d2s --batch-sizes 128 --isolate "${EXTRA[@]}" \
   --out "$OUT/upsample.json"
 part restart 150 "$PY" -m experiments.gpu_probes restart --cache "$CACHE" \
   "${PROBE[@]}" --out "$OUT/restart.json"

@@ -26,11 +26,12 @@ PARTS = ('machine', 'jax-aug', 'jax-noaug', 'torch', 'b256', 'upsample', 'restar
          'determinism')
 
 
-def _check(out, deadline, done=None):
-  env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_SHRINK=SHRINK,
-             GPU_CHECK_PROBE_ARGS=PROBE, GPU_CHECK_DEADLINE=str(deadline),
+def _check(out, deadline, done=None, **more_env):
+  env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_ARGS=SHRINK,
+             GPU_CHECK_PROBE_ARGS=PROBE, GPU_CHECK_DEADLINE=str(deadline), GPU_CHECK_B256='1',
              GPU_CHECK_CACHE=str(out) + '_cache',
              XLA_FLAGS='--xla_backend_optimization_level=0')  # As every test: see conftest.
+  env.update(more_env)
   if done:
     env['GPU_CHECK_DONE'] = str(done)
   return subprocess.run(['bash', 'experiments/gpu_check.sh'], cwd=ROOT, env=env,
@@ -80,3 +81,15 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
                '| jax-aug | device time by kind, batch 128 | convolution '):
     assert text in table
   assert 'cut short' not in table
+
+
+def test_a_variant_runs_only_the_parts_asked_for(tmp_path):
+  """How a speed-work session measures a variant beside its baseline: its own folder, the parts
+  it names, its extra flags."""
+  variant = _check(tmp_path / 'variant', 3000, GPU_CHECK_PARTS='machine',
+                   GPU_CHECK_B256='', GPU_CHECK_ARGS='--norm-position before_act')
+  assert variant.returncode == 0, variant.stdout[-3000:] + variant.stderr[-2000:]
+  assert os.listdir(tmp_path / 'variant') == ['machine.json']
+  for name in PARTS[1:]:
+    assert f'--- {name}: not asked for (GPU_CHECK_PARTS)' in variant.stdout or name == 'b256'
+  assert 'b256' not in variant.stdout
