@@ -91,7 +91,7 @@ part() {  # part NAME BUDGET_S COMMAND...: run unless done earlier or past the d
   local began=$SECONDS
   timeout --kill-after=15 "$budget" "$@" > "$OUT/$name.log.txt" 2>&1
   local status=$?
-  tail -n 4 "$OUT/$name.log.txt"
+  tail -n "$( ((status)) && echo 30 || echo 4)" "$OUT/$name.log.txt"  # More of a failure's.
   rm -f "$OUT/$name.log.txt"  # The JSON holds the results; 8 files come back at most.
   echo "--- $name: exit status $status after $((SECONDS - began)) s"
 }

@@ -57,6 +57,13 @@ def _fmt(value, digits=1):
   return 'n/a' if value is None else f'{value:.{digits}f}'
 
 
+def _errors(name, result) -> list[str]:
+  """A line for each configuration that failed (the benchmark keeps the end of its stderr)."""
+  return [f"| {name} | failed: {row.get('upsample')}, batch {row.get('batch_size')} | "
+          + ' '.join(str(row.get('error', '')).split())[-300:].replace('|', '/') + ' |'
+          for row in _rows(result, framework='error')]
+
+
 def _profile(row) -> str:
   """The traced steps' device time by kind of operation (experiments/device_profile.py)."""
   if not row.get('profile'):
@@ -85,6 +92,7 @@ def table(dirs) -> str:
       continue
     if result and result.get('complete') is False:
       lines.append(f'| {name} | cut short by its time limit | only the rows below were measured |')
+    lines += _errors(name, result)
     for row in _rows(result, framework='jax'):
       lines.append(
           f"| {name} | {label}, batch {row['batch_size']}: images/s, compile s, MFU, peak GiB | "
@@ -103,6 +111,7 @@ def table(dirs) -> str:
       key = 'aug' if name != 'jax-noaug' else 'noaug'
       best[key] = max(best.get(key, 0), row['images_per_s'] or 0)
       best.setdefault('compile', []).append(row['compile_s'])
+  lines += _errors('torch', _load(dirs, 'torch')) + _errors('upsample', _load(dirs, 'upsample'))
   torch_rows = _rows(_load(dirs, 'torch'), framework='torch')
   noaug_128 = _rows(_load(dirs, 'jax-noaug'), framework='jax', batch_size=128)
   aug_128 = _rows(_load(dirs, 'jax-aug'), framework='jax', batch_size=128)

@@ -93,3 +93,18 @@ def test_a_variant_runs_only_the_parts_asked_for(tmp_path):
   for name in PARTS[1:]:
     assert f'--- {name}: not asked for (GPU_CHECK_PARTS)' in variant.stdout or name == 'b256'
   assert 'b256' not in variant.stdout
+
+
+def test_the_table_shows_what_failed_and_what_was_cut_short(tmp_path):
+  """A blind GPU run's failures must reach the printed table, the only output a reader sees
+  whole: the benchmark keeps a failed configuration as an 'error' row with its stderr's end."""
+  from experiments import gpu_table
+
+  error = {'framework': 'error', 'upsample': 'resize_conv', 'batch_size': 128,
+           'error': 'Traceback (most recent call last):\n  ...\nRESOURCE_EXHAUSTED: Out of memory'}
+  (tmp_path / 'jax-aug.json').write_text(json.dumps({'rows': [error], 'complete': False}))
+  table = gpu_table.table([str(tmp_path)])
+  assert '| jax-aug | cut short by its time limit |' in table
+  assert ('| jax-aug | failed: resize_conv, batch 128 | Traceback (most recent call last): ... '
+          'RESOURCE_EXHAUSTED: Out of memory |') in table
+  assert '| >= 2,000 images/s (best batch, with augmentation) | n/a | not measured |' in table
