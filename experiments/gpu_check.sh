@@ -20,7 +20,7 @@
 #                 the speed work should change first
 #   jax-noaug     the same without the augmentation (the equal-work comparison with PyTorch)
 #   torch         its PyTorch twin at batch 128 (bf16 autocast, channels_last, torch.compile)
-#   b256          batch 256, with and without augmentation, where the memory plan fits (the
+#   b256          batch 256 with the augmentation, where the memory plan fits (the
 #                 H200's 139 GiB; XLA:CPU's plan is 87 GiB); skipped with a note elsewhere
 #   upsample      the other upsampling forms ('transpose', 'dense_d2s') at batch 128
 #   restart       a warm restart through the persistent compilation cache: process start to
