@@ -21,7 +21,7 @@
 #   jax-noaug     the same without the augmentation (the equal-work comparison with PyTorch)
 #   torch         its PyTorch twin at batch 128 (bf16 autocast, channels_last, torch.compile)
 #   b256          batch 256 with the augmentation, where the memory plan fits (the
-#                 H200's 139 GiB; XLA:CPU's plan is 87 GiB); skipped with a note elsewhere
+#                 H200's 139 GiB; XLA:CPU's plan is 95 GiB); skipped with a note elsewhere
 #   upsample      the other upsampling forms ('transpose', 'dense_d2s') at batch 128
 #   restart       a warm restart through the persistent compilation cache: process start to
 #                 first step done, imports included, cold and warm
@@ -96,7 +96,7 @@ part() {  # part NAME BUDGET_S COMMAND...: run unless done earlier or past the d
   echo "--- $name: exit status $status after $((SECONDS - began)) s"
 }
 
-big_card() {  # Whether the card holds batch 256 (XLA:CPU's plan: 87 GiB; the H100 has 80).
+big_card() {  # Whether the card holds batch 256 (XLA:CPU's plan: 95 GiB; the H100 has 80).
   "$PY" -c "import json,sys; m=json.load(open(sys.argv[1])).get('gpu_memory','0 MiB'); \
 sys.exit(0 if int(m.split()[0]) > 100_000 else 1)" "${DONE:-$OUT}/machine.json" 2>/dev/null
 }
@@ -112,8 +112,8 @@ if big_card || [[ ${GPU_CHECK_B256:-} == 1 ]]; then
   part b256 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
     --batch-sizes 256 --isolate "${EXTRA[@]}" --out "$OUT/b256.json"
 elif [[ $PARTS == *" b256 "* ]]; then
-  echo "--- b256: skipped, the card has under 100 GB and the plan for batch 256 is 87 GiB"
-  echo '{"skipped": "the card has under 100 GB; XLA:CPU plans 87 GiB for batch 256"}' \
+  echo "--- b256: skipped, the card has under 100 GB and the plan for batch 256 is 95 GiB"
+  echo '{"skipped": "the card has under 100 GB; XLA:CPU plans 95 GiB for batch 256"}' \
     > "$OUT/b256.json"
 fi
 part upsample 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
