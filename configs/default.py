@@ -98,6 +98,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50  # The logged training loss is the mean over these steps.
   config.checkpoint_every_steps = 1000
   config.max_checkpoints_to_keep = 3  # The last K; the best checkpoint is kept besides them.
+  # Trace this many train steps with jax.profiler, right after the first (compiling) step of
+  # each session: the trace goes to <workdir>/plugins/profile/ (TensorBoard's Profile tab, with
+  # `pip install tensorboard-plugin-profile`), and where the steps' device time went, by kind of
+  # operation, to <workdir>/device_profile.json and the log. 0: no trace. The traced steps end
+  # with one wait for the device, so the first logging window's images/s reads a little low.
+  config.profile_steps = 0
 
   # Validation during training, two passes named for what they are:
   #  - `val_<metric>`: per image, at the mask's native resolution, over the whole image (every

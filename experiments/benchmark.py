@@ -15,11 +15,12 @@ matmul of the same dtype timed in the same process, and memory (XLA's plan for t
 device's peak where it reports one). The JSON rows also carry the two floors of a roofline on
 the device: images/s at the matmul's rate (compute) and at the rate of a large copy timed in the
 same process over the fewest bytes a step must move (memory, `flops.train_floor_bytes`), and,
-with --profile-steps, where the device time of traced steps went (`experiments/device_profile.py`). With --torch, the PyTorch copy of the model
-(`experiments/torch_unet.py`, parameter count checked equal) trains on the same batch with its
-best standard settings (bf16 autocast, channels_last, torch.compile, fused AdamW on GPU) and each
-JAX row gets the ratio JAX/PyTorch of images/s (PyTorch trains on the float batch without
-augmentation, which only flatters it; `--no-augment` times JAX that way too).
+with --profile-steps, where the device time of traced steps went (`unet_jax/device_profile.py`).
+With --torch, the PyTorch copy of the model (`experiments/torch_unet.py`, parameter count
+checked equal) trains on the same batch with its best standard settings (bf16 autocast,
+channels_last, torch.compile, fused AdamW on GPU) and each JAX row gets the ratio JAX/PyTorch of
+images/s (PyTorch trains on the float batch without augmentation, which only flatters it;
+`--no-augment` times JAX that way too).
 
 Mode 'input' times the host's share of the input, `unet_jax.input_pipeline.train_batches`
 (synthetic source, or real photos with --data-dir; cached examples, per-epoch order, the
@@ -51,8 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import device_profile
-from unet_jax import augment, compilation_cache, flops, models, optim, parallel
+from unet_jax import augment, compilation_cache, device_profile, flops, models, optim, parallel
 from unet_jax import results as results_io
 from unet_jax import train_step as ts
 
@@ -195,7 +195,7 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
   With `compile_only`, stops after compiling: compile time, XLA's FLOPs and memory plan only
   (what a configuration would need, e.g. the classic U-Net at batch 256, on a CPU machine).
   With `profile_steps`, then traces that many more steps and adds where their device time went
-  (`experiments/device_profile.py`) as the row's 'profile' (or why not, as 'profile_error').
+  (`unet_jax/device_profile.py`) as the row's 'profile' (or why not, as 'profile_error').
   """
   dtype = parallel.compute_dtype(spec.precision)
   model = models.UNet(**spec.model_kwargs(), dtype=dtype, bn_axis_name=ts.AXIS)
@@ -586,7 +586,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help='Train mode: after timing, trace this many JAX steps with '
                            "jax.profiler and add where their device time went to the row "
                            "('profile': by kind of operation and the top HLO instructions; "
-                           'experiments/device_profile.py). Default: 0 (no trace).')
+                           'unet_jax/device_profile.py). Default: 0 (no trace).')
   parser.add_argument('--torch', action=argparse.BooleanOptionalAction, default=True,
                       help='Also train the PyTorch reference on the same batch. Default: on.')
   parser.add_argument('--frameworks', choices=('both', 'jax', 'torch'), default='both',

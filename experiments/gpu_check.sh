@@ -16,7 +16,7 @@
 #                 train step with the on-device augmentation: images/s at batch 64 and 128,
 #                 first-step compile time, MFU against a bf16 matmul timed in the same process,
 #                 peak device memory, and where 3 traced steps spend their device time
-#                 (convolutions, fusions, ...: experiments/device_profile.py), which says what
+#                 (convolutions, fusions, ...: unet_jax/device_profile.py), which says what
 #                 the speed work should change first
 #   jax-noaug     the same without the augmentation (the equal-work comparison with PyTorch)
 #   torch         its PyTorch twin at batch 128 (bf16 autocast, channels_last, torch.compile)

@@ -65,7 +65,7 @@ def _errors(name, result) -> list[str]:
 
 
 def _profile(row) -> str:
-  """The traced steps' device time by kind of operation (experiments/device_profile.py)."""
+  """The traced steps' device time by kind of operation (unet_jax/device_profile.py)."""
   if not row.get('profile'):
     return f"not traced: {row.get('profile_error')}"
   profile = row['profile']

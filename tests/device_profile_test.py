@@ -1,4 +1,4 @@
-"""experiments/device_profile.py reads a GPU trace that no CPU test can record, so a trace in
+"""unet_jax/device_profile.py reads a GPU trace that no CPU test can record, so a trace in
 XSpace's own format (the one `jax.profiler.trace` writes, read back by `jax.profiler.ProfileData`)
 is built here by hand with known kernels and times, laid out as JAX's GPU traces are: a device
 plane with one line per stream, kernels named by cuDNN / cuBLAS / XLA and carrying the HLO
@@ -9,7 +9,7 @@ benchmark_test."""
 import jax
 import pytest
 
-from experiments import device_profile
+from unet_jax import device_profile
 
 
 def _event(metadata_id, start_us, duration_us, hlo_op=None):
@@ -84,6 +84,26 @@ def test_a_gpu_trace_is_read_from_the_device_streams_per_step():
     ('transpose_copy_fusion.2', '', 'copy/transpose'),
     ('select-and-scatter.1', 'select_and_scatter_1', 'other'),
     ('dot_general.2', 'dot_general.2', 'matmul'),  # JAX's name, kept by XLA:CPU.
+    ('all-reduce.4', 'ncclDevKernel_AllReduce_Sum_f32_RING_LL', 'collective'),  # Not 'reduce'.
+    ('psum.480', 'psum.480', 'collective'),
 ])
 def test_kinds_from_instruction_and_kernel_names(hlo_op, kernel, kind):
   assert device_profile.kind_of(hlo_op, kernel) == kind
+
+
+def test_with_no_device_plane_the_host_s_xla_thunks_are_read_without_their_loops():
+  """XLA:CPU: thunks on the host plane carry 'hlo_op'; a while loop's thunk spans the thunks it
+  runs, so only those count. Events without an HLO op (Python, thread pools) are not XLA's."""
+  thunks = [_event(1, 0, 10, 'while.3'), _event(1, 1, 4, 'convolution.2'),
+            _event(1, 6, 3, 'broadcast_add_fusion'), _event(2, 20, 2, 'all-reduce.1'),
+            _event(2, 30, 50)]
+  text = f'''
+    planes {{ id: 1 name: "/host:CPU"
+      lines {{ id: 1 name: "tf_XLAPjRtCpuClient" timestamp_ns: 0 {' '.join(thunks)} }}
+      event_metadata {{ key: 1 value {{ id: 1 name: "thunk" }} }}
+      event_metadata {{ key: 2 value {{ id: 2 name: "python" }} }}
+      stat_metadata {{ key: 1 value {{ id: 1 name: "hlo_op" }} }} }}'''
+  result = device_profile.breakdown(jax.profiler.ProfileData.from_text_proto(text), steps=1)
+  assert result['source'] == 'host (XLA thunks)'
+  kinds = {kind: v['ms_per_step'] * 1e3 for kind, v in result['kinds'].items()}
+  assert kinds == pytest.approx({'convolution': 4, 'elementwise fusion': 3, 'collective': 2})

@@ -73,7 +73,7 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   assert results['determinism']['bit_identical'] is True
   assert results['restart']['warm']['process_start_to_first_step_s'] > 0
   assert results['machine']['jax']
-  # jax-aug traces its steps: where the device time went, by kind (experiments/device_profile).
+  # jax-aug traces its steps: where the device time went, by kind (unet_jax/device_profile).
   assert all(r['profile']['kinds']['convolution']['share'] > 0 for r in results['jax-aug']['rows'])
   table = two.stdout[two.stdout.index('| part |'):]
   for text in ('JAX / PyTorch, equal work (no augmentation), batch 128', 'dense_d2s',

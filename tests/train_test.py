@@ -203,11 +203,21 @@ def test_the_logged_loss_is_the_mean_over_its_window(tmp_path, run):
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path):
-  # Also the pmap path end to end (train_step_test checks its step against shard_map's).
+  # Also the pmap path end to end (train_step_test checks its step against shard_map's), and
+  # config.profile_steps: steps 2-3 traced, read back by JAX's own trace reader.
   workdir = str(tmp_path / 'run')
-  config = tiny_config(num_train_steps=10, parallelism='pmap')
+  config = tiny_config(num_train_steps=10, parallelism='pmap', profile_steps=2)
   first = train.train_and_evaluate(config, workdir)
   rows_before = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  profile = results.read_json(os.path.join(workdir, 'device_profile.json'))
+  assert (profile['first_step'], profile['last_step'], profile['steps']) == (2, 3, 2)
+  trace = os.path.join(workdir, profile['trace'])
+  assert trace.endswith('.xplane.pb') and os.path.dirname(os.path.dirname(trace)) == os.path.join(
+      workdir, 'plugins', 'profile')  # Where TensorBoard's Profile tab looks.
+  # Each of the tiny U-Net's 13 conv layers (depth 2: 2 per level, an upsampling conv per
+  # decoder level, the 1x1 head) runs forward in each traced step, on each of the 8 devices.
+  assert profile['kinds']['convolution']['launches_per_step'] >= 13 * 8
+  assert jax.profiler.ProfileData.from_file(trace).planes  # A trace JAX can read back.
   again = train.train_and_evaluate(config, workdir)
   assert again == first
   assert metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl')) == rows_before

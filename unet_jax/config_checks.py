@@ -143,6 +143,7 @@ def _rules() -> dict[str, Rule]:
     'log_every_steps': positive,
     'checkpoint_every_steps': positive,
     'max_checkpoints_to_keep': positive,
+    'profile_steps': _int(0),
     'eval.every_steps': _int(0),
     'eval.pooled_every_steps': _int(0),
     'eval.batch_size': positive,

@@ -35,6 +35,7 @@ from unet_jax import (
   checkpointing,
   config_checks,
   determinism,
+  device_profile,
   evaluation,
   faults,
   input_pipeline,
@@ -280,6 +281,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       record.validated(step, values, native='jaccard' in values)
     return values
 
+  profile = _Profile(workdir, start_step + 2, config.profile_steps, last_step)
   try:
     if start_step >= last_step:
       if record.latest is None or record.latest['step'] != start_step:
@@ -303,7 +305,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       wait_start = time.perf_counter()
       batch = next(batches)
       wait_time += time.perf_counter() - wait_start
+      profile.start_if_due(step)
       state, step_metrics = dp.train_step(state, batch, dropout_rng)
+      profile.stop_if_due(step, state)
       first_bad = _track_finite(first_bad, step, step_metrics)
       faults.fire('step', step)
       window.append(step_metrics)
@@ -383,9 +387,46 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                    error=f'{type(error).__name__}: {error}')
     raise
   finally:
+    profile.close()
     manager.wait_until_finished()
     manager.close()
     writer.close()
+
+
+class _Profile:
+  """`config.profile_steps`: a jax.profiler trace of the steps `first`.. (at most `steps`, none
+  past `last_step`) in `<workdir>/plugins/profile/`, and where their device time went
+  (`unet_jax/device_profile.py`) in `<workdir>/device_profile.json` and the log. Process 0 only:
+  each process would trace its own devices alike."""
+
+  def __init__(self, workdir: str, first: int, steps: int, last_step: int):
+    self.workdir, self.first = workdir, first
+    self.last = min(first + steps - 1, last_step) if steps and jax.process_index() == 0 else -1
+    self.active = False
+
+  def start_if_due(self, step: int) -> None:
+    if step == self.first and self.first <= self.last:
+      jax.profiler.start_trace(self.workdir)
+      self.active = True
+
+  def stop_if_due(self, step: int, state) -> None:
+    if not (self.active and step == self.last):
+      return
+    jax.block_until_ready(state)  # The traced steps' kernels must end inside the trace.
+    self.close()
+    steps = self.last - self.first + 1
+    trace = device_profile.newest_trace(self.workdir)
+    breakdown = device_profile.read_trace(trace, steps)
+    results.write_json(os.path.join(self.workdir, 'device_profile.json'), {
+        'first_step': self.first, 'last_step': self.last,
+        'trace': os.path.relpath(trace, self.workdir), **breakdown})
+    logging.info('Device time of steps %d-%d: %s. Trace: %s (TensorBoard\'s Profile tab).',
+                 self.first, self.last, device_profile.format_breakdown(breakdown), trace)
+
+  def close(self) -> None:
+    if self.active:
+      jax.profiler.stop_trace()
+      self.active = False
 
 
 @jax.jit

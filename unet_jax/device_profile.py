@@ -1,18 +1,21 @@
 """Where a jitted step spends its device time, by kind of operation, from JAX's own profiler.
 
-The GPU issue's speed work has to know what to change before changing it: if convolutions take
-80% of the step, their layout and algorithms are the lever; if the fusions XLA writes for
-BatchNorm, ReLU, the loss and the optimizer take 40%, moving or fusing normalization is. The
-benchmark (`--profile-steps N`) traces N steps with `jax.profiler.trace` and reads the trace back
-with `jax.profiler.ProfileData` (no TensorBoard profile plugin, which the GPU machine lacks).
+Speed work has to know what to change before changing it: if convolutions take 80% of the
+step, their layout and algorithms are the lever; if the fusions XLA writes for BatchNorm, ReLU,
+the loss and the optimizer take 40%, moving or fusing normalization is. The benchmark
+(`--profile-steps N`) and training (`config.profile_steps`) trace steps with `jax.profiler` and
+read the trace back with `jax.profiler.ProfileData` (no TensorBoard profile plugin needed, which
+the GPU machine lacks).
 
 What is read:
   * on a GPU, the kernels on the device plane ('/device:GPU:0'), from its stream lines: each
     event is one kernel, named by the kernel and carrying the HLO instruction that launched it
     (stat 'hlo_op', e.g. 'cudnn-conv-bw-filter.3' or 'loop_add_fusion.12');
   * with no device plane (a CPU), XLA:CPU's thunks on the host plane, which carry 'hlo_op' too.
-Each event gets a kind from its HLO instruction and kernel name (`kind_of`): convolution,
-matmul, reduction, elementwise fusion, copy/transpose, other. Names are matched, not looked up
+Each event gets a kind from its HLO instruction and kernel name (`kind_of`): collective (the
+cross-device sums of data parallelism, NCCL's kernels on GPUs), convolution, matmul, reduction,
+elementwise fusion, copy/transpose, other. On a CPU the thunks of every simulated device are
+summed, and a collective's time is mostly its wait for the slowest device. Names are matched, not looked up
 in the HLO, so the breakdown also keeps the top instructions by time with their raw names, for
 a reader to check the kinds against.
 """
@@ -29,6 +32,8 @@ import jax
 # First match wins, on "hlo_op kernel-name" lowercased. 'conv' must not match 'convert'; cuDNN's
 # convolution kernels are implicit GEMMs named fprop / dgrad / wgrad, so they come before 'gemm'.
 KINDS = (
+    ('collective', re.compile(r'all-reduce|all-gather|reduce-scatter|all-to-all|collective|psum'
+                              r'|pmean|nccl')),
     ('convolution', re.compile(r'conv(?!ert)|fprop|dgrad|wgrad')),
     ('matmul', re.compile(r'gemm|cublas|nvjet|matmul|cutlass|(^|[^a-z])dot([^a-z]|$)')),
     ('reduction', re.compile(r'reduce')),
@@ -37,6 +42,8 @@ KINDS = (
 )
 # Lines of a device plane that repeat the kernels (derived by a profiler's post-processing).
 _DERIVED_LINES = ('XLA Modules', 'XLA Ops', 'XLA TraceMe', 'Steps', 'Framework', 'Source')
+# XLA:CPU thunks that only run others (their time is their children's, counted already).
+_CONTROL_FLOW = re.compile(r'^(while|conditional|call)(\.\d+)?$')
 
 
 def kind_of(hlo_op: str, kernel: str) -> str:
@@ -69,7 +76,7 @@ def _device_events(profile):
       for line in plane.lines:
         for e in line.events:
           hlo_op = _stats(e).get('hlo_op')
-          if hlo_op:
+          if hlo_op and not _CONTROL_FLOW.match(str(hlo_op)):
             events.append((str(hlo_op), e.name, e.start_ns, e.duration_ns))
   return 'host (XLA thunks)', events
 
@@ -114,6 +121,19 @@ def breakdown(profile, steps: int, *, top: int = 25) -> dict:
   }
 
 
+def newest_trace(folder: str) -> str:
+  """The newest trace `jax.profiler` wrote under `folder` (<folder>/plugins/profile/<run>/)."""
+  traces = glob.glob(os.path.join(folder, 'plugins', 'profile', '*', '*.xplane.pb'))
+  if not traces:
+    raise FileNotFoundError(f'jax.profiler wrote no plugins/profile/*/*.xplane.pb under {folder}')
+  return max(traces, key=os.path.getmtime)
+
+
+def read_trace(path: str, steps: int, *, top: int = 25) -> dict:
+  """The breakdown of a trace file that holds `steps` steps."""
+  return breakdown(jax.profiler.ProfileData.from_file(path), steps, top=top)
+
+
 def profile_steps(step, steps: int, *, top: int = 25) -> dict:
   """Traces `steps` calls of `step()` (each blocking until done) and returns their breakdown."""
   folder = tempfile.mkdtemp(prefix='unet_jax_trace_')
@@ -121,10 +141,7 @@ def profile_steps(step, steps: int, *, top: int = 25) -> dict:
     with jax.profiler.trace(folder):
       for _ in range(steps):
         step()
-    traces = glob.glob(os.path.join(folder, '**', '*.xplane.pb'), recursive=True)
-    if not traces:
-      raise RuntimeError(f'jax.profiler.trace wrote no *.xplane.pb under {folder}')
-    return breakdown(jax.profiler.ProfileData.from_file(traces[0]), steps, top=top)
+    return read_trace(newest_trace(folder), steps, top=top)
   finally:
     shutil.rmtree(folder, ignore_errors=True)
 
