@@ -255,7 +255,8 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
              peak_gib=peak_gib, loss=float(step_metrics['loss']))
   if profile_steps:
     try:  # A diagnosis: its failure (no CUPTI, a changed trace format) must not lose the row.
-      row['profile'] = device_profile.profile_steps(step, profile_steps)
+      row['profile'] = device_profile.profile_steps(step, profile_steps,
+                                                    hlo_text=compiled.as_text())
     except Exception as error:
       row['profile_error'] = f'{type(error).__name__}: {error}'[:500]
   return row

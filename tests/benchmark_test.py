@@ -176,6 +176,7 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
   assert profile['steps'] == 2 and profile['kernel_ms_per_step'] > 0
   convolutions = profile['kinds']['convolution']
   assert convolutions['share'] > 0 and convolutions['launches_per_step'] >= 6
+  assert profile['kinds_from_hlo'] > 0.99  # The step's compiled HLO named every thunk's kind.
   assert sum(v['share'] for v in profile['kinds'].values()) == pytest.approx(1)
   assert 'Device time, batch 2: ' in printed
 

@@ -3,8 +3,9 @@ XSpace's own format (the one `jax.profiler.trace` writes, read back by `jax.prof
 is built here by hand with known kernels and times, laid out as JAX's GPU traces are: a device
 plane with one line per stream, kernels named by cuDNN / cuBLAS / XLA and carrying the HLO
 instruction that launched them, a derived 'XLA Ops' line repeating them, and a host plane with
-thunk events that must not be counted. A real trace (XLA:CPU's thunks) is read in
-benchmark_test."""
+thunk events that must not be counted; likewise an optimized HLO module, whose instructions'
+kinds are known by construction. Real traces (XLA:CPU's thunks) are read in benchmark_test and
+train_test."""
 
 import jax
 import pytest
@@ -12,8 +13,10 @@ import pytest
 from unet_jax import device_profile
 
 
-def _event(metadata_id, start_us, duration_us, hlo_op=None):
+def _event(metadata_id, start_us, duration_us, hlo_op=None, hlo_module=None):
+  """An XEvent; stat 1 is 'hlo_op' and stat 2 'hlo_module' in the planes built here."""
   stats = f'stats {{ metadata_id: 1 str_value: "{hlo_op}" }}' if hlo_op else ''
+  stats += f' stats {{ metadata_id: 2 str_value: "{hlo_module}" }}' if hlo_module else ''
   return (f'events {{ metadata_id: {metadata_id} offset_ps: {int(start_us * 1e6)} '
           f'duration_ps: {int(duration_us * 1e6)} {stats} }}')
 
@@ -107,3 +110,92 @@ def test_with_no_device_plane_the_host_s_xla_thunks_are_read_without_their_loops
   assert result['source'] == 'host (XLA thunks)'
   kinds = {kind: v['ms_per_step'] * 1e3 for kind, v in result['kinds'].items()}
   assert kinds == pytest.approx({'convolution': 4, 'elementwise fusion': 3, 'collective': 2})
+
+
+HLO = '''HloModule jit_train_step, is_scheduled=true, entry_computation_layout={(f32[8]{0})->f32[8]{0}}
+
+%region_0 (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %add.1 = f32[] add(%a, %b)
+}
+
+%fused_gemm (p0: bf16[64,64], p1: bf16[64,64]) -> bf16[64,64] {
+  %p0 = bf16[64,64]{1,0} parameter(0)
+  %p1 = bf16[64,64]{1,0} parameter(1)
+  ROOT %dot.3 = bf16[64,64]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_stats (p0: f32[8,8]) -> (f32[8], f32[8,8]) {
+  %p0 = f32[8,8]{1,0} parameter(0)
+  %zero = f32[] constant(0)
+  %relu = f32[8,8]{1,0} maximum(%p0, %p0)
+  %sum = f32[8]{0} reduce(%relu, %zero), dimensions={1}, to_apply=%region_0
+  ROOT %t = (f32[8]{0}, f32[8,8]{1,0}) tuple(%sum, %relu)
+}
+
+%fused_scale (p0: f32[8,8]) -> f32[8,8] {
+  %p0 = f32[8,8]{1,0} parameter(0)
+  %two = f32[] constant(2)
+  %b = f32[8,8]{1,0} broadcast(%two), dimensions={}
+  ROOT %m = f32[8,8]{1,0} multiply(%p0, %b)
+}
+
+%fused_layout (p0: f32[8,8]) -> f32[8,8] {
+  %p0 = f32[8,8]{1,0} parameter(0)
+  %tr = f32[8,8]{0,1} transpose(%p0), dimensions={1,0}
+  ROOT %cp = f32[8,8]{1,0} copy(%tr)
+}
+
+%ynn_computation (p0: f32[1,8,8,3], p1: f32[3,3,3,4]) -> f32[1,8,8,4] {
+  %p0 = f32[1,8,8,3]{3,2,1,0} parameter(0)
+  %p1 = f32[3,3,3,4]{3,2,1,0} parameter(1)
+  %c = f32[1,8,8,4]{3,2,1,0} convolution(%p0, %p1), window={size=3x3 pad=1_1x1_1}, dim_labels=b01f_01io->b01f
+  ROOT %r = f32[1,8,8,4]{3,2,1,0} maximum(%c, %c)
+}
+
+ENTRY %main.9 (x: f32[8,8]) -> f32[8,8] {
+  %x = f32[8,8]{1,0} parameter(0)
+  %cudnn-conv.1 = (bf16[1,8,8,4]{3,2,1,0}, u8[0]{0}) custom-call(%x, %x), custom_call_target="__cudnn$convForward"
+  %gemm_fusion_dot.2 = bf16[64,64]{1,0} fusion(%x, %x), kind=kCustom, calls=%fused_gemm
+  %input_reduce_fusion = (f32[8]{0}, f32[8,8]{1,0}) fusion(%x), kind=kInput, calls=%fused_stats
+  %loop_multiply_fusion = f32[8,8]{1,0} fusion(%x), kind=kLoop, calls=%fused_scale
+  %wrapped_transpose = f32[8,8]{1,0} fusion(%x), kind=kLoop, calls=%fused_layout
+  %ynn_fusion.83 = f32[1,8,8,4]{3,2,1,0} fusion(%x, %x), kind=kCustom, calls=%ynn_computation, backend_config={"fusion_config":{"kind":"__ynn_fusion"}}
+  %all-reduce-start.1 = f32[8,8]{1,0} all-reduce-start(%x), replica_groups={}, to_apply=%region_0
+  ROOT %negate.4 = f32[8,8]{1,0} negate(%x)
+}
+'''
+
+
+def test_kinds_from_the_compiled_hlo_follow_what_each_instruction_computes():
+  module, kinds = device_profile.hlo_kinds(HLO)
+  assert module == 'jit_train_step'
+  assert {name: kinds[name] for name in (
+      'cudnn-conv.1', 'gemm_fusion_dot.2', 'input_reduce_fusion', 'loop_multiply_fusion',
+      'wrapped_transpose', 'ynn_fusion.83', 'all-reduce-start.1', 'negate.4')} == {
+      'cudnn-conv.1': 'convolution', 'gemm_fusion_dot.2': 'matmul',
+      'input_reduce_fusion': 'reduction', 'loop_multiply_fusion': 'elementwise fusion',
+      'wrapped_transpose': 'copy/transpose',
+      'ynn_fusion.83': 'convolution',  # Its name alone says 'fusion'.
+      'all-reduce-start.1': 'collective', 'negate.4': 'elementwise fusion'}
+
+
+def test_a_trace_of_the_compiled_program_takes_its_kinds_from_its_hlo():
+  """Events of the HLO's module get its kinds; those of another module keep their names'."""
+  events = [_event(1, 0, 4, 'ynn_fusion.83', 'jit_train_step'),
+            _event(2, 5, 1, 'fusion.7', 'jit_other')]
+  text = f'''
+    planes {{ id: 1 name: "/host:CPU"
+      lines {{ id: 1 name: "tf_XLAPjRtCpuClient" timestamp_ns: 0 {' '.join(events)} }}
+      event_metadata {{ key: 1 value {{ id: 1 name: "ynn_fusion.83" }} }}
+      event_metadata {{ key: 2 value {{ id: 2 name: "fusion.7" }} }}
+      stat_metadata {{ key: 1 value {{ id: 1 name: "hlo_op" }} }}
+      stat_metadata {{ key: 2 value {{ id: 2 name: "hlo_module" }} }} }}'''
+  profile = jax.profiler.ProfileData.from_text_proto(text)
+  by_names = device_profile.breakdown(profile, steps=1)
+  assert set(by_names['kinds']) == {'elementwise fusion'} and by_names['kinds_from_hlo'] == 0
+  by_hlo = device_profile.breakdown(profile, steps=1, hlo_text=HLO)
+  assert {k: v['ms_per_step'] * 1e3 for k, v in by_hlo['kinds'].items()} == pytest.approx(
+      {'convolution': 4, 'elementwise fusion': 1})
+  assert by_hlo['kinds_from_hlo'] == pytest.approx(0.8)

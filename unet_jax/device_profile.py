@@ -12,12 +12,14 @@ What is read:
     event is one kernel, named by the kernel and carrying the HLO instruction that launched it
     (stat 'hlo_op', e.g. 'cudnn-conv-bw-filter.3' or 'loop_add_fusion.12');
   * with no device plane (a CPU), XLA:CPU's thunks on the host plane, which carry 'hlo_op' too.
-Each event gets a kind from its HLO instruction and kernel name (`kind_of`): collective (the
-cross-device sums of data parallelism, NCCL's kernels on GPUs), convolution, matmul, reduction,
-elementwise fusion, copy/transpose, other. On a CPU the thunks of every simulated device are
-summed, and a collective's time is mostly its wait for the slowest device. Names are matched, not looked up
-in the HLO, so the breakdown also keeps the top instructions by time with their raw names, for
-a reader to check the kinds against.
+Each event gets a kind: collective (the cross-device sums of data parallelism, NCCL's kernels
+on GPUs), convolution, matmul, reduction, elementwise fusion, copy/transpose, other. Where the
+compiled program's HLO text is given, its instructions get the kind of what they compute
+(`hlo_kinds`: XLA:CPU's 'ynn_fusion' holding a convolution is a convolution); the rest, from
+their instruction's and kernel's names (`kind_of`), which on a GPU say it plainly. The breakdown
+keeps the top instructions by time with their raw names, for a reader to check the kinds
+against. On a CPU the thunks of every simulated device are summed, and a collective's time is
+mostly its wait for the slowest device.
 """
 
 import collections
@@ -47,8 +49,67 @@ _CONTROL_FLOW = re.compile(r'^(while|conditional|call)(\.\d+)?$')
 
 
 def kind_of(hlo_op: str, kernel: str) -> str:
+  """A kind from names alone (the instruction's, the kernel's): the fallback of `hlo_kinds`."""
   text = f'{hlo_op} {kernel}'.lower()
   return next((kind for kind, pattern in KINDS if pattern.search(text)), 'other')
+
+
+_COMPUTATION = re.compile(r'^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$')
+_INSTRUCTION = re.compile(r'^\s+(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*.*?\s([a-z][\w\-]*)\((.*)$')
+_CALLS = re.compile(r'calls=%?([\w.\-]+)')
+_TARGET = re.compile(r'custom_call_target="([^"]*)"')
+_COLLECTIVES = ('all-reduce', 'all-gather', 'reduce-scatter', 'all-to-all', 'collective-permute',
+                'collective-broadcast')
+_REDUCTIONS = ('reduce', 'reduce-window', 'select-and-scatter', 'scatter')
+_DATA_MOVEMENT = {'copy', 'transpose', 'bitcast', 'reshape', 'broadcast', 'slice', 'pad',
+                  'concatenate', 'dynamic-slice', 'dynamic-update-slice', 'reverse', 'parameter',
+                  'constant', 'tuple', 'get-tuple-element', 'iota'}
+
+
+def hlo_kinds(hlo_text: str) -> tuple[str, dict[str, str]]:
+  """(module name, {instruction name: kind}) of a compiled program's HLO text
+  (`jitted.lower(...).compile().as_text()`), a fusion by the operations inside it: a fusion
+  that holds a convolution is a convolution (XLA:CPU's 'ynn_fusion', cuDNN's fusions), one that
+  holds a dot a matmul, one that holds a reduction a reduction. Kinds from what instructions
+  compute, where names alone (`kind_of`) can only guess."""
+  module = ''
+  computations: dict[str, list[tuple[str, str, str]]] = {}
+  current = None
+  for line in hlo_text.splitlines():
+    if line.startswith('HloModule '):
+      module = line.split()[1].rstrip(',')
+    elif (match := _COMPUTATION.match(line)) and not line.startswith(' '):
+      current = computations.setdefault(match.group(1), [])
+    elif current is not None and (match := _INSTRUCTION.match(line)):
+      current.append(match.groups())
+
+  def kind(opcode: str, rest: str, depth: int = 0) -> str:
+    if opcode in ('fusion', 'call') and depth < 4 and (called := _CALLS.search(rest)):
+      inner = [kind(o, r, depth + 1) for _, o, r in computations.get(called.group(1), [])]
+      for k in ('collective', 'convolution', 'matmul', 'reduction', 'elementwise fusion'):
+        if k in inner:
+          return k
+      return 'copy/transpose'
+    if opcode == 'custom-call':
+      target = _TARGET.search(rest)
+      return kind_of(target.group(1) if target else '', '')
+    if opcode.startswith(_COLLECTIVES):
+      return 'collective'
+    if opcode == 'convolution':
+      return 'convolution'
+    if opcode == 'dot':
+      return 'matmul'
+    if opcode in _REDUCTIONS:
+      return 'reduction'
+    if opcode in _DATA_MOVEMENT:
+      return 'copy/transpose'
+    if opcode in ('while', 'conditional', 'send', 'recv', 'infeed', 'outfeed'):
+      return 'other'
+    return 'elementwise fusion'
+
+  kinds = {name: kind(opcode, rest) for instructions in computations.values()
+           for name, opcode, rest in instructions}
+  return module, kinds
 
 
 def _stats(event) -> dict:
@@ -59,15 +120,16 @@ def _stats(event) -> dict:
 
 
 def _device_events(profile):
-  """(source, [(hlo_op, kernel, start_ns, duration_ns)]) of the first device plane with events,
-  else of the host plane's XLA thunks."""
+  """(source, [(hlo_op, hlo_module, kernel, start_ns, duration_ns)]) of the first device plane
+  with events, else of the host plane's XLA thunks."""
   for plane in profile.planes:
     if not plane.name.startswith('/device:') or 'host' in plane.name.lower():
       continue
     lines = [line for line in plane.lines if not line.name.startswith(_DERIVED_LINES)]
     streams = [line for line in lines if line.name.startswith('Stream')] or lines
-    events = [(str(_stats(e).get('hlo_op', '')), e.name, e.start_ns, e.duration_ns)
-              for line in streams for e in line.events]
+    events = [(str(stats.get('hlo_op', '')), str(stats.get('hlo_module', '')), e.name,
+               e.start_ns, e.duration_ns)
+              for line in streams for e in line.events for stats in (_stats(e),)]
     if events:
       return plane.name, events
   events = []
@@ -75,16 +137,18 @@ def _device_events(profile):
     if plane.name.startswith('/host:'):
       for line in plane.lines:
         for e in line.events:
-          hlo_op = _stats(e).get('hlo_op')
+          stats = _stats(e)
+          hlo_op = stats.get('hlo_op')
           if hlo_op and not _CONTROL_FLOW.match(str(hlo_op)):
-            events.append((str(hlo_op), e.name, e.start_ns, e.duration_ns))
+            events.append((str(hlo_op), str(stats.get('hlo_module', '')), e.name, e.start_ns,
+                           e.duration_ns))
   return 'host (XLA thunks)', events
 
 
 def _union_ns(events) -> float:
   """Time during which at least one event runs (overlapping kernels counted once)."""
   busy, end = 0.0, float('-inf')
-  for _, _, start, duration in sorted(events, key=lambda e: e[2]):
+  for *_, start, duration in sorted(events, key=lambda e: e[-2]):
     stop = start + duration
     if stop > end:
       busy += stop - max(start, end)
@@ -92,14 +156,24 @@ def _union_ns(events) -> float:
   return busy
 
 
-def breakdown(profile, steps: int, *, top: int = 25) -> dict:
-  """Device time per step by kind of operation, and the `top` HLO instructions by time."""
+def breakdown(profile, steps: int, *, top: int = 25, hlo_text: str | None = None) -> dict:
+  """Device time per step by kind of operation, and the `top` HLO instructions by time.
+
+  With `hlo_text`, the compiled program's HLO (`compiled.as_text()`), the instructions of that
+  program get their kind from what they compute (`hlo_kinds`); the others, from their names.
+  """
   source, events = _device_events(profile)
-  total_ns = sum(e[3] for e in events)
+  module, known = hlo_kinds(hlo_text) if hlo_text else ('', {})
+  total_ns = sum(e[-1] for e in events)
   by_kind, launches = collections.Counter(), collections.Counter()
   by_op = {}
-  for hlo_op, kernel, _, duration in events:
-    kind = kind_of(hlo_op, kernel)
+  from_hlo_ns = 0
+  for hlo_op, hlo_module, kernel, _, duration in events:
+    kind = None
+    if known and hlo_module.split('(')[0] == module:
+      kind = known.get(hlo_op)
+      from_hlo_ns += duration if kind else 0
+    kind = kind or kind_of(hlo_op, kernel)
     by_kind[kind] += duration
     launches[kind] += 1
     key = hlo_op or kernel
@@ -112,6 +186,7 @@ def breakdown(profile, steps: int, *, top: int = 25) -> dict:
   return {
       'source': source, 'steps': steps, 'events_per_step': len(events) / steps,
       'kernel_ms_per_step': ms(total_ns), 'busy_ms_per_step': ms(_union_ns(events)),
+      'kinds_from_hlo': from_hlo_ns / total_ns if total_ns else 0.0,
       'kinds': {kind: {'ms_per_step': ms(ns), 'share': ns / total_ns if total_ns else None,
                        'launches_per_step': launches[kind] / steps}
                 for kind, ns in by_kind.most_common()},
@@ -129,19 +204,19 @@ def newest_trace(folder: str) -> str:
   return max(traces, key=os.path.getmtime)
 
 
-def read_trace(path: str, steps: int, *, top: int = 25) -> dict:
-  """The breakdown of a trace file that holds `steps` steps."""
-  return breakdown(jax.profiler.ProfileData.from_file(path), steps, top=top)
+def read_trace(path: str, steps: int, *, top: int = 25, hlo_text: str | None = None) -> dict:
+  """The breakdown of a trace file that holds `steps` steps (see `breakdown`)."""
+  return breakdown(jax.profiler.ProfileData.from_file(path), steps, top=top, hlo_text=hlo_text)
 
 
-def profile_steps(step, steps: int, *, top: int = 25) -> dict:
+def profile_steps(step, steps: int, *, top: int = 25, hlo_text: str | None = None) -> dict:
   """Traces `steps` calls of `step()` (each blocking until done) and returns their breakdown."""
   folder = tempfile.mkdtemp(prefix='unet_jax_trace_')
   try:
     with jax.profiler.trace(folder):
       for _ in range(steps):
         step()
-    return read_trace(newest_trace(folder), steps, top=top)
+    return read_trace(newest_trace(folder), steps, top=top, hlo_text=hlo_text)
   finally:
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -19,6 +19,7 @@ best checkpoint is picked by `config.eval.best_metric` on the validation split.
 """
 
 import collections
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -307,7 +308,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       wait_time += time.perf_counter() - wait_start
       profile.start_if_due(step)
       state, step_metrics = dp.train_step(state, batch, dropout_rng)
-      profile.stop_if_due(step, state)
+      profile.stop_if_due(step, state,
+                          functools.partial(_compiled_text, dp, state, batch, dropout_rng))
       first_bad = _track_finite(first_bad, step, step_metrics)
       faults.fire('step', step)
       window.append(step_metrics)
@@ -409,14 +411,19 @@ class _Profile:
       jax.profiler.start_trace(self.workdir)
       self.active = True
 
-  def stop_if_due(self, step: int, state) -> None:
+  def stop_if_due(self, step: int, state, hlo_text: Callable[[], str | None]) -> None:
     if not (self.active and step == self.last):
       return
     jax.block_until_ready(state)  # The traced steps' kernels must end inside the trace.
     self.close()
     steps = self.last - self.first + 1
-    trace = device_profile.newest_trace(self.workdir)
-    breakdown = device_profile.read_trace(trace, steps)
+    try:  # A diagnosis: a trace it cannot read (a newer format, say) must not end the run.
+      trace = device_profile.newest_trace(self.workdir)
+      breakdown = device_profile.read_trace(trace, steps, hlo_text=hlo_text())
+    except Exception as error:
+      logging.warning('Traced steps %d-%d, but could not read the trace: %s', self.first,
+                      self.last, error)
+      return
     results.write_json(os.path.join(self.workdir, 'device_profile.json'), {
         'first_step': self.first, 'last_step': self.last,
         'trace': os.path.relpath(trace, self.workdir), **breakdown})
@@ -427,6 +434,12 @@ class _Profile:
     if self.active:
       jax.profiler.stop_trace()
       self.active = False
+
+
+def _compiled_text(dp: parallel.DataParallel, *args) -> str | None:
+  """The train step's compiled HLO, which jit's cache already holds after the step has run
+  (no compiling); None under pmap, whose lower() would compile again."""
+  return dp.train_step.lower(*args).compile().as_text() if dp.mode == 'shard_map' else None
 
 
 @jax.jit
