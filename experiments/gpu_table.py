@@ -69,8 +69,8 @@ def _profile(row) -> str:
   if not row.get('profile'):
     return f"not traced: {row.get('profile_error')}"
   profile = row['profile']
-  kinds = ', '.join(f"{kind} {100 * v['share']:.0f}%" for kind, v in profile['kinds'].items()
-                    if v['share'] is not None and v['share'] >= 0.005)
+  shares = sorted(((v['share'] or 0, kind) for kind, v in profile['kinds'].items()), reverse=True)
+  kinds = ', '.join(f'{kind} {100 * share:.0f}%' for share, kind in shares if share >= 0.005)
   return (f"{kinds} (of {profile['kernel_ms_per_step']:.1f} ms of kernels per step; "
           f"step {_fmt(row.get('step_ms'))} ms)")
 

@@ -222,7 +222,7 @@ def profile_steps(step, steps: int, *, top: int = 25, hlo_text: str | None = Non
 
 
 def format_breakdown(result: dict) -> str:
-  kinds = ', '.join(f"{kind} {100 * v['share']:.0f}%" for kind, v in result['kinds'].items()
-                    if v['share'] is not None)
+  shares = sorted(((v['share'] or 0, kind) for kind, v in result['kinds'].items()), reverse=True)
+  kinds = ', '.join(f'{kind} {100 * share:.0f}%' for share, kind in shares if share >= 0.005)
   return (f"{result['kernel_ms_per_step']:.2f} ms of kernels per step "
           f"({result['busy_ms_per_step']:.2f} ms busy; {result['source']}): {kinds}")
