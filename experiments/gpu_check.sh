@@ -45,7 +45,7 @@
 #                     before_act'; tests/gpu_check_test.py shrinks the model with them to run on
 #                     a CPU); XLA_FLAGS reaches every part as it is
 #   GPU_CHECK_PROBE_ARGS  likewise for the two probes
-#   GPU_CHECK_B256=1  run batch 256 whatever the card's memory (the CPU test)
+#   GPU_CHECK_B256=1  run batch 256 whatever the card's memory (a full run on a CPU)
 # e.g. run(command="export GPU_CHECK_PARTS=jax-aug; OUT=$OUT/base bash experiments/gpu_check.sh;
 #          XLA_FLAGS=--xla_gpu_use_runtime_fusion=true OUT=$OUT/fusion bash experiments/gpu_check.sh")
 set -uo pipefail
