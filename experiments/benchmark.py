@@ -480,7 +480,7 @@ def train_mode(args, argv: list[str]) -> dict:
   env = environment()
   print(' '.join(f'{k}={v}' for k, v in env.items()), flush=True)
   # 'complete' turns true after the last configuration: a file cut short by a time limit keeps
-  # what it measured and says so (experiments/gpu_check.sh runs such a part again).
+  # what it measured and says so (experiments/gpu_check.sh then measures only what it lacks).
   results = dict(env=env, args=vars(args), rows=[], complete=False)
   earlier = _earlier_rows(args.resume_from) if args.resume_from else []
   for i, spec in enumerate(specs):

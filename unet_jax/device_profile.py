@@ -112,13 +112,6 @@ def hlo_kinds(hlo_text: str) -> tuple[str, dict[str, str]]:
   return module, kinds
 
 
-def _stats(event) -> dict:
-  try:
-    return dict(event.stats)
-  except (TypeError, ValueError):
-    return {}
-
-
 def _device_events(profile):
   """(source, [(hlo_op, hlo_module, kernel, start_ns, duration_ns)]) of the first device plane
   with events, else of the host plane's XLA thunks."""
@@ -129,7 +122,7 @@ def _device_events(profile):
     streams = [line for line in lines if line.name.startswith('Stream')] or lines
     events = [(str(stats.get('hlo_op', '')), str(stats.get('hlo_module', '')), e.name,
                e.start_ns, e.duration_ns)
-              for line in streams for e in line.events for stats in (_stats(e),)]
+              for line in streams for e in line.events for stats in (dict(e.stats),)]
     if events:
       return plane.name, events
   events = []
@@ -137,7 +130,7 @@ def _device_events(profile):
     if plane.name.startswith('/host:'):
       for line in plane.lines:
         for e in line.events:
-          stats = _stats(e)
+          stats = dict(e.stats)
           hlo_op = stats.get('hlo_op')
           if hlo_op and not _CONTROL_FLOW.match(str(hlo_op)):
             events.append((str(hlo_op), str(stats.get('hlo_module', '')), e.name, e.start_ns,
@@ -191,7 +184,7 @@ def breakdown(profile, steps: int, *, top: int = 25, hlo_text: str | None = None
                        'launches_per_step': launches[kind] / steps}
                 for kind, ns in by_kind.most_common()},
       'top_ops': [{'op': o['op'], 'kind': o['kind'], 'kernel': o['kernel'],
-                   'ms_per_step': ms(o['ns']), 'share': o['ns'] / total_ns,
+                   'ms_per_step': ms(o['ns']), 'share': o['ns'] / total_ns if total_ns else None,
                    'launches_per_step': o['launches'] / steps} for o in ops],
   }
 

@@ -19,7 +19,6 @@ best checkpoint is picked by `config.eval.best_metric` on the validation split.
 """
 
 import collections
-import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -308,8 +307,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       wait_time += time.perf_counter() - wait_start
       profile.start_if_due(step)
       state, step_metrics = dp.train_step(state, batch, dropout_rng)
-      profile.stop_if_due(step, state,
-                          functools.partial(_compiled_text, dp, state, batch, dropout_rng))
+      profile.stop_if_due(step, dp, state, batch, dropout_rng)
       first_bad = _track_finite(first_bad, step, step_metrics)
       faults.fire('step', step)
       window.append(step_metrics)
@@ -411,7 +409,8 @@ class _Profile:
       jax.profiler.start_trace(self.workdir)
       self.active = True
 
-  def stop_if_due(self, step: int, state, hlo_text: Callable[[], str | None]) -> None:
+  def stop_if_due(self, step: int, dp: parallel.DataParallel, state, *step_args) -> None:
+    """After the last traced step: `state` is its result, `step_args` its other arguments."""
     if not (self.active and step == self.last):
       return
     jax.block_until_ready(state)  # The traced steps' kernels must end inside the trace.
@@ -419,7 +418,8 @@ class _Profile:
     steps = self.last - self.first + 1
     try:  # A diagnosis: a trace it cannot read (a newer format, say) must not end the run.
       trace = device_profile.newest_trace(self.workdir)
-      breakdown = device_profile.read_trace(trace, steps, hlo_text=hlo_text())
+      breakdown = device_profile.read_trace(trace, steps,
+                                            hlo_text=_compiled_text(dp, state, *step_args))
     except Exception as error:
       logging.warning('Traced steps %d-%d, but could not read the trace: %s', self.first,
                       self.last, error)
