@@ -36,6 +36,7 @@ import argparse
 import dataclasses
 import datetime
 import functools
+import importlib.metadata
 import json
 import os
 import platform
@@ -408,10 +409,11 @@ def environment() -> dict:
              jax=jax.__version__, jaxlib=jax.lib.__version__ if hasattr(jax.lib, '__version__')
              else None, flax=flax.__version__, optax=optax.__version__,
              xla_flags=os.environ.get('XLA_FLAGS', ''))
+  # Read from the installed package's metadata: importing torch only for its version costs a JAX
+  # process seconds.
   try:
-    import torch
-    env['torch'] = torch.__version__
-  except ImportError:
+    env['torch'] = importlib.metadata.version('torch')
+  except importlib.metadata.PackageNotFoundError:
     env['torch'] = None
   return env
 
