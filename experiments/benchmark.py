@@ -371,7 +371,7 @@ def run_spec(spec: Spec, args) -> list[dict]:
                         params, torch_matmul_peak_flops(args.matmul_size))]
   rows = [bench_jax(spec, batch_np, args.steps, args.warmup, args.matmul_size,
                     args.compile_only, args.profile_steps)]
-  if args.torch and args.frameworks == 'both' and not args.compile_only:
+  if 'torch' in _frameworks(args):
     compile_mode = None if args.torch_compile == 'none' else args.torch_compile
     rows.append(bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
                             rows[0]['params'], rows[0]['matmul_peak_tflops'] * 1e12))
