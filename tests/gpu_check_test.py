@@ -5,7 +5,8 @@ first with a deadline that lets only the first part start (the others are report
 started), the second given the first call's files (GPU_CHECK_DONE), which runs only the parts
 still missing, and of a part whose earlier file was cut short by its time limit, the
 configurations that file lacks. Together they must leave every part's JSON and print the table
-with the targets.
+with the targets. As on the GPU machine, TensorFlow, TFDS, ml_collections and CLU cannot be
+imported there (each is replaced by a package that raises ImportError).
 """
 
 import dataclasses
@@ -22,12 +23,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHRINK = ('--image-size 16 --base-width 2 --depth 1 --steps 1 --warmup 0 --matmul-size 32 '
           '--torch-compile none --precisions float32 --no-isolate')
 PROBE = '--image-size 16 --base-width 2 --depth 1 --batch-size 2 --precision float32'
+# What the GPU machine's image lacks (the developers' guide): the check must not import any of it.
+GPU_MACHINE_LACKS = ('tensorflow', 'tensorflow_datasets', 'ml_collections', 'clu')
 PARTS = ('machine', 'jax-aug', 'jax-noaug', 'torch', 'b256', 'upsample', 'restart',
          'determinism')
 
 
+def _lacking(root):
+  """A folder that, first on PYTHONPATH, makes GPU_MACHINE_LACKS unimportable."""
+  for name in GPU_MACHINE_LACKS:
+    os.makedirs(root / name, exist_ok=True)
+    (root / name / '__init__.py').write_text(
+        f'raise ImportError({name!r} " is not on the lent GPU machine (tests/gpu_check_test.py)")\n')
+  return str(root)
+
+
 def _check(out, deadline, done=None, **more_env):
-  env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_ARGS=SHRINK,
+  path = os.pathsep.join(p for p in (_lacking(out.parent / 'lacks'), os.environ.get('PYTHONPATH'))
+                         if p)
+  env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_ARGS=SHRINK, PYTHONPATH=path,
              GPU_CHECK_PROBE_ARGS=PROBE, GPU_CHECK_DEADLINE=str(deadline),
              GPU_CHECK_CACHE=str(out) + '_cache',
              XLA_FLAGS='--xla_backend_optimization_level=0')  # As every test: see conftest.
