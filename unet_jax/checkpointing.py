@@ -72,8 +72,8 @@ def restore(manager: ocp.CheckpointManager, step: int, target):
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   stored = {_names(path): leaf.shape for path, leaf in
-            jax.tree_util.tree_flatten_with_path(manager.item_metadata(step))[0]}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+            jax.tree.flatten_with_path(manager.item_metadata(step))[0]}
+  for path, leaf in jax.tree.flatten_with_path(abstract)[0]:
     name = _names(path)
     if name in stored and tuple(stored[name]) != tuple(leaf.shape):
       raise ValueError(

@@ -26,7 +26,7 @@ def create_schedule(optim_config, num_train_steps: int) -> optax.Schedule:
 
 def decay_mask(params):
   """True for the leaves weight decay applies to: conv kernels only, never biases or norm scales."""
-  return jax.tree_util.tree_map_with_path(
+  return jax.tree.map_with_path(
       lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
 
 

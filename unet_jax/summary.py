@@ -36,7 +36,7 @@ def summarize(model_config, image_size: int) -> tuple[str, int, int]:
   # One row per layer: the path of the module that owns the variables, top-level order kept.
   rows = collections.OrderedDict()
   for collection in ('params', 'batch_stats'):
-    for path, leaf in jax.tree_util.tree_flatten_with_path(variables.get(collection, {}))[0]:
+    for path, leaf in jax.tree.flatten_with_path(variables.get(collection, {}))[0]:
       layer = '/'.join(str(p.key) for p in path[:-1])
       row = rows.setdefault(layer, {'shapes': [], 'params': 0, 'stats': 0})
       count = math.prod(leaf.shape)
