@@ -154,7 +154,8 @@ def test_an_unwritable_output_folder_fails_before_any_work(tmp_path):
       [sys.executable, '-m', 'unet_jax.predict', f'--workdir={tmp_path}', f'--input={blocker}',
        f'--output={blocker / "masks"}'], cwd=REPO, capture_output=True, text=True, timeout=300,
       check=False)
-  assert done.returncode != 0 and 'is not a writable folder' in done.stderr
+  assert done.returncode == 1 and 'Error: --output ' in done.stderr
+  assert 'is not a writable folder' in done.stderr and 'Traceback' not in done.stderr
 
 
 def test_extra_predictions_are_named(tmp_path):
@@ -176,3 +177,20 @@ def test_a_mistyped_config_value_on_the_command_line_names_the_field(tmp_path):
       text=True, timeout=300, check=False)
   assert done.returncode != 0 and '--config.optim.lr=fast' in done.stderr
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_command_ends_on_our_error_message_alone_and_a_bug_keeps_its_traceback(
+    capsys, monkeypatch):
+  """`cli.short_errors`, around every command's main: the message of one of our checks is the
+  whole output (it names the field and the fix); an error from elsewhere is not shortened."""
+  from unet_jax import config_checks
+
+  bad = default.get_config()
+  bad.batch_size = -3
+  assert cli.short_errors(lambda: config_checks.check(bad, 1))() == 1
+  assert capsys.readouterr().err == 'Error: config.batch_size=-3 must be an integer >= 1.\n'
+  with pytest.raises(ValueError, match='cannot reshape'):  # numpy's, not a check of ours.
+    cli.short_errors(lambda: np.zeros(3).reshape(2))()
+  monkeypatch.setenv('UNET_JAX_TRACEBACK', '1')
+  with pytest.raises(ValueError, match='config.batch_size=-3'):
+    cli.short_errors(lambda: config_checks.check(bad, 1))()

@@ -1,9 +1,49 @@
-"""Helpers of the command-line tools: a writable output folder, a progress bar."""
+"""Helpers of the command-line tools: short errors, a writable output folder, a progress bar."""
 
+import functools
 import os
 import sys
 import tempfile
 import time
+import traceback
+
+# Where our own `raise` statements live: the package, and beside it in a checkout, the
+# experiments and the config files.
+_OWN_CODE = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), name)
+                  + os.sep for name in ('unet_jax', 'experiments', 'configs'))
+# The kinds of error our checks of input and config raise; each message names the file or field
+# and the fix (experiments/results/bad_inputs.md lists them).
+_INPUT_ERRORS = (ValueError, OSError, FloatingPointError)
+
+
+def _raised_for_the_user(error: BaseException) -> bool:
+  """Whether `error` comes from a `raise` statement of our own code (a message written for the
+  user), not from a library or a failing call inside our code (a bug, which keeps its trace)."""
+  frames = traceback.extract_tb(error.__traceback__)
+  if not frames:
+    return False
+  last = frames[-1]
+  return (last.filename.startswith(_OWN_CODE)
+          and (last.line or '').lstrip().startswith('raise '))
+
+
+def short_errors(main):
+  """Wraps a command's main: an error our own checks raised for bad input or config ends the
+  command with its message alone (`Error: ...` on stderr, exit status 1), not under twenty lines
+  of traceback that hide it. Any other exception keeps its traceback, as every error does with
+  UNET_JAX_TRACEBACK=1 in the environment."""
+
+  @functools.wraps(main)
+  def wrapped(*args, **kwargs):
+    try:
+      return main(*args, **kwargs)
+    except _INPUT_ERRORS as error:
+      if os.environ.get('UNET_JAX_TRACEBACK') or not _raised_for_the_user(error):
+        raise
+      print(f'Error: {error}', file=sys.stderr, flush=True)
+      return 1
+
+  return wrapped
 
 
 def define_inference_flags(prefix: str = '') -> None:

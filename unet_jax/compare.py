@@ -50,7 +50,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from unet_jax import native_scoring, results
+from unet_jax import cli, native_scoring, results
 
 SPLIT_FIELDS = ('seed', 'data.fold')  # What varies inside a group.
 DEFAULT_METRICS = ('threshold_jaccard', 'jaccard', 'dice')
@@ -375,4 +375,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(cli.short_errors(main)())

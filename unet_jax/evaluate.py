@@ -246,4 +246,4 @@ def main(argv) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  sys.exit(app.run(main))
+  sys.exit(app.run(cli.short_errors(main)))

@@ -39,6 +39,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from unet_jax import cli
+
 # Okabe & Ito's colour-blind-safe palette.
 COLOURS = ('#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000')
 TRUTH_COLOUR, PREDICTION_COLOUR = '#009E73', '#E69F00'  # Bluish green, orange.
@@ -359,4 +361,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(cli.short_errors(main)())

@@ -78,10 +78,10 @@ def main(argv):
 
 if __name__ == '__main__':
   logging.use_absl_handler()
-  from unet_jax import config_files
+  from unet_jax import cli, config_files
 
   try:
     sys.argv = config_files.resolve_argv(sys.argv)  # --config quickstart: a preset by name.
   except FileNotFoundError as error:
     sys.exit(f'Error: {error}')
-  sys.exit(app.run(main))
+  sys.exit(app.run(cli.short_errors(main)))

@@ -193,4 +193,4 @@ def main(argv) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(cli.short_errors(main))

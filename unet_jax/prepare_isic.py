@@ -19,6 +19,8 @@ import sys
 
 from absl import app, flags
 
+from unet_jax import cli
+
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_integer('size', [256], 'Training resolution(s) to prepare (config.data.image_size).')
 flags.DEFINE_string('manual_dir', None, 'Folder with the official archives (zips or unpacked).')
@@ -57,4 +59,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  sys.exit(app.run(main))
+  sys.exit(app.run(cli.short_errors(main)))

@@ -51,7 +51,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import config_files, hyper, results
+from unet_jax import cli, config_files, hyper, results
 
 MANIFEST = 'sweep.json'
 LOG = 'log.txt'
@@ -466,4 +466,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(cli.short_errors(main)())

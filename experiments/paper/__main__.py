@@ -18,7 +18,7 @@ import shlex
 import sys
 
 from experiments.paper import scales, tables
-from unet_jax import compare, evaluate, figures, results, sweep
+from unet_jax import cli, compare, evaluate, figures, results, sweep
 
 
 def launch(root: str, runs, parallel: int, dry_run: bool) -> dict:
@@ -263,4 +263,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(cli.short_errors(main)())
