@@ -9,8 +9,10 @@
 #
 # Parts, in priority order, each in its own process (JAX preallocates GPU memory, so PyTorch
 # never shares a process with it) with its own timeout, each writing its JSON under $OUT as soon
-# as it ends (8 files at most, what the device tool brings back). The script stops starting
-# parts when its deadline (GPU_CHECK_DEADLINE seconds, default 300) would be passed:
+# as it ends (8 files at most, what the device tool brings back). Nothing runs past the call's
+# deadline (GPU_CHECK_DEADLINE seconds, default 300): a part starts only if about one of its
+# configurations fits in the time left, and a benchmark part stopped by the deadline keeps the
+# configurations it finished, for the next call to complete:
 #   machine       nvidia-smi's name, memory and driver; jax, jaxlib, flax, optax, torch versions
 #   jax-aug       the seed's model (configs/seed.py: 31.0M parameters), 224 x 224, bf16, the real
 #                 train step with the on-device augmentation: images/s at batch 64 and 128,
@@ -46,6 +48,8 @@
 #                     a CPU); XLA_FLAGS reaches every part as it is
 #   GPU_CHECK_PROBE_ARGS  likewise for the two probes
 #   GPU_CHECK_B256=1  run batch 256 whatever the card's memory (a full run on a CPU)
+#   GPU_CHECK_MIN_S   start any part with this much time left (default: each part's own,
+#                     60-100 s; the CPU test makes it small to cut a part short)
 # e.g. run(command="export GPU_CHECK_PARTS=jax-aug; OUT=$OUT/base bash experiments/gpu_check.sh;
 #          XLA_FLAGS=--xla_gpu_use_runtime_fusion=true OUT=$OUT/fusion bash experiments/gpu_check.sh")
 set -uo pipefail
@@ -65,9 +69,12 @@ SEED_MODEL=(--preset h200-classic --upsample resize_conv --head seed --precision
 START=$SECONDS
 SKIPPED=()
 
-part() {  # part NAME BUDGET_S COMMAND...: run unless done earlier or past the deadline.
-  local name=$1 budget=$2
-  shift 2
+part() {  # part NAME MIN_S BUDGET_S COMMAND...: run unless done earlier or past the deadline.
+  # It starts if MIN_S (about one configuration's time) is left before the deadline, and runs
+  # for BUDGET_S at most, or what is left if less: a benchmark part cut short keeps the
+  # configurations it finished ("complete": false) and the next call measures the others.
+  local name=$1 min=${GPU_CHECK_MIN_S:-$2} budget=$3
+  shift 3
   if [[ $PARTS != *" $name "* ]]; then
     echo "--- $name: not asked for (GPU_CHECK_PARTS)"
     return
@@ -82,18 +89,22 @@ part() {  # part NAME BUDGET_S COMMAND...: run unless done earlier or past the d
     set -- "$@" --resume-from "$DONE/$name.json"  # Only benchmark parts write partial files.
   fi
   local left=$((DEADLINE - (SECONDS - START)))
-  if (( left < budget )); then
-    echo "--- $name: not started, $left s left before the deadline and it needs up to $budget s"
+  if (( left < min )); then
+    echo "--- $name: not started, $left s left before the deadline and it needs $min s or more"
     SKIPPED+=("$name")
     return
   fi
-  echo "=== $name (at most $budget s): $*"
+  local limit=$(( left < budget ? left : budget ))
+  echo "=== $name (at most $limit s): $*"
   local began=$SECONDS
-  timeout --kill-after=15 "$budget" "$@" > "$OUT/$name.log.txt" 2>&1
+  timeout --kill-after=15 "$limit" "$@" > "$OUT/$name.log.txt" 2>&1
   local status=$?
   tail -n "$( ((status)) && echo 30 || echo 4)" "$OUT/$name.log.txt"  # More of a failure's.
   rm -f "$OUT/$name.log.txt"  # The JSON holds the results; 8 files come back at most.
   echo "--- $name: exit status $status after $((SECONDS - began)) s"
+  if (( (status == 124 || status == 137) && limit < budget )); then
+    SKIPPED+=("$name")  # Stopped by the deadline, not by its own budget: the next call goes on.
+  fi
 }
 
 big_card() {  # Whether the card holds batch 256 (XLA:CPU's plan: 95 GiB; the H100 has 80).
@@ -101,30 +112,31 @@ big_card() {  # Whether the card holds batch 256 (XLA:CPU's plan: 95 GiB; the H1
 sys.exit(0 if int(m.split()[0]) > 100_000 else 1)" "${DONE:-$OUT}/machine.json" 2>/dev/null
 }
 
-part machine 60 "$PY" experiments/gpu_table.py --machine "$OUT/machine.json"
-part jax-aug 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+part machine 60 60 "$PY" experiments/gpu_table.py --machine "$OUT/machine.json"
+part jax-aug 75 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
   --batch-sizes 64,128 --profile-steps 3 --isolate "${EXTRA[@]}" --out "$OUT/jax-aug.json"
-part jax-noaug 120 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+part jax-noaug 75 120 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
   --batch-sizes 64,128 --no-augment --isolate "${EXTRA[@]}" --out "$OUT/jax-noaug.json"
-part torch 150 env JAX_PLATFORMS=cpu "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" \
+part torch 100 150 env JAX_PLATFORMS=cpu "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" \
   --frameworks torch --batch-sizes 128 "${EXTRA[@]}" --out "$OUT/torch.json"
 if big_card || [[ ${GPU_CHECK_B256:-} == 1 ]]; then
-  part b256 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+  part b256 75 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
     --batch-sizes 256 --isolate "${EXTRA[@]}" --out "$OUT/b256.json"
 elif [[ $PARTS == *" b256 "* ]]; then
   echo "--- b256: skipped, the card has under 100 GB and the plan for batch 256 is 95 GiB"
   echo '{"skipped": "the card has under 100 GB; XLA:CPU plans 95 GiB for batch 256"}' \
     > "$OUT/b256.json"
 fi
-part upsample 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+part upsample 75 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
   --upsample transpose,dense_d2s --batch-sizes 128 --isolate "${EXTRA[@]}" \
   --out "$OUT/upsample.json"
-part restart 150 "$PY" -m experiments.gpu_probes restart --cache "$CACHE" \
+part restart 100 150 "$PY" -m experiments.gpu_probes restart --cache "$CACHE" \
   "${PROBE[@]}" --out "$OUT/restart.json"
-part determinism 120 "$PY" -m experiments.gpu_probes determinism --deterministic \
+part determinism 75 120 "$PY" -m experiments.gpu_probes determinism --deterministic \
   "${PROBE[@]}" --out "$OUT/determinism.json"
 
 if (( ${#SKIPPED[@]} )); then
-  echo "Not run this call: ${SKIPPED[*]}. Run again with GPU_CHECK_DONE=<this call's files>."
+  echo "Not run, or cut short by the deadline, this call: ${SKIPPED[*]}." \
+       "Run again with GPU_CHECK_DONE=<this call's files>."
 fi
 "$PY" experiments/gpu_table.py "$OUT" ${DONE:+"$DONE"}

@@ -55,8 +55,8 @@ def _check(out, deadline, done=None, **more_env):
 def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   pytest.importorskip('torch')
   first, second = tmp_path / 'first', tmp_path / 'second'
-  # Budgets are GPU-sized (60-150 s): a 100 s deadline admits the machine probe alone.
-  one = _check(first, 100)
+  # Parts start with 60-100 s left (GPU-sized): a 70 s deadline admits the machine probe alone.
+  one = _check(first, 70)
   assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-2000:]
   # The probe, and the note that this card (none) is too small for batch 256.
   assert sorted(os.listdir(first)) == ['b256.json', 'machine.json'], one.stdout[-2000:]
@@ -101,6 +101,20 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
                    if line.startswith('| jax-aug | device time by kind, batch 128 | '))
   assert 'convolution ' in breakdown and 'ms of kernels per step' in breakdown
   assert 'cut short' not in table
+
+
+def test_a_part_stopped_by_the_deadline_keeps_what_it_finished(tmp_path):
+  """A part starts with less than its budget left and runs until the deadline, no longer: the
+  configuration it finished is in its JSON, marked incomplete, for the next call to go on from."""
+  # Batch 2 takes a few seconds; batch 4096 would take minutes.
+  cut = _check(tmp_path / 'cut', 20, GPU_CHECK_PARTS='jax-noaug', GPU_CHECK_MIN_S='5',
+               GPU_CHECK_ARGS=SHRINK + ' --batch-sizes 2,4096 --steps 300')
+  assert cut.returncode == 0, cut.stdout[-3000:] + cut.stderr[-2000:]
+  assert 'cut short by the deadline, this call: jax-noaug.' in cut.stdout
+  assert '| jax-noaug | cut short by its time limit |' in cut.stdout
+  saved = json.loads((tmp_path / 'cut' / 'jax-noaug.json').read_text())
+  assert saved['complete'] is False
+  assert [r['batch_size'] for r in saved['rows']] == [2]
 
 
 def test_a_variant_runs_only_the_parts_asked_for(tmp_path):
