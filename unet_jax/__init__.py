@@ -5,6 +5,11 @@ step run on machines that have only JAX (see `unet_jax.models`, `unet_jax.train_
 """
 
 import contextlib
+import os
+
+# TensorFlow's C++ start-up notices (CPU instruction sets, absl's log set-up) are noise in every
+# command's output; a value the user set wins.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # Registers the `isic2018_task1` TFDS builder, so `tfds.load('isic2018_task1/256')` finds it.
 # `tensorflow_datasets` imports TensorFlow lazily, so this keeps the package TF-free; machines

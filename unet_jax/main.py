@@ -16,7 +16,6 @@ Open MPI clusters the coordinator is found automatically, elsewhere add --coordi
 --num_processes and --process_id).
 """
 
-import os
 import sys
 
 from absl import app, flags, logging
@@ -45,7 +44,6 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}. Use --config.<field>=<value>.')
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TensorFlow's C++ start-up notices.
   from unet_jax import determinism
 
   if FLAGS.config.deterministic:
