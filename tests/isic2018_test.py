@@ -183,6 +183,7 @@ def test_missing_archives_list_what_is_expected_and_where(tmp_path, monkeypatch)
     raise ConnectionError('no network')
 
   monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', offline)
+  monkeypatch.setattr(isic2018, '_unreachable', lambda url: None)  # The host answers; then no.
   builder = isic2018.Isic2018Task1(config=isic2018.builder_config(SIZE), data_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError) as error:
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
@@ -192,6 +193,31 @@ def test_missing_archives_list_what_is_expected_and_where(tmp_path, monkeypatch)
     for name in (isic2018.input_name(part), isic2018.truth_name(part)):
       assert f'{name}.zip' in message and f'{isic2018.URL}{name}.zip' in message
   assert 'Training' not in message
+
+
+def test_without_network_no_download_is_tried(tmp_path, monkeypatch):
+  """Offline, the archives' host does not resolve: the error comes at once, not after TFDS has
+  retried every download for minutes (measured: 3.6 min before this check)."""
+  import socket
+
+  def unresolvable(address, timeout=None):
+    raise socket.gaierror(-2, 'Name or service not known')
+
+  def download(self, urls):
+    raise AssertionError('a download was tried without network')
+
+  for name in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy'):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setattr(socket, 'create_connection', unresolvable)
+  monkeypatch.setattr(tfds.download.DownloadManager, 'download_and_extract', download)
+  builder = isic2018.Isic2018Task1(config=isic2018.builder_config(SIZE), data_dir=str(tmp_path))
+  with pytest.raises(FileNotFoundError, match=r'cannot reach isic-challenge-data\.s3\.amazonaws'
+                     r'\.com: .*Name or service not known'):
+    builder.download_and_prepare()
+  # Behind a proxy the host is not asked directly: the download is left to try.
+  monkeypatch.setenv('HTTPS_PROXY', 'http://proxy.example:3128')
+  with pytest.raises(FileNotFoundError, match='a download was tried without network'):
+    builder.download_and_prepare()
 
 
 def test_non_binary_mask_is_binarized_at_128(tmp_path):

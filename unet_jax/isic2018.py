@@ -27,7 +27,8 @@ Where the archives come from, per archive, first match wins:
   1. `<manual_dir>/<name>/` (already unpacked) or `<manual_dir>/<name>.zip`, where manual_dir is
      TFDS's manual directory (default `<data_dir>/downloads/manual/`);
   2. a download from https://isic-challenge-data.s3.amazonaws.com/2018/<name>.zip.
-If an archive is neither there nor downloadable, the error lists the files expected and where.
+If an archive is neither there nor downloadable, the error lists the files expected and where
+(on a machine without network at once: the host is asked before TFDS would retry for minutes).
 
 Checksums: downloads are verified against `unet_jax/checksums.tsv` (TFDS's per-dataset checksums
 file, next to this module). We could not fetch the archives when writing this, so the file is not
@@ -48,6 +49,8 @@ import concurrent.futures
 import dataclasses
 import os
 import re
+import socket
+import urllib.parse
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -225,6 +228,9 @@ def _locate_archives(dl_manager) -> dict[str, str]:
       missing.append(name)
   if missing:
     try:
+      unreachable = _unreachable(URL)
+      if unreachable:
+        raise ConnectionError(unreachable)
       fetched = dl_manager.download_and_extract({n: f'{URL}{n}.zip' for n in missing})
     except Exception as error:  # Any failure: offline, HTTP error, bad checksum, bad zip.
       # The public property refuses to name the manual directory when it is empty.
@@ -237,6 +243,21 @@ def _locate_archives(dl_manager) -> dict[str, str]:
     for name, path in fetched.items():
       folders[name] = _files_folder(path, name)
   return folders
+
+
+def _unreachable(url: str, timeout_s: float = 5.0) -> str | None:
+  """Why the host of `url` cannot be reached, or None if it can. Without network, TFDS retries
+  each archive's download for minutes, filling the log, before it fails: this asks first, in
+  seconds. Behind a proxy (HTTPS_PROXY or ALL_PROXY set) the download is left to try."""
+  proxies = ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')
+  if any(os.environ.get(name) for name in proxies):
+    return None
+  host = urllib.parse.urlsplit(url).hostname
+  try:
+    socket.create_connection((host, 443), timeout=timeout_s).close()
+  except OSError as error:
+    return f'cannot reach {host}: {error}'
+  return None
 
 
 def _files_folder(path, name: str) -> str:
