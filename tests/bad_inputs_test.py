@@ -194,3 +194,15 @@ def test_a_command_ends_on_our_error_message_alone_and_a_bug_keeps_its_traceback
   monkeypatch.setenv('UNET_JAX_TRACEBACK', '1')
   with pytest.raises(ValueError, match='config.batch_size=-3'):
     cli.short_errors(lambda: config_checks.check(bad, 1))()
+
+
+def test_a_run_on_a_wrong_data_folder_leaves_no_workdir(tmp_path):
+  """The data source is asked before the workdir is made: a typo in config.data.dir leaves
+  nothing behind to confuse the next run."""
+  from unet_jax import train
+
+  config = _config(str(tmp_path / 'no_such_data'))
+  config.batch_size = config.eval.batch_size = 8  # Divides the 8 simulated devices.
+  with pytest.raises(FileNotFoundError, match=r'config\.data\.dir'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()

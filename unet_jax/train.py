@@ -213,6 +213,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = parallel.make_mesh()
   config_checks.check(config, mesh.devices.size)
   determinism.check(config.deterministic, jax.default_backend())
+  for split in ('train', 'val'):  # A wrong folder or unprepared data fails before the workdir
+    input_pipeline.num_examples(config, split)  # exists (the 'isic' source prepares it here).
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     run_config.write(config, workdir, log_warning=logging.warning)
