@@ -107,3 +107,17 @@ def test_progress_bar_without_a_terminal():
   bar.close()
   lines = sink.text.splitlines()
   assert len(lines) == 20 and lines[-1].startswith('x [' + '#' * 30 + '] 40/40')
+
+
+def test_an_input_folder_without_images_names_its_subfolders_that_have_some(tmp_path):
+  """Pointing --input one level too high (at a folder of the archives' folders) is the common
+  slip: the error says folders are not recursed and which subfolders hold images."""
+  photos_dir = tmp_path / 'native'
+  (photos_dir / 'Input').mkdir(parents=True)
+  (photos_dir / 'Empty').mkdir()
+  Image.new('RGB', (4, 4)).save(photos_dir / 'Input' / 'ISIC_0000001.jpg')
+  (photos_dir / 'notes.txt').write_text('')
+  assert predict.list_inputs([str(photos_dir)]) == []
+  message = predict.no_images_message([str(photos_dir)])
+  assert 'read without its subfolders' in message
+  assert str(photos_dir / 'Input') in message and 'Empty' not in message

@@ -47,6 +47,16 @@ def list_inputs(inputs: Sequence[str]) -> list[str]:
   return paths
 
 
+def no_images_message(inputs: Sequence[str]) -> str:
+  """Why --input gave no image, and the subfolders that hold some (folders are not recursed)."""
+  nested = [os.path.join(entry, sub) for entry in inputs if os.path.isdir(entry)
+            for sub in sorted(os.listdir(entry)) if os.path.isdir(os.path.join(entry, sub))
+            and list_inputs([os.path.join(entry, sub)])]
+  hint = f'; these subfolders hold images: {", ".join(nested)}' if nested else ''
+  return (f'No images ({", ".join(photos.IMAGE_EXTS)}) in --input {",".join(inputs)}; a folder '
+          f'is read without its subfolders{hint}.')
+
+
 def mask_name(path: str) -> str:
   """'ISIC_0012345_segmentation.png' for any file whose name holds ISIC_0012345."""
   return native_scoring.image_id(path) + '_segmentation.png'
@@ -162,7 +172,7 @@ def main(argv) -> int:
   logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
   paths = list_inputs(FLAGS.input)
   if not paths:
-    raise app.UsageError(f'No images found in --input {FLAGS.input}.')
+    raise ValueError(no_images_message(FLAGS.input))
   cli.ensure_writable(FLAGS.output, '--output')
   if FLAGS.overlay_dir:
     cli.ensure_writable(FLAGS.overlay_dir, '--overlay_dir')
