@@ -362,21 +362,37 @@ def run_spec(spec: Spec, args) -> list[dict]:
   torch` gives the PyTorch row alone (JAX only counts the parameters, on the CPU)."""
   batch_np = synthetic_batch(spec.batch_size, spec.image_size)
   if args.frameworks == 'torch':
-    compile_mode = None if args.torch_compile == 'none' else args.torch_compile
     model = models.UNet(**spec.model_kwargs())
     params = models.count_params(jax.eval_shape(lambda: model.init(
         jax.random.key(0), jnp.zeros((1, spec.image_size, spec.image_size, 3)),
         train=False))['params'])
-    return [bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
-                        params, torch_matmul_peak_flops(args.matmul_size))]
+    return [bench_torch_or_eager(spec, model_inputs(batch_np), args, params,
+                                 torch_matmul_peak_flops(args.matmul_size))]
   rows = [bench_jax(spec, batch_np, args.steps, args.warmup, args.matmul_size,
                     args.compile_only, args.profile_steps)]
   if 'torch' in _frameworks(args):
-    compile_mode = None if args.torch_compile == 'none' else args.torch_compile
-    rows.append(bench_torch(spec, model_inputs(batch_np), args.steps, args.warmup, compile_mode,
-                            rows[0]['params'], rows[0]['matmul_peak_tflops'] * 1e12))
+    rows.append(bench_torch_or_eager(spec, model_inputs(batch_np), args, rows[0]['params'],
+                                     rows[0]['matmul_peak_tflops'] * 1e12))
     rows[0]['jax_over_torch'] = rows[0]['images_per_s'] / rows[1]['images_per_s']
   return rows
+
+
+def bench_torch_or_eager(spec: Spec, batch_np: dict, args, params: int, peak_flops) -> dict:
+  """`bench_torch` with `--torch-compile`; if torch.compile fails (a missing compiler, a Triton
+  error on a machine nobody could test first), eager PyTorch instead, the failure in the row
+  (`torch_compile_error`): a blind GPU session still gets a PyTorch figure, marked as eager."""
+  compile_mode = None if args.torch_compile == 'none' else args.torch_compile
+  try:
+    return bench_torch(spec, batch_np, args.steps, args.warmup, compile_mode, params, peak_flops)
+  except Exception as error:
+    if compile_mode is None or 'out of memory' in str(error).lower():
+      raise
+    failure = ' '.join(f'{type(error).__name__}: {error}'.split())[:300]  # One line.
+    print(f'torch.compile failed ({failure}); measuring eager PyTorch instead.', file=sys.stderr,
+          flush=True)
+  row = bench_torch(spec, batch_np, args.steps, args.warmup, None, params, peak_flops)
+  row['torch_compile_error'] = failure
+  return row
 
 
 def run_isolated(spec: Spec, argv: list[str]) -> list[dict]:

@@ -21,7 +21,8 @@
 #                 (convolutions, fusions, ...: unet_jax/device_profile.py), which says what
 #                 the speed work should change first
 #   jax-noaug     the same without the augmentation (the equal-work comparison with PyTorch)
-#   torch         its PyTorch twin at batch 128 (bf16 autocast, channels_last, torch.compile)
+#   torch         its PyTorch twin at batch 128 (bf16 autocast, channels_last, torch.compile;
+#                 eager, marked so in its row and the table, if torch.compile fails)
 #   b256          batch 256 with the augmentation, where the memory plan fits (the
 #                 H200's 139 GiB; XLA:CPU's plan is 95 GiB); skipped with a note elsewhere
 #   upsample      the other upsampling forms ('transpose', 'dense_d2s') at batch 128

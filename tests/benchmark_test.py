@@ -205,3 +205,26 @@ def test_input_mode_reads_real_photos_under_each_policy(tmp_path, policy):
       '--warmup', '0', '--data-dir', root, '--resize-policy', policy, '--compilation-cache', ''])
   assert (row['source'], row['resize_policy'], row['batch_size']) == ('folder', policy, 2)
   assert row['images_per_s'] > 0 and row['images_per_s_per_core'] <= row['images_per_s']
+
+
+def test_a_failing_torch_compile_falls_back_to_eager_and_says_so(tmp_path, monkeypatch):
+  """The GPU check's PyTorch part runs once, blind: if torch.compile fails there, the row is
+  eager PyTorch with the failure in it, and the table says the ratio is against eager."""
+  torch = pytest.importorskip('torch')
+  from experiments import gpu_table
+
+  def broken_compile(model, **kwargs):
+    raise RuntimeError('Triton: no C compiler |found|\non this machine')
+
+  monkeypatch.setattr(torch, 'compile', broken_compile)
+  out = tmp_path / 'torch.json'
+  benchmark.main([
+      '--image-size', '16', '--base-width', '2', '--depth', '1', '--batch-sizes', '2',
+      '--upsample', 'resize_conv', '--precisions', 'float32', '--steps', '1', '--warmup', '0',
+      '--matmul-size', '32', '--frameworks', 'torch', '--no-isolate', '--compilation-cache', '', '--out', str(out)])
+  (row,) = json.loads(out.read_text())['rows']
+  assert row['framework'] == 'torch' and row['torch_compile'] is None and row['images_per_s'] > 0
+  assert row['torch_compile_error'].startswith('RuntimeError: Triton: no C compiler')
+  table = gpu_table.table([str(tmp_path)])
+  assert ('| torch | batch 2: images/s (eager: torch.compile failed, RuntimeError: Triton: no C '
+          'compiler /found/ on this machine) |') in table
