@@ -213,8 +213,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = parallel.make_mesh()
   config_checks.check(config, mesh.devices.size)
   determinism.check(config.deterministic, jax.default_backend())
-  for split in ('train', 'val'):  # A wrong folder or unprepared data fails before the workdir
-    input_pipeline.num_examples(config, split)  # exists (the 'isic' source prepares it here).
+  # The data source answers before the workdir exists: a wrong folder or missing data leaves
+  # nothing behind (the 'isic' source prepares its TFDS data here if it can).
+  for split in ('train', 'val'):
+    input_pipeline.num_examples(config, split)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     run_config.write(config, workdir, log_warning=logging.warning)
