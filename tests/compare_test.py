@@ -85,3 +85,19 @@ def test_table_numbers_against_numpy():
   assert 'loss=bce (baseline)' in text and '+0.4000' in text
   with pytest.raises(ValueError, match='names no group'):
     compare.compare(runs, ['jaccard'], baseline='nope')
+
+
+def test_a_sweep_root_finds_the_same_runs_as_its_expanded_glob(tmp_path):
+  # `compare ROOT/*` gets the sweep's own files too (sweep.json); they are skipped, not an error.
+  for name in ('b', 'a', 'not_started'):
+    (tmp_path / name).mkdir()
+  for name in ('a', 'b'):
+    (tmp_path / name / 'summary.json').write_text('{}')
+  (tmp_path / 'sweep.json').write_text('{}')
+  expected = [str(tmp_path / 'a'), str(tmp_path / 'b')]
+  assert compare.find_runs([str(tmp_path)]) == expected
+  assert compare.find_runs(sorted(str(p) for p in tmp_path.iterdir())) == expected
+  with pytest.raises(FileNotFoundError, match='neither a run workdir'):
+    compare.find_runs([str(tmp_path / 'a'), str(tmp_path / 'typo')])
+  with pytest.raises(FileNotFoundError, match='No run'):
+    compare.find_runs([str(tmp_path / 'sweep.json')])

@@ -3,7 +3,8 @@ r"""Compare runs with honest statistics: per-image values, paired tests, confide
   python -m unet_jax.compare DIR_OR_WORKDIR... [--baseline NAME] [--metric M[,M...]]
       [--group-by FIELD[,FIELD...]] [--checkpoint final|best] [--out DIR] [--bootstrap 2000]
 
-Each argument is a run's workdir or a folder of them (a sweep's --root). Runs are read only
+Each argument is a run's workdir or a folder of them (a sweep's --root; files among them, as
+`ROOT/*` brings, are skipped). Runs are read only
 through their files (unet_jax/results.py): summary.json for the config, and the per-image CSV of
 the validation of the final checkpoint (or the best one, --checkpoint best; it was selected on
 that same split, so its numbers are optimistic, and the table says so).
@@ -76,7 +77,11 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
 
 
 def find_runs(paths: Sequence[str]) -> list[str]:
-  """Workdirs: each path that holds a summary.json, and each folder directly under the others."""
+  """Workdirs: each path that holds a summary.json, and each folder directly under the others.
+
+  Files among the paths are skipped, so `ROOT/*` works as `ROOT` does although the shell adds a
+  sweep's `sweep.json` to it; a path that does not exist is an error.
+  """
   found = []
   for path in paths:
     if os.path.exists(os.path.join(path, results.RUN_SUMMARY)):
@@ -84,7 +89,7 @@ def find_runs(paths: Sequence[str]) -> list[str]:
     elif os.path.isdir(path):
       found += sorted(os.path.join(path, n) for n in os.listdir(path)
                       if os.path.exists(os.path.join(path, n, results.RUN_SUMMARY)))
-    else:
+    elif not os.path.isfile(path):
       raise FileNotFoundError(f'{path!r} is neither a run workdir nor a folder of them.')
   if not found:
     raise FileNotFoundError(f'No run (a folder with summary.json) in {list(paths)}.')
@@ -115,6 +120,14 @@ def load_run(workdir: str, checkpoint: str, metrics: Sequence[str],
   per_image = {m: {s.image_id: s.metrics()[m] for s in scores} for m in metrics}
   return RunScores(os.path.basename(os.path.normpath(workdir)), workdir,
                    _flatten(summary['config']), step, per_image)
+
+
+def load_run_config(workdir: str) -> RunScores:
+  """A run with its config and no scores, to group runs whose logs are read, not their CSVs
+  (a run still training has no final validation yet)."""
+  summary = results.read_run_summary(workdir)
+  return RunScores(os.path.basename(os.path.normpath(workdir)), workdir,
+                   _flatten(summary['config']), summary.get('step', 0), {})
 
 
 def group_runs(runs: Sequence[RunScores], group_by: Sequence[str] | None):

@@ -6,9 +6,9 @@ r"""The report's figures, drawn from run directories (never retraining): PNG or 
   python -m unet_jax.figures curves RUNS... [--metric val_threshold_jaccard] [--group-by F,...]
       --out FILE
   python -m unet_jax.figures distribution RUNS... | --long results_long.csv [--metric jaccard]
-      --out FILE
+      [--checkpoint final] --out FILE
   python -m unet_jax.figures profile RUNS... | --long results_long.csv [--metric jaccard]
-      --out FILE
+      [--checkpoint final] --out FILE
 
 samples       the seed notebook's first figure: photos above their masks, from a run's data
               (any source: synthetic, a folder, ISIC), as the run's pipeline decodes them.
@@ -25,9 +25,11 @@ distribution  the per-image values by group: a box (quartiles, whiskers at 1.5 I
 profile       a performance profile: the fraction of images whose value is >= t, for t in
               [0, 1], a line per group (rliable's view of a distribution).
 
-RUNS are run workdirs or folders of them (a sweep's --root); --long reads `compare`'s long
-table instead. Colours are the Okabe-Ito palette (distinguishable with colour-blindness), text is
-sized for print, axes are labelled with their units.
+RUNS are run workdirs or folders of them (a sweep's --root; files among them, as `ROOT/*` brings,
+are skipped); curves draw every run found, finished or not, the others the runs whose final (or
+best) checkpoint was validated; --long reads `compare`'s long table instead. Colours are the
+Okabe-Ito palette (distinguishable with colour-blindness), text is sized for print, axes are
+labelled with their units.
 """
 
 import argparse
@@ -39,7 +41,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from unet_jax import cli
+from unet_jax import cli, native_scoring
 
 # Okabe & Ito's colour-blind-safe palette.
 COLOURS = ('#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000')
@@ -164,7 +166,7 @@ def pick_images(workdir: str, which: str, count: int, checkpoint: str = 'final')
 def predictions(workdir: str, out: str, *, images: str = 'median', count: int = 4,
                 checkpoint: str = 'final', split: str = 'val') -> str:
   """Per image: the photo with both outlines, the truth, the prediction, and its Jaccard."""
-  from unet_jax import evaluation, inference, native_scoring, run_config
+  from unet_jax import evaluation, inference, run_config
 
   config = run_config.load(workdir)
   ids = pick_images(workdir, images, count, checkpoint)
@@ -205,11 +207,15 @@ def predictions(workdir: str, out: str, *, images: str = 'median', count: int = 
 # Runs and groups.
 
 
-def _groups(paths: Sequence[str], group_by: Sequence[str] | None, metric: str,
+def _groups(paths: Sequence[str], group_by: Sequence[str] | None, metric: str | None,
             checkpoint: str = 'final') -> dict:
-  """{group label: [RunScores]} of the runs under `paths` that have a `checkpoint` validation."""
+  """{group label: [RunScores]} of the runs under `paths` that have a `checkpoint` validation,
+  or, with no `metric` (the curves, read from the runs' logs), of every run, finished or not."""
   from unet_jax import compare
 
+  if metric is None:
+    return compare.group_runs([compare.load_run_config(w) for w in compare.find_runs(paths)],
+                              group_by)[0]
   runs = [r for r in (compare.load_run(w, checkpoint, [metric])
                       for w in compare.find_runs(paths)) if r]
   if not runs:
@@ -230,13 +236,14 @@ def _long_values(path: str, metric: str) -> dict[str, dict[str, float]]:
 
 
 def per_image(paths: Sequence[str], long: str | None, metric: str,
-              group_by: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+              group_by: Sequence[str] | None = None,
+              checkpoint: str = 'final') -> dict[str, dict[str, float]]:
   if long:
     return _long_values(long, metric)
   from unet_jax import compare
 
   return {label: compare.image_means(members, metric)
-          for label, members in _groups(paths, group_by, metric).items()}
+          for label, members in _groups(paths, group_by, metric, checkpoint).items()}
 
 
 def curves(groups: dict[str, Sequence[str]], out: str, *, metric: str = 'val_threshold_jaccard',
@@ -245,13 +252,17 @@ def curves(groups: dict[str, Sequence[str]], out: str, *, metric: str = 'val_thr
   band from the group's lowest to its highest run."""
   from unet_jax import metric_logging
 
+  logged = {workdir: metric_logging.read_jsonl(os.path.join(workdir, metric_logging.JSONL))
+            for members in groups.values() for workdir in members}
+  if not any(metric in row for rows in logged.values() for row in rows):
+    names = sorted({k for rows in logged.values() for row in rows for k in row} - {'step'})
+    raise ValueError(f'--metric {metric!r}: no run logged it in {metric_logging.JSONL}; '
+                     f'they logged {names}.')
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(4.8, 3.0))
   for colour, (label, members) in zip(COLOURS, groups.items(), strict=False):
-    series = []
-    for workdir in members:
-      rows = metric_logging.read_jsonl(os.path.join(workdir, metric_logging.JSONL))
-      series.append({r['step']: r[metric] for r in rows if metric in r})
+    series = [{r['step']: r[metric] for r in logged[workdir] if metric in r}
+              for workdir in members]
     steps = sorted(set.intersection(*(set(s) for s in series)))
     if not steps:
       continue
@@ -324,19 +335,25 @@ def main(argv=None) -> int:
   parser.add_argument('paths', nargs='*', help='A run workdir (samples, predictions), or runs '
                       'and folders of runs (the others).')
   parser.add_argument('--out', required=True, help='The figure: FILE.png or FILE.pdf.')
-  parser.add_argument('--split', default='val')
+  parser.add_argument('--split', default='val',
+                      help="samples, predictions: the run's split the images come from.")
   parser.add_argument('--count', type=int, default=None, help='Images shown (6 / 4).')
   parser.add_argument('--images', default='median',
                       help="predictions: 'best', 'median', 'worst' or ids, comma-separated.")
-  parser.add_argument('--checkpoint', default='final', choices=('final', 'best'))
+  parser.add_argument('--checkpoint', default='final', choices=('final', 'best'),
+                      help='predictions, distribution, profile: the validation of the final '
+                      'or of the best checkpoint (best was picked on that split: optimistic).')
   parser.add_argument('--metric', default=None, help="curves: a metrics.jsonl scalar (default "
                       "val_threshold_jaccard); distribution, profile: a per-image metric "
                       "(default jaccard).")
   parser.add_argument('--group-by', default='', help='Config fields to group runs by.')
   parser.add_argument('--long', default=None, help="compare's results_long.csv instead of runs.")
-  parser.add_argument('--title', default='')
+  parser.add_argument('--title', default='', help="The figure's title (default: what it shows).")
   args = parser.parse_args(argv)
   group_by = [f for f in args.group_by.split(',') if f] or None
+  if (args.kind in ('distribution', 'profile') and args.metric
+      and args.metric not in native_scoring.METRICS):
+    parser.error(f'--metric {args.metric!r}: a per-image metric, one of {native_scoring.METRICS}.')
   if args.kind in ('samples', 'predictions') and len(args.paths) != 1:
     parser.error(f'{args.kind} takes one run workdir.')
   if args.kind == 'samples':
@@ -346,16 +363,20 @@ def main(argv=None) -> int:
                       checkpoint=args.checkpoint, split=args.split)
   elif args.kind == 'curves':
     groups = {label: [r.workdir for r in runs]
-              for label, runs in _groups(args.paths, group_by, 'jaccard').items()}
+              for label, runs in _groups(args.paths, group_by, None).items()}
     out = curves(groups, args.out, metric=args.metric or 'val_threshold_jaccard',
                  title=args.title)
   else:
     if not (args.paths or args.long):
       parser.error(f'{args.kind} needs runs or --long.')
     metric = args.metric or 'jaccard'
-    values = per_image(args.paths, args.long, metric, group_by)
+    values = per_image(args.paths, args.long, metric, group_by, args.checkpoint)
     draw = distribution if args.kind == 'distribution' else profile
-    out = draw(values, args.out, metric=metric, title=args.title)
+    title = args.title
+    if not title and args.checkpoint == 'best' and not args.long:
+      title = (f'per-image {metric.replace("_", " ")}, best checkpoints (picked on these '
+               'images: optimistic)')
+    out = draw(values, args.out, metric=metric, title=title)
   print(f'Wrote {out}.')
   return 0
 
