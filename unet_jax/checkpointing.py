@@ -13,7 +13,6 @@ Orbax writes each checkpoint into a temporary directory and renames it when comp
 interrupted save never leaves a checkpoint that looks finished.
 """
 
-import logging
 import os
 
 import jax
@@ -124,16 +123,3 @@ def resolve_step(manager: ocp.CheckpointManager, which: str, num_train_steps: in
   if step not in steps:
     raise ValueError(f'No checkpoint of step {step} in {where!r}; it holds steps {steps}.')
   return step
-
-
-class QuietOrbax(logging.Filter):
-  """Drops orbax's INFO chatter (a dozen lines per save or restore) from a log; keeps warnings,
-  except the one orbax gives for each periodic save (no selection metric: not a best candidate).
-
-  Add it to a command's handler: `absl.logging.get_absl_handler().addFilter(QuietOrbax())`.
-  """
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    if '/orbax/' not in record.pathname:
-      return True
-    return record.levelno >= logging.WARNING and 'did not provide metrics' not in record.getMessage()

@@ -1,6 +1,8 @@
-"""Helpers of the command-line tools: short errors, a writable output folder, a progress bar."""
+"""Helpers of the command-line tools: short errors, quiet library logs, a writable output folder,
+a progress bar."""
 
 import functools
+import logging
 import os
 import sys
 import tempfile
@@ -44,6 +46,31 @@ def short_errors(main):
       return 1
 
   return wrapped
+
+
+class LibraryNoise(logging.Filter):
+  """Drops what libraries log that says nothing to a user of our commands, keeping their warnings:
+
+  - orbax's INFO chatter (a dozen lines per save or restore), and its warning for each periodic
+    save (no selection metric: not a best candidate, which is how we save them);
+  - JAX's INFO line for each backend it tried and lacks ("Unable to initialize backend 'tpu':
+    INTERNAL: Failed to open libtpu.so" on every machine without a TPU): JAX logs only the
+    backends it may skip quietly at INFO, and a missing backend that was asked for still fails.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if '/orbax/' in record.pathname:
+      return (record.levelno >= logging.WARNING
+              and 'did not provide metrics' not in record.getMessage())
+    return not (record.levelno < logging.WARNING and record.name.startswith('jax')
+                and record.getMessage().startswith('Unable to initialize backend'))
+
+
+def quiet_library_logs() -> None:
+  """Adds `LibraryNoise` to absl's handler, through which every command logs."""
+  from absl import logging as absl_logging
+
+  absl_logging.get_absl_handler().addFilter(LibraryNoise())
 
 
 def define_inference_flags(prefix: str = '') -> None:

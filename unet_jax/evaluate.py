@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from unet_jax import checkpointing, cli, evaluation, inference, native_scoring, results
+from unet_jax import cli, evaluation, inference, native_scoring, results
 
 FLAGS = flags.FLAGS
 
@@ -198,7 +198,7 @@ def define_flags() -> None:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}.')
-  logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
+  cli.quiet_library_logs()
   if bool(FLAGS.workdir) == bool(FLAGS.predictions):
     raise app.UsageError('Pass either --workdir (evaluate a run) or --predictions with --truth '
                          '(score a folder of masks); see --help.')

@@ -53,9 +53,9 @@ def main(argv):
   if FLAGS.jax_distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  from unet_jax import checkpointing, compilation_cache, preemption, train
+  from unet_jax import cli, compilation_cache, preemption, train
 
-  logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
+  cli.quiet_library_logs()
 
   if FLAGS.compilation_cache_dir:
     compilation_cache.enable_compilation_cache(FLAGS.compilation_cache_dir)

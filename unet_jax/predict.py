@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
-from unet_jax import checkpointing, cli, figures, inference, native_scoring, photos, run_config
+from unet_jax import cli, figures, inference, native_scoring, photos, run_config
 
 FLAGS = flags.FLAGS
 _OVERLAY_TINT = np.array([255, 64, 0], np.float32)
@@ -169,7 +169,7 @@ def define_flags() -> None:
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}.')
-  logging.get_absl_handler().addFilter(checkpointing.QuietOrbax())
+  cli.quiet_library_logs()
   paths = list_inputs(FLAGS.input)
   if not paths:
     raise ValueError(no_images_message(FLAGS.input))
