@@ -18,7 +18,8 @@ predictions   the seed's second figure: per image, the photo with the outlines o
               the run's checkpoint on the images it shows (the run's inference settings).
 curves        a validation metric against the training step, per group of runs (runs that differ
               only by seed or fold, as `unet_jax.compare` groups them): the mean and, where a
-              group has several runs, a band from its lowest to its highest run.
+              group has several runs, a band from its lowest to its highest run, over the
+              steps all of the group's runs have logged (runs still training included).
 distribution  the per-image values by group: a box (quartiles, whiskers at 1.5 IQR) and every
               image as a point, the challenge's 0.65 threshold as a line, and each group's
               failure rate (images below 0.65) in its label.
