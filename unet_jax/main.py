@@ -53,7 +53,7 @@ def main(argv):
   if FLAGS.jax_distributed:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  from unet_jax import cli, compilation_cache, preemption, train
+  from unet_jax import cli, compilation_cache, preemption, train, workdir_lock
 
   cli.quiet_library_logs()
 
@@ -69,6 +69,9 @@ def main(argv):
     if jax.process_index() == 0:
       print(f'The run {stopped}.', flush=True)
     return preemption.EXIT_STOPPED
+  except workdir_lock.InUse as in_use:  # Its own status: a sweep must not count it as failed.
+    print(f'Error: {in_use}', file=sys.stderr, flush=True)
+    return workdir_lock.EXIT_IN_USE
   if jax.process_index() == 0:
     print(train.summary_text(val_metrics, FLAGS.workdir), flush=True)
   return 0

@@ -18,7 +18,9 @@ finished runs (their summary.json says so), resumes unfinished ones from their c
 retries failed ones only with --retry-failed. A sweep file changed under an existing run name is
 an error that names the run. A failing run is recorded with its error and never stops the
 others. SIGTERM or SIGINT to the launcher stops its runs cleanly (each checkpoints; exit status
-75) and launching again resumes them.
+75) and launching again resumes them. One launcher per DIR (a second is refused), and one
+training per run: a run another process still trains (one a killed launcher left running) is
+reported, not started twice, and the launcher exits with status 75.
 
 Executors:
   local  N runs at once, each its own `python -m unet_jax.main` process, log in DIR/<name>/log.txt.
@@ -51,7 +53,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import cli, config_files, hyper, results
+from unet_jax import cli, config_files, hyper, results, workdir_lock
 
 MANIFEST = 'sweep.json'
 LOG = 'log.txt'
@@ -283,6 +285,10 @@ class LocalLauncher:
             entry = {'state': 'finished', 'error': None}
           elif status == STOPPED_STATUS or (self.stop_requested and state != 'failed'):
             entry = {'state': 'stopped', 'error': None}
+          elif status == workdir_lock.EXIT_IN_USE:  # E.g. left running by a killed launcher.
+            entry = {'state': 'running', 'error': None}
+            self.stream.write(f'sweep: {name} is being trained by another process (its '
+                              f'{LOG} says which); not started again.\n')
           else:
             entry = {'state': 'failed', 'error': f'exit status {status}: ' +
                      _tail(os.path.join(self.root, name, LOG))}
@@ -384,6 +390,16 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
 def launch(args) -> int:
   runs = load_sweep(args.sweep, parse_sets(args.set))
   root = os.path.abspath(args.root)
+  os.makedirs(root, exist_ok=True)
+  # One launcher per root: a second would start the same runs again and race on sweep.json.
+  with workdir_lock.exclusive(
+      root, 'launcher', in_use=f'Another `sweep launch` is running the sweep in {root!r}',
+      fix=f'`python -m unet_jax.sweep status --root {args.root}` shows its progress; launch '
+          'again once it has ended (a launcher that ended, however it ended, holds no lock).'):
+    return _launch(args, runs, root)
+
+
+def _launch(args, runs: Sequence[Run], root: str) -> int:
   to_launch, skipped, manifest = plan(root, runs, retry_failed=args.retry_failed,
                                       label=args.sweep)
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
@@ -408,8 +424,8 @@ def launch(args) -> int:
       manifest['runs'][name]['state'] = state
     write_manifest(root, manifest)
   print(status_table(root), flush=True)
-  if any(s == 'stopped' for s in states.values()):
-    return STOPPED_STATUS
+  if any(s in ('stopped', 'running') for s in states.values()):
+    return STOPPED_STATUS  # Not all ended: launching again goes on.
   return 1 if any(s == 'failed' for s in states.values()) else 0
 
 

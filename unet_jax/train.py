@@ -19,6 +19,7 @@ best checkpoint is picked by `config.eval.best_metric` on the validation split.
 """
 
 import collections
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +49,7 @@ from unet_jax import (
   preemption,
   results,
   run_config,
+  workdir_lock,
 )
 from unet_jax import train_step as ts
 
@@ -202,13 +204,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   finishes the same run. SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 (from the moment this is called) end it
   after the current step, checkpointed, by raising `preemption.Stopped`.
   """
-  with preemption.StopSignals() as stop:
-    return _train_and_evaluate(config, workdir, stop, stop_after_step)
+  with preemption.StopSignals() as stop, contextlib.ExitStack() as held:
+    return _train_and_evaluate(config, workdir, stop, stop_after_step, held)
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                        stop: preemption.StopSignals,
-                        stop_after_step: int | None) -> dict[str, float]:
+                        stop: preemption.StopSignals, stop_after_step: int | None,
+                        held: contextlib.ExitStack) -> dict[str, float]:
   workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
   mesh = parallel.make_mesh()
   config_checks.check(config, mesh.devices.size)
@@ -218,6 +220,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   for split in ('train', 'val'):
     input_pipeline.num_examples(config, split)
   os.makedirs(workdir, exist_ok=True)
+  # Until the run ends: a second training in this workdir stops here, before it writes anything.
+  held.enter_context(workdir_lock.training(workdir, jax.process_index(), logging.warning))
   if jax.process_index() == 0:
     run_config.write(config, workdir, log_warning=logging.warning)
 

@@ -1,0 +1,91 @@
+"""One writer per workdir and per sweep root, held against other processes (the OS's flock is the
+reference: another process holds the lock, then is killed with SIGKILL)."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from unet_jax import sweep, workdir_lock
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+HOLD = '''
+import sys, time
+from unet_jax import workdir_lock
+with workdir_lock.exclusive(sys.argv[1], sys.argv[2], in_use='', fix=''):
+  print('held', flush=True)
+  time.sleep(300)
+'''
+
+
+@pytest.fixture
+def holder():
+  """Starts a process that holds `<folder>/.locks/<name>` until it is killed; yields its start."""
+  started = []
+
+  def hold(folder, name):
+    process = subprocess.Popen([sys.executable, '-c', HOLD, str(folder), name], cwd=REPO,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == 'held'
+    started.append(process)
+    return process
+
+  yield hold
+  for process in started:
+    process.kill()
+    process.wait()
+
+
+def test_a_held_lock_refuses_others_and_a_killed_holder_releases_it(tmp_path, holder):
+  process = holder(tmp_path, 'train_process_0')
+  with (pytest.raises(workdir_lock.InUse, match=rf'busy \(pid {process.pid} on host .*\); wait'),
+        workdir_lock.exclusive(str(tmp_path), 'train_process_0', in_use='busy', fix='wait')):
+    pass
+  with workdir_lock.exclusive(str(tmp_path), 'train_process_1', in_use='', fix=''):
+    pass  # Another process index of a multi-host run locks its own file.
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  with workdir_lock.training(str(tmp_path), 0) as path:  # No stale lock after kill -9.
+    holder_now = (tmp_path / '.locks' / 'train_process_0').read_text()
+  assert path.endswith('train_process_0') and holder_now.startswith(f'{{"pid": {os.getpid()},')
+
+
+def test_training_in_a_workdir_in_use_stops_before_writing(tmp_path, holder):
+  workdir = tmp_path / 'run'
+  process = holder(workdir, 'train_process_0')
+  done = subprocess.run([sys.executable, '-m', 'unet_jax.main', '--config', 'quickstart',
+                         '--workdir', str(workdir)], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode == workdir_lock.EXIT_IN_USE, done.stderr[-2000:]
+  assert f"Error: The workdir '{workdir}' is in use by another training process (pid " \
+         f'{process.pid}' in done.stderr
+  assert 'Traceback' not in done.stderr
+  assert sorted(os.listdir(workdir)) == ['.locks']  # No config.json, no checkpoint, no log.
+
+
+def test_a_second_sweep_launcher_is_refused_before_it_touches_the_manifest(tmp_path, holder):
+  process = holder(tmp_path, 'launcher')
+  with pytest.raises(workdir_lock.InUse, match=rf'pid {process.pid} .*sweep status --root'):
+    sweep.main(['launch', 'smoke', '--root', str(tmp_path), '--dry-run'])
+  assert not (tmp_path / sweep.MANIFEST).exists()
+  process.kill()
+  process.wait()
+  assert sweep.main(['launch', 'smoke', '--root', str(tmp_path), '--dry-run']) == 0
+  assert (tmp_path / sweep.MANIFEST).exists()
+
+
+def test_a_run_another_process_trains_is_not_started_twice_nor_failed(tmp_path, holder, capsys):
+  # As when a killed launcher left its run training: the launcher's run meets the lock.
+  (tmp_path / 'one.py').write_text(
+      "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': [{'seed': 3}]}\n")
+  root = tmp_path / 'root'
+  holder(root / 'seed=3', 'train_process_0')
+  status = sweep.main(['launch', str(tmp_path / 'one.py'), '--root', str(root)])
+  assert status == sweep.STOPPED_STATUS
+  manifest = sweep.read_manifest(str(root))['runs']['seed=3']
+  assert (manifest['state'], manifest['error']) == ('running', None)
+  assert 'seed=3 is being trained by another process' in capsys.readouterr().err
+  assert 'is in use by another training process' in (root / 'seed=3' / 'log.txt').read_text()

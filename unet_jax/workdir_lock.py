@@ -1,0 +1,80 @@
+"""One writer per folder: an exclusive lock held while a run trains, or while a launcher launches.
+
+Two trainings in one workdir (a SLURM job resubmitted while the first still runs, a sweep
+launched twice, the same command in a second terminal) would save checkpoints over each other and
+interleave their logs, and the run would no longer be what its config and seed say. So training
+holds an exclusive lock on its workdir (and `sweep launch` one on its root), and a second writer
+stops at once with an error that names the one holding it.
+
+The lock is the operating system's (`flock`) on a file in `<folder>/.locks/`: the kernel
+releases it when the process ends, however it ends (`kill -9`, a node that dies), so a crash never
+leaves a stale lock that someone must delete by hand. The file stays; what it holds (the pid, host
+and start time of the last holder) only explains the error. On a filesystem without `flock` the
+lock is skipped with a warning.
+"""
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+import socket
+
+LOCK_DIR = '.locks'
+# `unet_jax.main`'s exit status when its workdir is in use (BSD's EX_CANTCREAT): a sweep's
+# launcher records that run as trained elsewhere, not as failed.
+EXIT_IN_USE = 73
+# What a filesystem without flock answers (NFS without its lock daemon, some FUSE mounts).
+_UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+class InUse(OSError):
+  """The folder's lock is held by another process."""
+
+
+@contextlib.contextmanager
+def exclusive(folder: str, name: str, *, in_use: str, fix: str, log_warning=None):
+  """Holds `<folder>/.locks/<name>` while inside, or raises `InUse`: "`in_use` (pid P on host H,
+  since T); `fix`"."""
+  os.makedirs(os.path.join(folder, LOCK_DIR), exist_ok=True)
+  path = os.path.join(folder, LOCK_DIR, name)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise InUse(f'{in_use} ({_holder(path)}); {fix}') from None
+    except OSError as error:
+      if error.errno not in _UNSUPPORTED:
+        raise
+      if log_warning:
+        log_warning('Cannot lock %s (%s): this filesystem has no flock, so a second process '
+                    'writing to %s would not be stopped.', path, error.strerror, folder)
+    else:
+      os.ftruncate(fd, 0)
+      os.write(fd, json.dumps({
+          'pid': os.getpid(), 'host': socket.gethostname(),
+          'since': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}).encode())
+    yield path
+  finally:
+    os.close(fd)  # Releases the lock.
+
+
+def _holder(path: str) -> str:
+  try:
+    with open(path, encoding='utf-8') as f:
+      holder = json.loads(f.read())
+    return f'pid {holder["pid"]} on host {holder["host"]}, since {holder["since"]}'
+  except (OSError, ValueError, KeyError, TypeError):
+    return f'{path} is locked'  # Its holder has not written who it is yet.
+
+
+def training(workdir: str, process_index: int, log_warning=None):
+  """The lock a training process holds on its workdir (one per process of a multi-host run)."""
+  return exclusive(
+      workdir, f'train_process_{process_index}', log_warning=log_warning,
+      in_use=f'The workdir {workdir!r} is in use by another training process',
+      fix='two runs in one workdir would overwrite each other\'s checkpoints. Wait for it to end '
+          'or stop it (a run that ended, however it ended, holds no lock), or use another '
+          '--workdir.')
