@@ -7,6 +7,7 @@ checkpoint for the per-image validation, orbax's directory listing for what was 
 
 import json
 import os
+import pathlib
 import shutil
 
 import jax
@@ -221,6 +222,27 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
   again = train.train_and_evaluate(config, workdir)
   assert again == first
   assert metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl')) == rows_before
+
+
+def test_a_run_goes_on_only_under_the_config_it_was_trained_with(tmp_path, run):
+  config, workdir, final = run
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  files = {n: pathlib.Path(copy, n).read_bytes() for n in ('config.json', 'summary.json')}
+  changed = tiny_config(**{'optim.lr': 0.5, 'model.base_width': 4})
+  with pytest.raises(ValueError, match=rf"trained to step {config.num_train_steps} under another "
+                     rf"config \(model\.base_width: 8 there, 4 now; optim\.lr: "
+                     rf"{config.optim.lr!r} there, 0\.5 now\)"):
+    train.train_and_evaluate(changed, copy)
+  for name, before in files.items():  # Nothing rewritten.
+    assert pathlib.Path(copy, name).read_bytes() == before, name
+  # How often it validates or logs does not change what it trains: accepted and recorded.
+  assert train.train_and_evaluate(tiny_config(**{'eval.every_steps': 15}), copy) == final
+  assert run_config.load(copy).eval.every_steps == 15
+  # Without a checkpoint the run starts over, under the new config.
+  shutil.rmtree(os.path.join(copy, 'checkpoints'))
+  train.train_and_evaluate(tiny_config(**{'num_train_steps': 5, 'optim.lr': 0.5}), copy)
+  assert run_config.load(copy).optim.lr == 0.5
 
 
 def test_a_diverging_run_never_checkpoints_a_non_finite_state(tmp_path):

@@ -77,15 +77,18 @@ def test_a_second_sweep_launcher_is_refused_before_it_touches_the_manifest(tmp_p
   assert (tmp_path / sweep.MANIFEST).exists()
 
 
-def test_a_run_another_process_trains_is_not_started_twice_nor_failed(tmp_path, holder, capsys):
-  # As when a killed launcher left its run training: the launcher's run meets the lock.
+def test_a_run_another_process_trains_is_not_started_twice_nor_failed(tmp_path, holder):
+  # As when a killed launcher left its run training: the launcher's run meets the lock. (The
+  # launcher runs as a user runs it: it forks, which a process with JAX loaded should not.)
   (tmp_path / 'one.py').write_text(
       "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': [{'seed': 3}]}\n")
   root = tmp_path / 'root'
   holder(root / 'seed=3', 'train_process_0')
-  status = sweep.main(['launch', str(tmp_path / 'one.py'), '--root', str(root)])
-  assert status == sweep.STOPPED_STATUS
+  done = subprocess.run([sys.executable, '-m', 'unet_jax.sweep', 'launch', str(tmp_path / 'one.py'),
+                         '--root', str(root)], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode == sweep.STOPPED_STATUS, done.stderr[-2000:]
   manifest = sweep.read_manifest(str(root))['runs']['seed=3']
   assert (manifest['state'], manifest['error']) == ('running', None)
-  assert 'seed=3 is being trained by another process' in capsys.readouterr().err
+  assert 'seed=3 is being trained by another process' in done.stderr
   assert 'is in use by another training process' in (root / 'seed=3' / 'log.txt').read_text()

@@ -3,6 +3,13 @@
 Fields move between versions of this code. A resumed run, `evaluate` or `predict` that finds a
 config.json written before a move stops with an error naming the field's new place, instead of
 silently running with a default where the run had its own value.
+
+A run resumed from a checkpoint under another config (a changed learning rate, a config file
+edited or updated since) would be neither config's run, while its config.json and summary named
+only the new one; so a change of what the run trains is refused, naming the fields. What does not
+change the trained parameters may change on resume (`MAY_CHANGE_ON_RESUME`: where the data lives,
+how often the run logs, checkpoints and validates, how its probabilities become masks, how the
+step is placed on the devices).
 """
 
 import json
@@ -18,6 +25,29 @@ RENAMED_FIELDS = {
   'data.num_train': 'data.num_examples',  # Synthetic train/val: a k-fold split of num_examples.
   'data.num_val': 'data.num_examples',
 }
+
+
+# Dotted fields (a trailing '.': a whole group) a resumed run may change.
+MAY_CHANGE_ON_RESUME = (
+  'log_every_steps', 'checkpoint_every_steps', 'max_checkpoints_to_keep', 'profile_steps',
+  'data.dir', 'data.tfds_data_dir', 'data.cache', 'eval.every_steps',
+  'eval.pooled_every_steps', 'eval.batch_size', 'eval.metrics', 'inference.', 'parallelism',
+  'deterministic')
+
+
+def _may_change(field: str) -> bool:
+  return any(field == f or (f.endswith('.') and field.startswith(f))
+             for f in MAY_CHANGE_ON_RESUME)
+
+
+def _leaves(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_leaves(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat
 
 
 def _flat_keys(tree: dict, prefix: str = '') -> set[str]:
@@ -59,21 +89,43 @@ def load(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(tree)
 
 
-def write(config: ml_collections.ConfigDict, workdir: str, *, log_warning=None) -> None:
-  """Writes the resolved config to config.json (atomically).
+def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int | None,
+                 log_warning=None) -> None:
+  """Before a run goes on from its checkpoint of `step` (None: it has none, and starts over):
+  raises ValueError if `config` changes a field of its config.json that the run's parameters
+  depend on; logs the fields that differ and may (and, with no checkpoint, every one)."""
+  file = path(workdir)
+  if not os.path.exists(file):
+    return
+  with open(file, encoding='utf-8') as f:
+    old_tree = json.load(f)
+  check_renamed(old_tree, file)
+  old = _leaves(old_tree)
+  new = _leaves(json.loads(config.to_json_best_effort()))
+  changed = [k for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
+  refused = [k for k in changed if not _may_change(k)] if step is not None else []
+  if refused:
+    shown = '; '.join(f'{k}: {old[k]!r} there, {new[k]!r} now' for k in refused[:4])
+    more = f' (and {len(refused) - 4} more)' if len(refused) > 4 else ''
+    raise ValueError(
+        f'{file}: this run was trained to step {step} under another config ({shown}{more}). '
+        'Going on under this one would make a run that is neither. Use another --workdir for '
+        'the new config, or run again with the values of config.json; to go on under the new '
+        f'config anyway, delete {file}.')
+  added = sorted(new.keys() - old.keys())
+  if log_warning and (changed or added):
+    log_warning(
+        f'{file} differs from this config in {", ".join(changed + added)}'
+        + (f' (not in {file}: fields added since the run started, at their defaults)'
+           if added else '')
+        + ('; none changes what the run trains' if step is not None else
+           '; the run has no checkpoint and starts over') + ': writing the new one over it.')
 
-  A resumed run's earlier config.json is checked for moved fields first; if it differs from
-  this config, `log_warning(message)` is called before it is replaced.
-  """
+
+def write(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the resolved config to config.json (atomically); see `check_resume` first."""
   file = path(workdir)
   text = config.to_json_best_effort(indent=2, sort_keys=True)
-  if os.path.exists(file):
-    with open(file, encoding='utf-8') as f:
-      old = f.read()
-    check_renamed(json.loads(old), file)
-    if old != text and log_warning:
-      log_warning(f'The config differs from the one in {file}, which this run resumes; writing '
-                  'the new one over it.')
   tmp = file + '.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:
     f.write(text)

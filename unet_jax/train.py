@@ -222,8 +222,6 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   os.makedirs(workdir, exist_ok=True)
   # Until the run ends: a second training in this workdir stops here, before it writes anything.
   held.enter_context(workdir_lock.training(workdir, jax.process_index(), logging.warning))
-  if jax.process_index() == 0:
-    run_config.write(config, workdir, log_warning=logging.warning)
 
   dtype = parallel.compute_dtype(config.precision)
   model = models.create_model(config.model, dtype=dtype, bn_axis_name=ts.AXIS)
@@ -242,6 +240,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = jax.device_put(state, NamedSharding(mesh, P()))
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   manager = checkpointing.create_manager(ckpt_dir, max_to_keep=config.max_checkpoints_to_keep)
+  try:  # A run goes on only under the config it was trained with (every process checks).
+    run_config.check_resume(config, workdir, manager.latest_step(), logging.warning)
+  except ValueError:
+    manager.close()
+    raise
+  if jax.process_index() == 0:
+    run_config.write(config, workdir)
   state, restored_step = checkpointing.restore_latest(manager, state)
   start_step = int(restored_step or 0)
   if restored_step is not None:
