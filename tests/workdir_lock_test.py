@@ -53,19 +53,6 @@ def test_a_held_lock_refuses_others_and_a_killed_holder_releases_it(tmp_path, ho
   assert path.endswith('train_process_0') and holder_now.startswith(f'{{"pid": {os.getpid()},')
 
 
-def test_training_in_a_workdir_in_use_stops_before_writing(tmp_path, holder):
-  workdir = tmp_path / 'run'
-  process = holder(workdir, 'train_process_0')
-  done = subprocess.run([sys.executable, '-m', 'unet_jax.main', '--config', 'quickstart',
-                         '--workdir', str(workdir)], cwd=REPO, capture_output=True, text=True,
-                        timeout=300, check=False)
-  assert done.returncode == workdir_lock.EXIT_IN_USE, done.stderr[-2000:]
-  assert f"Error: The workdir '{workdir}' is in use by another training process (pid " \
-         f'{process.pid}' in done.stderr
-  assert 'Traceback' not in done.stderr
-  assert sorted(os.listdir(workdir)) == ['.locks']  # No config.json, no checkpoint, no log.
-
-
 def test_a_second_sweep_launcher_is_refused_before_it_touches_the_manifest(tmp_path, holder):
   process = holder(tmp_path, 'launcher')
   with pytest.raises(workdir_lock.InUse, match=rf'pid {process.pid} .*sweep status --root'):
@@ -78,12 +65,13 @@ def test_a_second_sweep_launcher_is_refused_before_it_touches_the_manifest(tmp_p
 
 
 def test_a_run_another_process_trains_is_not_started_twice_nor_failed(tmp_path, holder):
-  # As when a killed launcher left its run training: the launcher's run meets the lock. (The
-  # launcher runs as a user runs it: it forks, which a process with JAX loaded should not.)
+  # As when a killed launcher left its run training (or a job was resubmitted): the run's
+  # `python -m unet_jax.main` meets the lock, says who holds it and writes nothing. (The launcher
+  # runs as a user runs it: it forks, which a process with JAX loaded should not.)
   (tmp_path / 'one.py').write_text(
       "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': [{'seed': 3}]}\n")
   root = tmp_path / 'root'
-  holder(root / 'seed=3', 'train_process_0')
+  process = holder(root / 'seed=3', 'train_process_0')
   done = subprocess.run([sys.executable, '-m', 'unet_jax.sweep', 'launch', str(tmp_path / 'one.py'),
                          '--root', str(root)], cwd=REPO, capture_output=True, text=True,
                         timeout=300, check=False)
@@ -91,4 +79,9 @@ def test_a_run_another_process_trains_is_not_started_twice_nor_failed(tmp_path, 
   manifest = sweep.read_manifest(str(root))['runs']['seed=3']
   assert (manifest['state'], manifest['error']) == ('running', None)
   assert 'seed=3 is being trained by another process' in done.stderr
+  log = (root / 'seed=3' / 'log.txt').read_text()
+  assert (f"Error: The workdir '{root / 'seed=3'}' is in use by another training process (pid "
+          f'{process.pid} on host ') in log and 'Traceback' not in log
+  # Nothing of the run written: no config.json, no checkpoint, no summary (the launcher's log).
+  assert sorted(os.listdir(root / 'seed=3')) == ['.locks', 'log.txt']
   assert 'is in use by another training process' in (root / 'seed=3' / 'log.txt').read_text()
