@@ -51,7 +51,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from unet_jax import cli, native_scoring, results
+from unet_jax import cli, native_scoring, results, run_config
 
 SPLIT_FIELDS = ('seed', 'data.fold')  # What varies inside a group.
 DEFAULT_METRICS = ('threshold_jaccard', 'jaccard', 'dice')
@@ -66,14 +66,9 @@ class RunScores:
   per_image: dict  # metric -> {image_id: value}
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = tuple(value) if isinstance(value, list) else value
-  return flat
+def _flatten(tree: dict) -> dict:
+  """{dotted field: value}, lists as tuples (a group's key must hash)."""
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in run_config.leaves(tree).items()}
 
 
 def find_runs(paths: Sequence[str]) -> list[str]:

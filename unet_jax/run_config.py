@@ -40,11 +40,12 @@ def _may_change(field: str) -> bool:
              for f in MAY_CHANGE_ON_RESUME)
 
 
-def _leaves(tree: dict, prefix: str = '') -> dict:
+def leaves(tree: dict, prefix: str = '') -> dict:
+  """A config tree (config.json's) as {dotted field: value}."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_leaves(value, f'{prefix}{key}.'))
+      flat.update(leaves(value, f'{prefix}{key}.'))
     else:
       flat[prefix + key] = value
   return flat
@@ -100,8 +101,8 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int | No
   with open(file, encoding='utf-8') as f:
     old_tree = json.load(f)
   check_renamed(old_tree, file)
-  old = _leaves(old_tree)
-  new = _leaves(json.loads(config.to_json_best_effort()))
+  old = leaves(old_tree)
+  new = leaves(json.loads(config.to_json_best_effort()))
   changed = [k for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
   refused = [k for k in changed if not _may_change(k)] if step is not None else []
   if refused:
