@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from unet_jax import sweep, workdir_lock
+from unet_jax import results, sweep, workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,3 +85,28 @@ def test_a_run_another_process_trains_is_not_started_twice_nor_failed(tmp_path, 
   # Nothing of the run written: no config.json, no checkpoint, no summary (the launcher's log).
   assert sorted(os.listdir(root / 'seed=3')) == ['.locks', 'log.txt']
   assert 'is in use by another training process' in (root / 'seed=3' / 'log.txt').read_text()
+
+
+def test_status_tells_a_live_run_from_one_whose_process_is_gone(tmp_path, holder):
+  def record(name, state):
+    (tmp_path / name).mkdir()
+    results.write_run_summary(str(tmp_path / name), {
+        'state': state, 'step': 5, 'num_train_steps': 10, 'best': None, 'wall_time_s': 1.0,
+        'selection': {'metric': 'threshold_jaccard', 'split': 'val'}})
+
+  record('alive', 'running')
+  record('killed', 'running')  # Its process died without a word: no lock held.
+  record('resumed', 'stopped')  # Going on again, not validated since.
+  record('done', 'finished')
+  (tmp_path / 'starting').mkdir()  # The launcher started it; no summary yet.
+  sweep.write_manifest(str(tmp_path), {'runs': {
+      n: {'state': 'running' if n == 'starting' else None}
+      for n in ('alive', 'killed', 'resumed', 'done', 'starting')}})
+  for name in ('alive', 'resumed', 'starting', 'killed'):
+    process = holder(tmp_path / name, workdir_lock.training_lock_name())
+  process.kill()  # 'killed': its lock file stays, its lock is gone.
+  process.wait()
+  states = {line.split(' | ')[0][2:]: line.split(' | ')[1]
+            for line in sweep.status_table(str(tmp_path)).splitlines()[2:]}
+  assert states == {'alive': 'running', 'killed': 'interrupted', 'resumed': 'running',
+                    'done': 'finished', 'starting': 'running'}

@@ -20,7 +20,9 @@ an error that names the run. A failing run is recorded with its error and never 
 others. SIGTERM or SIGINT to the launcher stops its runs cleanly (each checkpoints; exit status
 75) and launching again resumes them. One launcher per DIR (a second is refused), and one
 training per run: a run another process still trains (one a killed launcher left running) is
-reported, not started twice, and the launcher exits with status 75.
+reported, not started twice, and the launcher exits with status 75. `status` asks each run's lock
+whether its training process is alive: a run recorded as running whose process is gone (killed,
+its node lost) shows as 'interrupted' (launch again to resume it).
 
 Executors:
   local  N runs at once, each its own `python -m unet_jax.main` process, log in DIR/<name>/log.txt.
@@ -439,12 +441,25 @@ def status_table(root: str) -> str:
       best = summary.get('best')
       best_text = (f'{summary["selection"]["metric"]} {best["value"]:.4f} (step {best["step"]})'
                    if best else '-')
-      state = summary['state']
+      state = _live_state(root, name, summary['state'])
       lines.append(f'| {name} | {state} | {summary["step"]}/{summary["num_train_steps"]} | '
                    f'{best_text} | {_clock(summary.get("wall_time_s", 0))} |')
     else:
-      lines.append(f'| {name} | {entry.get("state", "pending")} | - | - | - |')
+      lines.append(f'| {name} | {_live_state(root, name, entry.get("state", "pending"))} '
+                   '| - | - | - |')
   return '\n'.join(lines)
+
+
+def _live_state(root: str, name: str, recorded: str) -> str:
+  """The recorded state, corrected by the run's lock: a run whose training process holds its
+  workdir is running whatever was recorded last; one recorded running whose process is gone
+  (killed, its node lost) is 'interrupted'. Where the lock cannot be probed, the record."""
+  held = workdir_lock.held(os.path.join(root, name), workdir_lock.training_lock_name())
+  if held:
+    return 'running'
+  if held is False and recorded == 'running':
+    return 'interrupted'
+  return recorded
 
 
 def main(argv=None) -> int:

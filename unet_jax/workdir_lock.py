@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 
 LOCK_DIR = '.locks'
 # `unet_jax.main`'s exit status when its workdir is in use (BSD's EX_CANTCREAT): a sweep's
@@ -42,7 +43,7 @@ def exclusive(folder: str, name: str, *, in_use: str, fix: str, log_warning=None
   fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      _lock(fd)
     except BlockingIOError:
       raise InUse(f'{in_use} ({_holder(path)}); {fix}') from None
     except OSError as error:
@@ -61,6 +62,40 @@ def exclusive(folder: str, name: str, *, in_use: str, fix: str, log_warning=None
     os.close(fd)  # Releases the lock.
 
 
+def _lock(fd: int, tries: int = 5) -> None:
+  """An exclusive lock, tried a few times over half a second: `held`'s probe holds a shared one
+  for an instant, and a run starting in that instant must not take it for a second writer."""
+  for attempt in range(tries):
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      return
+    except BlockingIOError:
+      if attempt == tries - 1:
+        raise
+      time.sleep(0.1)
+
+
+def held(folder: str, name: str) -> bool | None:
+  """Whether a process holds `<folder>/.locks/<name>` now; None where it cannot be told (no
+  flock on this filesystem). The probe takes a shared lock for an instant."""
+  path = os.path.join(folder, LOCK_DIR, name)
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except FileNotFoundError:
+    return False
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except BlockingIOError:
+    return True
+  except OSError as error:
+    if error.errno in _UNSUPPORTED:
+      return None
+    raise
+  finally:
+    os.close(fd)  # Also releases the probe's lock.
+  return False
+
+
 def _holder(path: str) -> str:
   try:
     with open(path, encoding='utf-8') as f:
@@ -70,10 +105,14 @@ def _holder(path: str) -> str:
     return f'{path} is locked'  # Its holder has not written who it is yet.
 
 
+def training_lock_name(process_index: int = 0) -> str:
+  return f'train_process_{process_index}'
+
+
 def training(workdir: str, process_index: int, log_warning=None):
   """The lock a training process holds on its workdir (one per process of a multi-host run)."""
   return exclusive(
-      workdir, f'train_process_{process_index}', log_warning=log_warning,
+      workdir, training_lock_name(process_index), log_warning=log_warning,
       in_use=f'The workdir {workdir!r} is in use by another training process',
       fix='two runs in one workdir would overwrite each other\'s checkpoints. Wait for it to end '
           'or stop it (a run that ended, however it ended, holds no lock), or use another '
