@@ -64,27 +64,42 @@ def test_a_second_sweep_launcher_is_refused_before_it_touches_the_manifest(tmp_p
   assert (tmp_path / sweep.MANIFEST).exists()
 
 
-def test_a_run_another_process_trains_is_not_started_twice_nor_failed(tmp_path, holder):
-  # As when a killed launcher left its run training (or a job was resubmitted): the run's
-  # `python -m unet_jax.main` meets the lock, says who holds it and writes nothing. (The launcher
-  # runs as a user runs it: it forks, which a process with JAX loaded should not.)
-  (tmp_path / 'one.py').write_text(
-      "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': [{'seed': 3}]}\n")
+ONE_RUN = "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': [{'seed': 3}]}\n"
+
+# The local launcher started on a run `plan` did not see in use (it was locked after): unet_jax
+# .sweep imports no JAX, so its children are forked from a process without JAX's threads.
+LAUNCH_ONE = """
+import sys
+from unet_jax import sweep
+runs = sweep.load_sweep(sys.argv[1])
+manifest = {'runs': {r.name: {'overrides': r.overrides, 'hash': r.hash, 'error': None}
+                     for r in runs}}
+print(sweep.LocalLauncher(sys.argv[2], 1).launch(runs, manifest))
+"""
+
+
+def test_a_sweep_leaves_a_run_another_process_trains_to_it(tmp_path, holder, capsys):
+  # As when a killed launcher left its run training, or a job still runs it.
+  (tmp_path / 'one.py').write_text(ONE_RUN)
   root = tmp_path / 'root'
-  process = holder(root / 'seed=3', 'train_process_0')
-  done = subprocess.run([sys.executable, '-m', 'unet_jax.sweep', 'launch', str(tmp_path / 'one.py'),
-                         '--root', str(root)], cwd=REPO, capture_output=True, text=True,
+  holder(root / 'seed=3', workdir_lock.training_lock_name())
+  assert sweep.main(['launch', str(tmp_path / 'one.py'), '--root', str(root), '--dry-run']) == 0
+  assert '1 being trained by another process, left to it: seed=3.' in capsys.readouterr().out
+  assert sweep.read_manifest(str(root))['runs']['seed=3']['state'] == 'running'
+  # Started anyway (locked between plan and start): `python -m unet_jax.main` meets the lock,
+  # names its holder, writes nothing, and the launcher records the run as running, not failed.
+  process = holder(tmp_path / 'late' / 'seed=3', workdir_lock.training_lock_name())
+  done = subprocess.run([sys.executable, '-c', LAUNCH_ONE, str(tmp_path / 'one.py'),
+                         str(tmp_path / 'late')], cwd=REPO, capture_output=True, text=True,
                         timeout=300, check=False)
-  assert done.returncode == sweep.STOPPED_STATUS, done.stderr[-2000:]
-  manifest = sweep.read_manifest(str(root))['runs']['seed=3']
-  assert (manifest['state'], manifest['error']) == ('running', None)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip() == "{'seed=3': 'running'}"
   assert 'seed=3 is being trained by another process' in done.stderr
-  log = (root / 'seed=3' / 'log.txt').read_text()
-  assert (f"Error: The workdir '{root / 'seed=3'}' is in use by another training process (pid "
-          f'{process.pid} on host ') in log and 'Traceback' not in log
+  log = (tmp_path / 'late' / 'seed=3' / 'log.txt').read_text()
+  assert (f"Error: The workdir '{tmp_path / 'late' / 'seed=3'}' is in use by another training "
+          f'process (pid {process.pid} on host ') in log and 'Traceback' not in log
   # Nothing of the run written: no config.json, no checkpoint, no summary (the launcher's log).
-  assert sorted(os.listdir(root / 'seed=3')) == ['.locks', 'log.txt']
-  assert 'is in use by another training process' in (root / 'seed=3' / 'log.txt').read_text()
+  assert sorted(os.listdir(tmp_path / 'late' / 'seed=3')) == ['.locks', 'log.txt']
 
 
 def test_status_tells_a_live_run_from_one_whose_process_is_gone(tmp_path, holder):

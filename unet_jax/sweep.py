@@ -362,16 +362,18 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
 
 
 def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
-         label: str = '') -> tuple[list[Run], list[str], dict]:
-  """(runs to launch, names skipped, manifest) for `runs` under `root`, the manifest written:
-  finished runs are skipped, failed ones unless `retry_failed`, a run whose overrides changed
-  under its name is an error."""
+         label: str = '') -> tuple[list[Run], list[str], list[str], dict]:
+  """(runs to launch, names skipped, names being trained by another process, manifest) for
+  `runs` under `root`, the manifest written: finished runs are skipped, failed ones unless
+  `retry_failed`, runs whose training process is alive (its workdir lock is held: a killed
+  launcher's run, a job still running) are left to it, a run whose overrides changed under its
+  name is an error."""
   os.makedirs(root, exist_ok=True)
   manifest = read_manifest(root)
   _check_unchanged(manifest, runs)
   if label:
     manifest['sweep'] = label
-  to_launch, skipped = [], []
+  to_launch, skipped, busy = [], [], []
   for run in runs:
     state = run_state(root, run.name)
     entry = manifest['runs'].setdefault(run.name, {'overrides': run.overrides, 'hash': run.hash,
@@ -380,38 +382,49 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
     if state == 'finished':
       entry['state'] = 'finished'
       skipped.append(run.name)
+    elif workdir_lock.held(os.path.join(root, run.name), workdir_lock.training_lock_name()):
+      entry['state'] = 'running'
+      busy.append(run.name)
     elif (state == 'failed' or recorded_failed) and not retry_failed:
       entry['state'] = 'failed'
       skipped.append(run.name)
     else:
       to_launch.append(run)
   write_manifest(root, manifest)
-  return to_launch, skipped, manifest
+  return to_launch, skipped, busy, manifest
 
 
 def launch(args) -> int:
   runs = load_sweep(args.sweep, parse_sets(args.set))
   root = os.path.abspath(args.root)
-  os.makedirs(root, exist_ok=True)
-  # One launcher per root: a second would start the same runs again and race on sweep.json.
-  with workdir_lock.exclusive(
-      root, 'launcher', in_use=f'Another `sweep launch` is running the sweep in {root!r}',
-      fix=f'`python -m unet_jax.sweep status --root {args.root}` shows its progress; launch '
-          'again once it has ended (a launcher that ended, however it ended, holds no lock).'):
+  with launcher_lock(root, f'python -m unet_jax.sweep status --root {args.root}'):
     return _launch(args, runs, root)
 
 
+def launcher_lock(root: str, status_command: str):
+  """Held while launching runs under `root`: a second launcher would start the same runs again
+  and race on sweep.json; it is refused, pointed at `status_command`."""
+  os.makedirs(root, exist_ok=True)
+  return workdir_lock.exclusive(
+      root, 'launcher', in_use=f'Another launcher is running the runs in {root!r}',
+      fix=f'`{status_command}` shows their progress; launch again once it has ended (a '
+          'launcher that ended, however it ended, holds no lock).')
+
+
 def _launch(args, runs: Sequence[Run], root: str) -> int:
-  to_launch, skipped, manifest = plan(root, runs, retry_failed=args.retry_failed,
-                                      label=args.sweep)
+  to_launch, skipped, busy, manifest = plan(root, runs, retry_failed=args.retry_failed,
+                                            label=args.sweep)
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
         f'{len(skipped)} skipped ({", ".join(skipped) or "none"}).', flush=True)
+  if busy:
+    print(f'{len(busy)} being trained by another process, left to it: {", ".join(busy)}.',
+          flush=True)
   if args.dry_run:
     for run in to_launch:
       print(' '.join(run.command(os.path.join(root, run.name))))
     return 0
   if not to_launch:
-    return 0
+    return STOPPED_STATUS if busy else 0
   if args.executor == 'local':
     states = LocalLauncher(root, args.parallel).launch(to_launch, manifest)
   else:
@@ -426,7 +439,7 @@ def _launch(args, runs: Sequence[Run], root: str) -> int:
       manifest['runs'][name]['state'] = state
     write_manifest(root, manifest)
   print(status_table(root), flush=True)
-  if any(s in ('stopped', 'running') for s in states.values()):
+  if busy or any(s in ('stopped', 'running') for s in states.values()):
     return STOPPED_STATUS  # Not all ended: launching again goes on.
   return 1 if any(s == 'failed' for s in states.values()) else 0
 

@@ -23,8 +23,14 @@ from unet_jax import cli, compare, evaluate, figures, results, sweep
 
 def launch(root: str, runs, parallel: int, dry_run: bool) -> dict:
   """Launches (or resumes) `runs` under `root`; returns {name: state}."""
-  to_launch, skipped, manifest = sweep.plan(root, runs, label='experiments.paper')
-  print(f'{root}: {len(runs)} runs, {len(to_launch)} to launch, {len(skipped)} done.', flush=True)
+  with sweep.launcher_lock(root, f'python -m unet_jax.sweep status --root {root}'):
+    return _launch(root, runs, parallel, dry_run)
+
+
+def _launch(root: str, runs, parallel: int, dry_run: bool) -> dict:
+  to_launch, skipped, busy, manifest = sweep.plan(root, runs, label='experiments.paper')
+  print(f'{root}: {len(runs)} runs, {len(to_launch)} to launch, {len(skipped)} done'
+        + (f', {len(busy)} being trained by another process' if busy else '') + '.', flush=True)
   if dry_run:
     for run in to_launch:
       print('  ' + shlex.join(run.command(os.path.join(root, run.name))))
