@@ -51,13 +51,12 @@ def leaves(tree: dict, prefix: str = '') -> dict:
   return flat
 
 
-def _flat_keys(tree: dict, prefix: str = '') -> set[str]:
+def _flat_keys(tree: dict) -> set[str]:
+  """Every dotted field of a config tree, and every group above one."""
   keys = set()
-  for key, value in tree.items():
-    name = prefix + key
-    keys.add(name)
-    if isinstance(value, dict):
-      keys |= _flat_keys(value, name + '.')
+  for field in leaves(tree):
+    parts = field.split('.')
+    keys.update('.'.join(parts[:i]) for i in range(1, len(parts) + 1))
   return keys
 
 

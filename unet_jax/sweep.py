@@ -382,7 +382,7 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
     if state == 'finished':
       entry['state'] = 'finished'
       skipped.append(run.name)
-    elif workdir_lock.held(os.path.join(root, run.name), workdir_lock.training_lock_name()):
+    elif workdir_lock.training_alive(os.path.join(root, run.name)):
       entry['state'] = 'running'
       busy.append(run.name)
     elif (state == 'failed' or recorded_failed) and not retry_failed:
@@ -467,10 +467,10 @@ def _live_state(root: str, name: str, recorded: str) -> str:
   """The recorded state, corrected by the run's lock: a run whose training process holds its
   workdir is running whatever was recorded last; one recorded running whose process is gone
   (killed, its node lost) is 'interrupted'. Where the lock cannot be probed, the record."""
-  held = workdir_lock.held(os.path.join(root, name), workdir_lock.training_lock_name())
-  if held:
+  alive = workdir_lock.training_alive(os.path.join(root, name))
+  if alive:
     return 'running'
-  if held is False and recorded == 'running':
+  if alive is False and recorded == 'running':
     return 'interrupted'
   return recorded
 

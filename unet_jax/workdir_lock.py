@@ -109,6 +109,12 @@ def training_lock_name(process_index: int = 0) -> str:
   return f'train_process_{process_index}'
 
 
+def training_alive(workdir: str) -> bool | None:
+  """Whether a training process holds `workdir` now (its process 0's lock); None where it
+  cannot be told."""
+  return held(workdir, training_lock_name())
+
+
 def training(workdir: str, process_index: int, log_warning=None):
   """The lock a training process holds on its workdir (one per process of a multi-host run)."""
   return exclusive(
