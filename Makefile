@@ -36,7 +36,7 @@ lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile --durations=10 tests
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile --no-loadscope-reorder --durations=10 tests
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -17,6 +17,20 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import pytest
 
+# The files that take longest, longest first (each file's summed durations in `pytest
+# --durations=0` on 2 cores, 2026-11-28: 139 s down to 54 s). pytest-xdist hands whole files to
+# its workers in collection order (`make test` passes --no-loadscope-reorder, which would otherwise
+# order them by their count of tests and leave the longest for last), so starting with these lets
+# the short files fill in around them and both workers end together: about 40 s off the suite.
+LONGEST_FIRST = ('paper_test.py', 'train_test.py', 'multiprocess_test.py', 'gpu_check_test.py',
+                 'faults_test.py', 'sweep_test.py', 'train_step_test.py', 'configs_test.py')
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # Stable: files keep order.
+
+
 # Mixed sizes and aspect ratios, as real ISIC photos have.
 TINY_RUN_SIZES = ((40, 52), (52, 40), (37, 45))
 
