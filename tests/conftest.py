@@ -86,6 +86,20 @@ def compilation_cache(tmp_path_factory):
   cache.enable_compilation_cache(str(root / 'xla_cache'))
 
 
+@pytest.fixture(scope='session', autouse=True)
+def temporary_files_in_basetemp(tmp_path_factory):
+  """The processes the tests start write their temporary files under pytest's own temporary
+  folder, which pytest prunes: TensorFlow's autograph leaves a file per converted function in the
+  temporary folder of each process killed with SIGKILL (the fault tests kill dozens), and the
+  system's /tmp would keep them. The test process itself too: TFDS leaves an empty folder per
+  builder of a dataset not prepared yet."""
+  import tempfile
+
+  folder = tmp_path_factory.getbasetemp() / 'tmp'
+  folder.mkdir(exist_ok=True)
+  os.environ['TMPDIR'] = tempfile.tempdir = str(folder)
+
+
 # A tiny sweep: 2 losses x 2 seeds on the synthetic data, 24 steps each, and one run that fails.
 TEST_SWEEP = '''
 from unet_jax import hyper
