@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import fake_slurm  # tests/fake_slurm.py; pytest puts tests/ on sys.path.
+
 from experiments.paper import scales, tables
+from unet_jax import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,3 +69,26 @@ def test_the_smoke_scale_writes_the_report_with_its_tables_and_figures(tmp_path)
   again = subprocess.run([*command, '--dry-run'], cwd=REPO, capture_output=True, text=True,
                          timeout=300, check=False)
   assert again.returncode == 0 and again.stdout.count('0 to launch') == 2, again.stdout
+
+
+def test_on_slurm_it_submits_the_runs_ends_and_never_submits_them_twice(tmp_path):
+  """With --executor slurm the command submits every run and ends (exit 75: run it again once
+  they have ended); asked again while SLURM holds the jobs, it submits none of them again."""
+  env, record, queue = fake_slurm.install(tmp_path)
+  command = [sys.executable, '-m', 'experiments.paper', '--scale', 'smoke', '--root',
+             str(tmp_path / 'root'), '--out', str(tmp_path / 'out'), '--executor', 'slurm',
+             '--slurm-partition', 'gpu', '--slurm-gpus-per-node', '1']
+  runs = len(tables.table1_runs(scales.SCALES['smoke'])) + len(
+      tables.ablation_runs(scales.SCALES['smoke']))
+  first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                         check=False, env=env)
+  assert first.returncode == sweep.STOPPED_STATUS, first.stdout[-2000:] + first.stderr[-2000:]
+  assert record.read_text().count('#SBATCH --partition=gpu') == runs
+  assert f'Not ended yet: {runs} run(s)' in first.stderr and 'sweep status --root' in first.stderr
+  assert not (tmp_path / 'out').exists()
+  queue.write_text(''.join(f'{4242 + i}|PENDING\n' for i in range(runs)))
+  again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                         check=False, env=env)
+  assert again.returncode == sweep.STOPPED_STATUS, again.stdout[-2000:] + again.stderr[-2000:]
+  assert record.read_text().count('#SBATCH --partition=gpu') == runs
+  assert again.stdout.count('0 to launch') == 2 and 'SLURM job 4242, pending' in again.stdout

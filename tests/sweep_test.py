@@ -8,10 +8,10 @@ of a tiny U-Net on the synthetic data, and one run that fails.
 import csv
 import json
 import os
-import stat
 import subprocess
 import sys
 
+import fake_slurm  # tests/fake_slurm.py; pytest puts tests/ on sys.path.
 import pytest
 
 from unet_jax import compare, results, sweep
@@ -147,17 +147,8 @@ def test_slurm_executor_runs_through_submitits_local_executor(tmp_path):
 
 
 def test_slurm_executor_submits_what_sbatch_needs(tmp_path):
-  """A fake `sbatch` on PATH records what would be submitted (and a fake `srun`, which submitit
-  looks for to tell that it is on a SLURM cluster)."""
-  bin_dir = tmp_path / 'bin'
-  bin_dir.mkdir()
-  record = tmp_path / 'submitted.txt'
-  for name, text in (('sbatch', f'echo "$@" >> {record}\ncat "$@" >> {record}\n'
-                                'echo "Submitted batch job 4242"\n'), ('srun', 'exit 1\n')):
-    fake = bin_dir / name
-    fake.write_text('#!/bin/sh\n' + text)
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-  env = {**os.environ, 'PATH': f'{bin_dir}{os.pathsep}{os.environ["PATH"]}'}
+  """A fake `sbatch` on PATH records what would be submitted."""
+  env, record, _ = fake_slurm.install(tmp_path)
   root = tmp_path / 'root'
   done = _cli('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
               '--executor', 'slurm', '--slurm-partition', 'gpu', '--slurm-time', '90',
@@ -173,3 +164,35 @@ def test_slurm_executor_submits_what_sbatch_needs(tmp_path):
   # The command each node runs: the training, as a subprocess, across the nodes.
   pickled = next((tmp_path / 'root' / 'slurm').rglob('*_submitted.pkl')).read_bytes()
   assert b'unet_jax.main' in pickled and b'--jax_distributed' in pickled
+
+
+def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
+  """Launching again while a run's job waits in SLURM's queue (it holds no workdir lock yet) must
+  not submit it again; once SLURM no longer lists the job and the run did not finish, it is
+  interrupted and submitted again; where squeue cannot be asked, it is submitted again with a
+  warning (the workdir lock stops a second training)."""
+  env, record, queue = fake_slurm.install(tmp_path)
+  root = tmp_path / 'root'
+  launch = ('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
+            '--executor', 'slurm')
+  first = _cli(*launch, env=env)
+  assert first.returncode == 0 and 'Submitted 1 job(s): 4242' in first.stdout, first.stderr
+  queue.write_text('4241|RUNNING\n4242|PENDING\n')  # Another job of the user's, and ours.
+  status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
+  assert '| seed=3 | pending (SLURM job 4242) |' in status.stdout, status.stdout
+  again = _cli(*launch, env=env)
+  assert again.returncode == sweep.STOPPED_STATUS, again.stdout + again.stderr
+  assert 'seed=3 (SLURM job 4242, pending)' in again.stdout
+  assert record.read_text().count('#SBATCH --signal') == 1  # sbatch was called once in all.
+  assert (tmp_path / 'squeue_args').read_text().split()[:3] == ['--noheader', '--array', '--user']
+  queue.write_text('4241|RUNNING\n')  # Ended without a summary (e.g. cancelled while queued).
+  status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
+  assert '| seed=3 | interrupted |' in status.stdout, status.stdout
+  third = _cli(*launch, env=env)
+  assert third.returncode == 0 and 'Submitted 1 job(s): 4243' in third.stdout, third.stderr
+  queue.unlink()  # squeue fails: not a host it can be asked from.
+  fourth = _cli(*launch, env=env)
+  assert fourth.returncode == 0 and 'Submitted 1 job(s): 4244' in fourth.stdout
+  assert 'cannot ask SLURM (squeue) whether job 4243 of seed=3 is still queued' in fourth.stderr
+  assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id'] == '4244'
+  assert record.read_text().count('#SBATCH --signal') == 3

@@ -84,7 +84,8 @@ def test_a_sweep_leaves_a_run_another_process_trains_to_it(tmp_path, holder, cap
   root = tmp_path / 'root'
   holder(root / 'seed=3', workdir_lock.training_lock_name())
   assert sweep.main(['launch', str(tmp_path / 'one.py'), '--root', str(root), '--dry-run']) == 0
-  assert '1 being trained by another process, left to it: seed=3.' in capsys.readouterr().out
+  assert ('1 left to the process or SLURM job that has them: seed=3 (its training process is '
+          'alive).') in capsys.readouterr().out
   assert sweep.read_manifest(str(root))['runs']['seed=3']['state'] == 'running'
   # Started anyway (locked between plan and start): `python -m unet_jax.main` meets the lock,
   # names its holder, writes nothing, and the launcher records the run as running, not failed.

@@ -22,7 +22,8 @@ others. SIGTERM or SIGINT to the launcher stops its runs cleanly (each checkpoin
 training per run: a run another process still trains (one a killed launcher left running) is
 reported, not started twice, and the launcher exits with status 75. `status` asks each run's lock
 whether its training process is alive: a run recorded as running whose process is gone (killed,
-its node lost) shows as 'interrupted' (launch again to resume it).
+its node lost) shows as 'interrupted' (launch again to resume it), one whose SLURM job is still
+queued as 'pending (SLURM job N)'.
 
 Executors:
   local  N runs at once, each its own `python -m unet_jax.main` process, log in DIR/<name>/log.txt.
@@ -36,7 +37,9 @@ Executors:
          ours is pickled). A run of several nodes is one process per node with all its GPUs,
          `--jax_distributed` finding the coordinator from SLURM's environment. Jobs get SIGUSR2
          2 minutes before their time limit, on which the run checkpoints and exits; launch again
-         to resume. --wait waits for the jobs (the tests use submitit's local executor).
+         to resume. Launching again never submits a run twice: a run whose job SLURM still holds
+         (queued or running; asked with `squeue`) is left to it. --wait waits for the jobs (the
+         tests use submitit's local executor).
 
 `status` prints a table: run, state, step / total, best validation metric, wall time.
 """
@@ -45,6 +48,7 @@ import argparse
 import ast
 import concurrent.futures
 import dataclasses
+import getpass
 import hashlib
 import importlib.util
 import json
@@ -177,6 +181,48 @@ def run_state(root: str, name: str) -> str:
   return summary['state'] if summary else 'pending'
 
 
+def slurm_jobs() -> dict[str, str] | None:
+  """{job id: state} of this user's jobs SLURM still holds (pending, running, completing, ...),
+  one line per array element ('4242_3'); None where `squeue` cannot be asked (not a SLURM host).
+
+  A job SLURM no longer lists has ended, however it ended: its run's summary.json says how far it
+  got. Asked once per command, not per run.
+  """
+  try:
+    done = subprocess.run(['squeue', '--noheader', '--array', '--user', getpass.getuser(),
+                           '--format=%i|%T'], capture_output=True, text=True, timeout=120,
+                          check=False)
+  except (OSError, subprocess.TimeoutExpired):
+    return None
+  if done.returncode:
+    return None
+  return dict(line.strip().split('|', 1) for line in done.stdout.splitlines() if '|' in line)
+
+
+def _submitted_job(entry: dict) -> str | None:
+  """The SLURM job id of a run last submitted to SLURM (None once the run is recorded finished,
+  failed or stopped, or launched locally since)."""
+  if entry.get('state') in ('submitted', 'running') and entry.get('job_id') and entry.get(
+      'cluster', 'slurm') == 'slurm':
+    return str(entry['job_id'])
+  return None
+
+
+class _SlurmQueue:
+  """`slurm_jobs()`, asked the first time a run needs it (a sweep never submitted asks nothing)."""
+
+  def __init__(self):
+    self._jobs, self.asked = None, False
+
+  def state(self, job_id: str) -> str | None:
+    """The job's state while SLURM holds it, '' once it has ended, None if it cannot be told."""
+    if not self.asked:
+      self._jobs, self.asked = slurm_jobs(), True
+    if self._jobs is None:
+      return None
+    return self._jobs.get(job_id, '')
+
+
 # ---------------------------------------------------------------------------------------------
 # Executors.
 
@@ -266,6 +312,8 @@ class LocalLauncher:
           running[run.name] = (run, slot, *self._start(run, self.slots[slot]))
           started_at[run.name] = time.perf_counter()
           manifest['runs'][run.name]['state'] = 'running'
+          for key in ('job_id', 'cluster'):  # Launched here now, not as an earlier SLURM job.
+            manifest['runs'][run.name].pop(key, None)
           write_manifest(self.root, manifest)
         if self.stop_requested:
           pending = []
@@ -352,7 +400,8 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
   else:
     jobs = [executor.submit(f) for f in functions]
   for run, job in zip(runs, jobs, strict=True):
-    manifest['runs'][run.name].update(state='submitted', job_id=str(job.job_id), error=None)
+    manifest['runs'][run.name].update(state='submitted', job_id=str(job.job_id),
+                                      cluster=executor.cluster, error=None)
   write_manifest(root, manifest)
   return jobs
 
@@ -362,36 +411,96 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
 
 
 def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
-         label: str = '') -> tuple[list[Run], list[str], list[str], dict]:
-  """(runs to launch, names skipped, names being trained by another process, manifest) for
-  `runs` under `root`, the manifest written: finished runs are skipped, failed ones unless
-  `retry_failed`, runs whose training process is alive (its workdir lock is held: a killed
-  launcher's run, a job still running) are left to it, a run whose overrides changed under its
-  name is an error."""
+         label: str = '') -> tuple[list[Run], list[str], dict[str, str], dict]:
+  """(runs to launch, names skipped, {name: who has it} of runs left to another process,
+  manifest) for `runs` under `root`, the manifest written.
+
+  Finished runs are skipped, failed ones unless `retry_failed`; a run whose training process is
+  alive (its workdir lock is held: a killed launcher's run, a job running it) is left to it, and
+  so is a run submitted to SLURM whose job SLURM still holds (queued: it holds no lock yet), so
+  that launching again never submits a run twice. A run whose overrides changed under its name
+  is an error.
+  """
   os.makedirs(root, exist_ok=True)
   manifest = read_manifest(root)
   _check_unchanged(manifest, runs)
   if label:
     manifest['sweep'] = label
-  to_launch, skipped, busy = [], [], []
+  to_launch, skipped, busy, queue = [], [], {}, _SlurmQueue()
   for run in runs:
     state = run_state(root, run.name)
     entry = manifest['runs'].setdefault(run.name, {'overrides': run.overrides, 'hash': run.hash,
                                                    'config': run.config, 'error': None})
     recorded_failed = entry.get('state') == 'failed'
+    job = _submitted_job(entry)
+    job_state = queue.state(job) if job and state != 'finished' else None
     if state == 'finished':
       entry['state'] = 'finished'
       skipped.append(run.name)
     elif workdir_lock.training_alive(os.path.join(root, run.name)):
-      entry['state'] = 'running'
-      busy.append(run.name)
+      entry['state'] = 'running' if not job else entry['state']
+      busy[run.name] = 'its training process is alive' + (f' (SLURM job {job})' if job else '')
+    elif job_state:
+      busy[run.name] = f'SLURM job {job}, {job_state.lower()}'
     elif (state == 'failed' or recorded_failed) and not retry_failed:
       entry['state'] = 'failed'
       skipped.append(run.name)
     else:
+      if job and job_state is None:
+        print(f'sweep: cannot ask SLURM (squeue) whether job {job} of {run.name} is still '
+              'queued; submitting it again (if both start, the second stops at once: the '
+              'workdir is locked).', file=sys.stderr, flush=True)
       to_launch.append(run)
   write_manifest(root, manifest)
   return to_launch, skipped, busy, manifest
+
+
+def busy_line(busy: dict[str, str]) -> str:
+  """The launchers' line for the runs left to another process or job."""
+  return (f'{len(busy)} left to the process or SLURM job that has them: '
+          + '; '.join(f'{name} ({why})' for name, why in busy.items()) + '.')
+
+
+def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args) -> dict[str, str] | None:
+  """Runs `runs` here (`args.executor` 'local', `args.parallel` at once) and returns {name:
+  state}; or submits them to SLURM, prints the job ids, and returns their states once they have
+  ended with `args.wait`, None without it (the next launch finds them: see `plan`)."""
+  if args.executor == 'local':
+    return LocalLauncher(root, args.parallel).launch(runs, manifest)
+  jobs = submit_slurm(root, runs, manifest, args)
+  print(f'Submitted {len(jobs)} job(s): {", ".join(str(j.job_id) for j in jobs)}.', flush=True)
+  if not args.wait:
+    return None
+  with concurrent.futures.ThreadPoolExecutor(max(1, len(jobs))) as pool:
+    list(pool.map(lambda j: j.wait(), jobs))
+  states = {run.name: run_state(root, run.name) for run in runs}
+  for name, state in states.items():
+    manifest['runs'][name]['state'] = state
+  write_manifest(root, manifest)
+  return states
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser, parallel_default: int | None = 1):
+  """Where runs go: the options `sweep launch` and `experiments.paper` share."""
+  parser.add_argument('--parallel', type=int, default=parallel_default,
+                      help='local: runs at once, each on its share of the GPUs or CPU cores'
+                      + ('' if parallel_default else " (default: the scale's)") + '.')
+  parser.add_argument('--executor', choices=('local', 'slurm'), default='local',
+                      help='local: subprocesses here; slurm: one job per run through submitit.')
+  parser.add_argument('--retry-failed', action='store_true', help='Launch failed runs again.')
+  parser.add_argument('--slurm-partition', default=None,
+                      help="slurm: the partition (default: the cluster's default).")
+  parser.add_argument('--slurm-time', type=int, default=240, help='Minutes per job.')
+  parser.add_argument('--slurm-gpus-per-node', type=int, default=None,
+                      help='slurm: GPUs per node of each run (default: none asked).')
+  parser.add_argument('--slurm-nodes', type=int, default=1,
+                      help='Nodes per run (>1: one process per node, --jax_distributed).')
+  parser.add_argument('--slurm-array', action='store_true', help='One job array for all runs.')
+  parser.add_argument('--submitit-cluster', default='slurm', choices=('slurm', 'local', 'debug'),
+                      help="submitit's executor: 'slurm', or 'local' to run the jobs here.")
+  parser.add_argument('--wait', action='store_true',
+                      help='slurm: wait for the jobs to end (otherwise launch again once they '
+                      'have: jobs SLURM still holds are not submitted twice).')
 
 
 def launch(args) -> int:
@@ -417,27 +526,16 @@ def _launch(args, runs: Sequence[Run], root: str) -> int:
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
         f'{len(skipped)} skipped ({", ".join(skipped) or "none"}).', flush=True)
   if busy:
-    print(f'{len(busy)} being trained by another process, left to it: {", ".join(busy)}.',
-          flush=True)
+    print(busy_line(busy), flush=True)
   if args.dry_run:
     for run in to_launch:
       print(' '.join(run.command(os.path.join(root, run.name))))
     return 0
   if not to_launch:
     return STOPPED_STATUS if busy else 0
-  if args.executor == 'local':
-    states = LocalLauncher(root, args.parallel).launch(to_launch, manifest)
-  else:
-    jobs = submit_slurm(root, to_launch, manifest, args)
-    print(f'Submitted {len(jobs)} job(s): {", ".join(str(j.job_id) for j in jobs)}.', flush=True)
-    if not args.wait:
-      return 0
-    with concurrent.futures.ThreadPoolExecutor(max(1, len(jobs))) as pool:
-      list(pool.map(lambda j: j.wait(), jobs))
-    states = {run.name: run_state(root, run.name) for run in to_launch}
-    for name, state in states.items():
-      manifest['runs'][name]['state'] = state
-    write_manifest(root, manifest)
+  states = run_or_submit(root, to_launch, manifest, args)
+  if states is None:
+    return 0
   print(status_table(root), flush=True)
   if busy or any(s in ('stopped', 'running') for s in states.values()):
     return STOPPED_STATUS  # Not all ended: launching again goes on.
@@ -447,6 +545,7 @@ def _launch(args, runs: Sequence[Run], root: str) -> int:
 def status_table(root: str) -> str:
   """A table of the sweep's runs: state, step / total, best validation metric, wall time."""
   manifest = read_manifest(root)
+  queue = _SlurmQueue()
   lines = ['| run | state | step | best | wall time |', '|---|---|---|---|---|']
   for name, entry in manifest['runs'].items():
     summary = results.read_run_summary(os.path.join(root, name))
@@ -454,23 +553,29 @@ def status_table(root: str) -> str:
       best = summary.get('best')
       best_text = (f'{summary["selection"]["metric"]} {best["value"]:.4f} (step {best["step"]})'
                    if best else '-')
-      state = _live_state(root, name, summary['state'])
+      state = _live_state(root, name, summary['state'], entry, queue)
       lines.append(f'| {name} | {state} | {summary["step"]}/{summary["num_train_steps"]} | '
                    f'{best_text} | {_clock(summary.get("wall_time_s", 0))} |')
     else:
-      lines.append(f'| {name} | {_live_state(root, name, entry.get("state", "pending"))} '
-                   '| - | - | - |')
+      state = _live_state(root, name, entry.get('state', 'pending'), entry, queue)
+      lines.append(f'| {name} | {state} | - | - | - |')
   return '\n'.join(lines)
 
 
-def _live_state(root: str, name: str, recorded: str) -> str:
-  """The recorded state, corrected by the run's lock: a run whose training process holds its
-  workdir is running whatever was recorded last; one recorded running whose process is gone
-  (killed, its node lost) is 'interrupted'. Where the lock cannot be probed, the record."""
+def _live_state(root: str, name: str, recorded: str, entry: dict, queue: _SlurmQueue) -> str:
+  """The recorded state, corrected by the run's lock and its SLURM job: a run whose training
+  process holds its workdir is running whatever was recorded last; a run whose SLURM job is
+  still queued says so ('pending (SLURM job 4242)'); one recorded running or submitted whose
+  process and job are gone (killed, its node lost, its job ended before training began) is
+  'interrupted'. Where neither can be asked, the record."""
   alive = workdir_lock.training_alive(os.path.join(root, name))
   if alive:
     return 'running'
-  if alive is False and recorded == 'running':
+  job = _submitted_job(entry) if recorded != 'finished' else None
+  job_state = queue.state(job) if job else None
+  if job_state:
+    return f'{job_state.lower()} (SLURM job {job})'
+  if alive is False and (recorded == 'running' or (recorded == 'submitted' and job_state == '')):
     return 'interrupted'
   return recorded
 
@@ -484,22 +589,11 @@ def main(argv=None) -> int:
   start = commands.add_parser('launch', help='Launch (or resume) the runs of a sweep.')
   start.add_argument('sweep', help='experiments/sweeps/NAME.py[:ARG], or NAME[:ARG].')
   start.add_argument('--root', required=True, help='Folder for the runs and sweep.json.')
-  start.add_argument('--parallel', type=int, default=1, help='Local runs at once.')
   start.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                      help='A config override for every run, e.g. --set data.dir=PATH '
                      '(repeatable; part of each run\'s recorded overrides).')
-  start.add_argument('--executor', choices=('local', 'slurm'), default='local')
-  start.add_argument('--retry-failed', action='store_true', help='Launch failed runs again.')
   start.add_argument('--dry-run', action='store_true', help='Print the commands, run nothing.')
-  start.add_argument('--slurm-partition', default=None)
-  start.add_argument('--slurm-time', type=int, default=240, help='Minutes per job.')
-  start.add_argument('--slurm-gpus-per-node', type=int, default=None)
-  start.add_argument('--slurm-nodes', type=int, default=1,
-                     help='Nodes per run (>1: one process per node, --jax_distributed).')
-  start.add_argument('--slurm-array', action='store_true', help='One job array for all runs.')
-  start.add_argument('--submitit-cluster', default='slurm', choices=('slurm', 'local', 'debug'),
-                     help="submitit's executor: 'slurm', or 'local' to run the jobs here.")
-  start.add_argument('--wait', action='store_true', help='slurm: wait for the jobs to end.')
+  add_executor_arguments(start)
   show = commands.add_parser('status', help='Print the state of a sweep\'s runs.')
   show.add_argument('--root', required=True)
   args = parser.parse_args(argv)

@@ -1,7 +1,8 @@
 r"""The paper as code: every table and figure of the report from one command.
 
   python -m experiments.paper --scale smoke|cpu|full --root DIR --out DIR [--parallel N]
-      [--dry-run]
+      [--dry-run] [--retry-failed] [--executor slurm --slurm-partition P --slurm-time MIN
+      --slurm-gpus-per-node G ...]
 
 Launches the runs the report needs under --root (resuming what exists: a finished run is not
 trained again), evaluates them with their inference settings, then regenerates every table and
@@ -9,6 +10,16 @@ figure under --out and writes --out/report.md, which embeds them with their numb
 commands that made them, every run's size and the folds and images behind each number. What is
 declared is in experiments/paper/tables.py; what each scale runs in experiments/paper/scales.py.
 --dry-run prints the runs it would launch and launches nothing.
+
+The runs go where `python -m unet_jax.sweep launch` sends them, with the same options: here
+(--parallel at once), or to SLURM (--executor slurm, one job per run), in which case the command
+submits them and ends; run it again once they have ended (`python -m unet_jax.sweep status
+--root DIR/table1`, and DIR/ablation, show where they are; jobs SLURM still holds are not
+submitted twice): it then evaluates them here and writes the report.
+
+Exit status: 0 the report is written; 1 an error, or runs that failed (named; --retry-failed
+launches them again); 75 runs not ended yet (submitted or queued on SLURM, being trained by
+another process, or stopped by a signal): run the same command again later.
 """
 
 import argparse
@@ -21,23 +32,30 @@ from experiments.paper import scales, tables
 from unet_jax import cli, compare, evaluate, figures, results, sweep
 
 
-def launch(root: str, runs, parallel: int, dry_run: bool) -> dict:
-  """Launches (or resumes) `runs` under `root`; returns {name: state}."""
+def launch(root: str, runs, args) -> dict:
+  """Launches (or resumes, or submits) `runs` under `root`; returns {name: state}, 'submitted'
+  or 'busy' for runs that are SLURM's or another process's now."""
   with sweep.launcher_lock(root, f'python -m unet_jax.sweep status --root {root}'):
-    return _launch(root, runs, parallel, dry_run)
+    return _launch(root, runs, args)
 
 
-def _launch(root: str, runs, parallel: int, dry_run: bool) -> dict:
-  to_launch, skipped, busy, manifest = sweep.plan(root, runs, label='experiments.paper')
-  print(f'{root}: {len(runs)} runs, {len(to_launch)} to launch, {len(skipped)} done'
-        + (f', {len(busy)} being trained by another process' if busy else '') + '.', flush=True)
-  if dry_run:
+def _launch(root: str, runs, args) -> dict:
+  to_launch, skipped, busy, manifest = sweep.plan(root, runs, retry_failed=args.retry_failed,
+                                                  label='experiments.paper')
+  print(f'{root}: {len(runs)} runs, {len(to_launch)} to launch, {len(skipped)} done or failed'
+        + (f'; {sweep.busy_line(busy)}' if busy else '.'), flush=True)
+  if args.dry_run:
     for run in to_launch:
       print('  ' + shlex.join(run.command(os.path.join(root, run.name))))
     return {}
+  states = {name: manifest['runs'][name]['state'] for name in skipped}  # Finished or failed.
+  states.update({name: 'busy' for name in busy})
   if to_launch:
-    sweep.LocalLauncher(root, parallel).launch(to_launch, manifest)
-  return {run.name: sweep.run_state(root, run.name) for run in runs}
+    ended = sweep.run_or_submit(root, to_launch, manifest, args)
+    for run in to_launch:  # A run a signal kept from starting is in no `ended`: 'pending'.
+      states[run.name] = 'submitted' if ended is None else ended.get(
+          run.name, sweep.run_state(root, run.name))
+  return states
 
 
 def evaluations(root: str, scale: scales.Scale) -> None:
@@ -235,9 +253,8 @@ def main(argv=None) -> int:
   parser.add_argument('--scale', required=True, choices=sorted(scales.SCALES))
   parser.add_argument('--root', required=True, help='Folder for the runs (resumed).')
   parser.add_argument('--out', required=True, help='Folder for report.md and figures/.')
-  parser.add_argument('--parallel', type=int, default=None, help="Runs at once (the scale's "
-                      'default otherwise).')
   parser.add_argument('--dry-run', action='store_true', help='Print what would be launched.')
+  sweep.add_executor_arguments(parser, parallel_default=None)
   args = parser.parse_args(argv)
   from unet_jax import compilation_cache
 
@@ -245,18 +262,27 @@ def main(argv=None) -> int:
   compilation_cache.enable_compilation_cache('~/.cache/unet_jax/xla')
   scale = scales.SCALES[args.scale]
   root, out = os.path.abspath(args.root), os.path.abspath(args.out)
-  parallel = args.parallel or scale.parallel
+  args.parallel = args.parallel or scale.parallel
   states = {}
-  states.update(launch(os.path.join(root, 'table1'), tables.table1_runs(scale), parallel,
-                       args.dry_run))
-  states.update(launch(os.path.join(root, 'ablation'), tables.ablation_runs(scale), parallel,
-                       args.dry_run))
+  for part, runs in (('table1', tables.table1_runs(scale)),
+                     ('ablation', tables.ablation_runs(scale))):
+    states.update({f'{part}/{name}': state
+                   for name, state in launch(os.path.join(root, part), runs, args).items()})
   if args.dry_run:
     return 0
-  unfinished = sorted(name for name, state in states.items() if state != 'finished')
-  if unfinished:
-    print(f'Not finished: {unfinished}; run the same command again.', file=sys.stderr)
+  failed = sorted(name for name, state in states.items() if state == 'failed')
+  waiting = sorted(name for name, state in states.items()
+                   if state not in ('finished', 'failed'))
+  if failed:
+    print(f'Failed: {failed} (each log.txt says why); the report needs them: fix the cause and '
+          'run the same command with --retry-failed.', file=sys.stderr)
     return 1
+  if waiting:
+    print(f'Not ended yet: {len(waiting)} run(s) ({", ".join(waiting)}); run the same command '
+          f'again once they have (`python -m unet_jax.sweep status --root '
+          f'{os.path.join(args.root, "table1")}`, and .../ablation, show where they are).',
+          file=sys.stderr)
+    return sweep.STOPPED_STATUS
   evaluations(root, scale)
   rows1, groups = table1(root, scale)
   rows2 = table2(root, scale)
