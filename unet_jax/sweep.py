@@ -438,7 +438,8 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
       entry['state'] = 'finished'
       skipped.append(run.name)
     elif workdir_lock.training_alive(os.path.join(root, run.name)):
-      entry['state'] = 'running' if not job else entry['state']
+      if not job:  # A SLURM job's run stays recorded as submitted, its job id kept.
+        entry['state'] = 'running'
       busy[run.name] = 'its training process is alive' + (f' (SLURM job {job})' if job else '')
     elif job_state:
       busy[run.name] = f'SLURM job {job}, {job_state.lower()}'
