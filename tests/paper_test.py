@@ -73,7 +73,8 @@ def test_the_smoke_scale_writes_the_report_with_its_tables_and_figures(tmp_path)
 
 def test_on_slurm_it_submits_the_runs_ends_and_never_submits_them_twice(tmp_path):
   """With --executor slurm the command submits every run and ends (exit 75: run it again once
-  they have ended); asked again while SLURM holds the jobs, it submits none of them again."""
+  they have ended); asked again while SLURM holds the jobs, it submits none of them again; a job
+  SLURM says failed is a failed run (exit 1), named with the last line of its job's log."""
   env, record, queue = fake_slurm.install(tmp_path)
   command = [sys.executable, '-m', 'experiments.paper', '--scale', 'smoke', '--root',
              str(tmp_path / 'root'), '--out', str(tmp_path / 'out'), '--executor', 'slurm',
@@ -92,3 +93,15 @@ def test_on_slurm_it_submits_the_runs_ends_and_never_submits_them_twice(tmp_path
   assert again.returncode == sweep.STOPPED_STATUS, again.stdout[-2000:] + again.stderr[-2000:]
   assert record.read_text().count('#SBATCH --partition=gpu') == runs
   assert again.stdout.count('0 to launch') == 2 and 'SLURM job 4242, pending' in again.stdout
+  queue.write_text(''.join(f'{4242 + i}|PENDING\n' for i in range(1, runs)))
+  (tmp_path / 'accounting.txt').write_text('4242|FAILED|1:0\n')
+  log = tmp_path / 'root' / 'table1' / 'slurm' / '4242' / '4242_0_log.err'
+  log.write_text('Traceback (most recent call last):\nValueError: config.data.dir: no such folder.\n')
+  name = next(name for name, entry in sweep.read_manifest(str(tmp_path / 'root' / 'table1'))[
+      'runs'].items() if entry['job_id'] == '4242')
+  third = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                         check=False, env=env)
+  assert third.returncode == 1, third.stdout[-2000:] + third.stderr[-2000:]
+  assert ('Failed: 1 run(s)' in third.stderr and f'- table1/{name}: ValueError: config.data.dir: '
+          f'no such folder. (output: {log})' in third.stderr), third.stderr
+  assert record.read_text().count('#SBATCH --partition=gpu') == runs

@@ -47,6 +47,9 @@ def test_launch_stop_and_launch_again_finishes_every_run_once(trained_sweep):
   for name in GOOD:
     assert f'| {name} | finished | 24/24 | threshold_jaccard' in status.stdout
   assert '| norm=bogus | failed |' in status.stdout
+  failure = next(line for line in status.stdout.splitlines() if line.startswith('- norm=bogus: '))
+  assert "'bogus'" in failure and failure.endswith(  # Its error's last line, and the whole log.
+      f'(output: {os.path.join(root, "norm=bogus", sweep.LOG)})'), status.stdout
   # Launched once more: everything finished or failed is skipped.
   again = _cli('unet_jax.sweep', 'launch', trained_sweep['file'], '--root', root)
   assert again.returncode == 0 and '0 to launch, 5 skipped' in again.stdout
@@ -196,3 +199,40 @@ def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
   assert 'cannot ask SLURM (squeue) whether job 4243 of seed=3 is still queued' in fourth.stderr
   assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id'] == '4244'
   assert record.read_text().count('#SBATCH --signal') == 3
+
+
+def test_a_job_slurm_says_failed_is_a_failed_run_with_its_output_and_not_resubmitted(tmp_path):
+  """A run whose SLURM job failed before the run wrote its end (out of memory, a crash at
+  start-up) would fail again in a new job: SLURM's accounting (sacct) tells it from a job that
+  was cancelled or lost its node, which is resumed. The failure names submitit's log, where the
+  training's output is, since such a run has no log.txt."""
+  env, record, queue = fake_slurm.install(tmp_path)
+  root = tmp_path / 'root'
+  launch = ('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
+            '--executor', 'slurm')
+  assert 'Submitted 1 job(s): 4242' in _cli(*launch, env=env).stdout
+  queue.write_text('')  # SLURM no longer holds it: it has ended.
+  (tmp_path / 'accounting.txt').write_text(
+      '4242|OUT_OF_MEMORY|0:125\n4242.batch|OUT_OF_MEMORY|0:125\n4242.extern|COMPLETED|0:0\n')
+  log = root / 'slurm' / '4242' / '4242_0_log.err'
+  log.write_text('Traceback ...\nslurmstepd: error: Detected 1 oom_kill event in StepId=4242.batch.'
+                 ' Some of the step tasks have been OOM Killed.\n')
+  status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
+  assert '| seed=3 | failed (SLURM job 4242, out_of_memory) |' in status.stdout, status.stdout
+  assert (f'- seed=3: slurmstepd: error: Detected 1 oom_kill event in StepId=4242.batch. Some of '
+          f'the step tasks have been OOM Killed. (output: {log})') in status.stdout, status.stdout
+  assert (tmp_path / 'sacct_args').read_text().split()[:4] == [
+      '--noheader', '--parsable2', '--jobs', '4242']
+  again = _cli(*launch, env=env)
+  assert again.returncode == 0 and 'skipped (seed=3)' in again.stdout, again.stdout + again.stderr
+  assert record.read_text().count('#SBATCH --signal') == 1  # Not submitted again.
+  entry = sweep.read_manifest(str(root))['runs']['seed=3']
+  assert entry['state'] == 'failed' and entry['error'].startswith(
+      'SLURM job 4242 ended OUT_OF_MEMORY (exit code 0:125):\nTraceback')
+  retried = _cli(*launch, '--retry-failed', env=env)
+  assert 'Submitted 1 job(s): 4243' in retried.stdout, retried.stdout + retried.stderr
+  # A job cancelled (or timed out, or preempted, or on a lost node) is resumed, not failed.
+  (tmp_path / 'accounting.txt').write_text('4243|CANCELLED by 1000|0:0\n')
+  status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
+  assert '| seed=3 | interrupted |' in status.stdout and 'Failed' not in status.stdout
+  assert 'Submitted 1 job(s): 4244' in _cli(*launch, env=env).stdout

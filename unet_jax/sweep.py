@@ -23,7 +23,8 @@ training per run: a run another process still trains (one a killed launcher left
 reported, not started twice, and the launcher exits with status 75. `status` asks each run's lock
 whether its training process is alive: a run recorded as running whose process is gone (killed,
 its node lost) shows as 'interrupted' (launch again to resume it), one whose SLURM job is still
-queued as 'pending (SLURM job N)'.
+queued as 'pending (SLURM job N)'. Failed runs are listed under the table, each with the last
+line of its error and where its whole output is (its log.txt, or its SLURM job's log).
 
 Executors:
   local  N runs at once, each its own `python -m unet_jax.main` process, log in DIR/<name>/log.txt.
@@ -38,8 +39,12 @@ Executors:
          `--jax_distributed` finding the coordinator from SLURM's environment. Jobs get SIGUSR2
          2 minutes before their time limit, on which the run checkpoints and exits; launch again
          to resume. Launching again never submits a run twice: a run whose job SLURM still holds
-         (queued or running; asked with `squeue`) is left to it. --wait waits for the jobs (the
-         tests use submitit's local executor).
+         (queued or running; asked with `squeue`) is left to it. A job that ended before its
+         run did is asked about in SLURM's accounting (`sacct`): FAILED or OUT_OF_MEMORY makes
+         the run failed (a new job would fail the same way; --retry-failed), any other end
+         (cancelled, timed out, preempted, node lost) leaves it to resume. The training's
+         output is in submitit's log, DIR/slurm/<job>/<job>_0_log.err. --wait waits for the
+         jobs (the tests use submitit's local executor).
 
 `status` prints a table: run, state, step / total, best validation metric, wall time.
 """
@@ -199,6 +204,57 @@ def slurm_jobs() -> dict[str, str] | None:
   return dict(line.strip().split('|', 1) for line in done.stdout.splitlines() if '|' in line)
 
 
+# SLURM's end states that are the run's own doing (its program failed, or outgrew its memory): a
+# new job would end the same way, so the run is failed, launched again only with --retry-failed.
+# Any other end (cancelled, timed out, preempted, its node lost) leaves it to resume.
+FAILED_JOB_STATES = ('FAILED', 'OUT_OF_MEMORY')
+
+
+def slurm_job_end(job_id: str) -> tuple[str, str] | None:
+  """(state, exit code) of an ended job from SLURM's accounting (`sacct`), e.g. ('OUT_OF_MEMORY',
+  '0:125'); None where it cannot tell (no accounting on the cluster, not a SLURM host)."""
+  try:
+    done = subprocess.run(['sacct', '--noheader', '--parsable2', '--jobs', job_id,
+                           '--format=JobID,State,ExitCode'], capture_output=True, text=True,
+                          timeout=120, check=False)
+  except (OSError, subprocess.TimeoutExpired):
+    return None
+  for line in done.stdout.splitlines() if not done.returncode else ():
+    fields = line.strip().split('|')
+    if len(fields) >= 3 and fields[0] == job_id:  # The job, not its steps ('4242.batch').
+      return fields[1].split(' ')[0], fields[2]  # 'CANCELLED by 1000' -> 'CANCELLED'.
+  return None
+
+
+def job_log(root: str, job_id: str) -> str:
+  """submitit's log of a job's standard error (the training's traceback is there)."""
+  return os.path.join(root, 'slurm', job_id, f'{job_id}_0_log.err')
+
+
+def run_log(root: str, name: str, entry: dict) -> str:
+  """Where a run's output is: its last SLURM job's log, or the local launcher's log.txt."""
+  return job_log(root, str(entry['job_id'])) if entry.get('job_id') else os.path.join(
+      root, name, LOG)
+
+
+def _failed_job_error(root: str, job_id: str, queue: '_SlurmQueue') -> str | None:
+  """The error to record for a run whose job ended before the run did, if SLURM says the job
+  failed (FAILED_JOB_STATES); None if it ended otherwise or sacct cannot tell."""
+  end = queue.end(job_id)
+  if not end or end[0] not in FAILED_JOB_STATES:
+    return None
+  tail = _tail(job_log(root, job_id))
+  return f'SLURM job {job_id} ended {end[0]} (exit code {end[1]})' + (f':\n{tail}' if tail else
+                                                                      '')
+
+
+def failure_line(root: str, name: str, entry: dict, error: str | None) -> str:
+  """A failed run in a line: the last line of its error, and where its whole output is."""
+  lines = [line.strip() for line in (error or '').splitlines() if line.strip()]
+  return (f'{name}: {lines[-1] if lines else "no error recorded"} '
+          f'(output: {run_log(root, name, entry)})')
+
+
 def _submitted_job(entry: dict) -> str | None:
   """The SLURM job id of a run last submitted to SLURM (None once the run is recorded finished,
   failed or stopped, or launched locally since)."""
@@ -212,7 +268,7 @@ class _SlurmQueue:
   """`slurm_jobs()`, asked the first time a run needs it (a sweep never submitted asks nothing)."""
 
   def __init__(self):
-    self._jobs, self.asked = None, False
+    self._jobs, self.asked, self._ends = None, False, {}
 
   def state(self, job_id: str) -> str | None:
     """The job's state while SLURM holds it, '' once it has ended, None if it cannot be told."""
@@ -221,6 +277,12 @@ class _SlurmQueue:
     if self._jobs is None:
       return None
     return self._jobs.get(job_id, '')
+
+  def end(self, job_id: str) -> tuple[str, str] | None:
+    """`slurm_job_end(job_id)`, asked once per job."""
+    if job_id not in self._ends:
+      self._ends[job_id] = slurm_job_end(job_id)
+    return self._ends[job_id]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,6 +496,13 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
     recorded_failed = entry.get('state') == 'failed'
     job = _submitted_job(entry)
     job_state = queue.state(job) if job and state != 'finished' else None
+    if job_state == '' and state in ('pending', 'running'):  # The job ended before the run.
+      error = _failed_job_error(root, job, queue)
+      if error:
+        entry.update(state='failed', error=error)
+        recorded_failed = True
+    if state == 'failed' and not entry.get('error'):  # E.g. failed in a SLURM job.
+      entry['error'] = results.read_run_summary(os.path.join(root, run.name)).get('error')
     if state == 'finished':
       entry['state'] = 'finished'
       skipped.append(run.name)
@@ -548,18 +617,27 @@ def status_table(root: str) -> str:
   manifest = read_manifest(root)
   queue = _SlurmQueue()
   lines = ['| run | state | step | best | wall time |', '|---|---|---|---|---|']
+  failed = []
   for name, entry in manifest['runs'].items():
     summary = results.read_run_summary(os.path.join(root, name))
+    state = _live_state(root, name, summary['state'] if summary else entry.get('state', 'pending'),
+                        entry, queue)
     if summary:
       best = summary.get('best')
       best_text = (f'{summary["selection"]["metric"]} {best["value"]:.4f} (step {best["step"]})'
                    if best else '-')
-      state = _live_state(root, name, summary['state'], entry, queue)
       lines.append(f'| {name} | {state} | {summary["step"]}/{summary["num_train_steps"]} | '
                    f'{best_text} | {_clock(summary.get("wall_time_s", 0))} |')
     else:
-      state = _live_state(root, name, entry.get('state', 'pending'), entry, queue)
       lines.append(f'| {name} | {state} | - | - | - |')
+    if state.startswith('failed'):
+      job = _submitted_job(entry)
+      error = (entry.get('error') or (summary or {}).get('error')
+               or (job and _failed_job_error(root, job, queue)))
+      failed.append(failure_line(root, name, entry, error))
+  if failed:
+    lines += ['', f'Failed ({len(failed)}; fix the cause, then launch again with --retry-failed):',
+              *(f'- {line}' for line in failed)]
   return '\n'.join(lines)
 
 
@@ -576,6 +654,10 @@ def _live_state(root: str, name: str, recorded: str, entry: dict, queue: _SlurmQ
   job_state = queue.state(job) if job else None
   if job_state:
     return f'{job_state.lower()} (SLURM job {job})'
+  if job_state == '' and recorded in ('running', 'submitted', 'pending'):
+    end = queue.end(job)
+    if end and end[0] in FAILED_JOB_STATES:
+      return f'failed (SLURM job {job}, {end[0].lower()})'
   if alive is False and (recorded == 'running' or (recorded == 'submitted' and job_state == '')):
     return 'interrupted'
   return recorded

@@ -39,6 +39,13 @@ def launch(root: str, runs, args) -> dict:
     return _launch(root, runs, args)
 
 
+def failure_line(root: str, name: str) -> str:
+  """'table1/NAME: the last line of its error (output: its log)' for a failed run."""
+  part, run = name.split('/', 1)
+  entry = sweep.read_manifest(os.path.join(root, part))['runs'][run]
+  return f'{part}/' + sweep.failure_line(os.path.join(root, part), run, entry, entry.get('error'))
+
+
 def _launch(root: str, runs, args) -> dict:
   to_launch, skipped, busy, manifest = sweep.plan(root, runs, retry_failed=args.retry_failed,
                                                   label='experiments.paper')
@@ -274,8 +281,9 @@ def main(argv=None) -> int:
   waiting = sorted(name for name, state in states.items()
                    if state not in ('finished', 'failed'))
   if failed:
-    print(f'Failed: {failed} (each log.txt says why); the report needs them: fix the cause and '
-          'run the same command with --retry-failed.', file=sys.stderr)
+    print(f'Failed: {len(failed)} run(s); the report needs them: fix the cause and run the same '
+          'command with --retry-failed.\n' + '\n'.join(
+              f'- {failure_line(root, name)}' for name in failed), file=sys.stderr)
     return 1
   if waiting:
     print(f'Not ended yet: {len(waiting)} run(s) ({", ".join(waiting)}); run the same command '
