@@ -50,9 +50,10 @@ def test_launch_stop_and_launch_again_finishes_every_run_once(trained_sweep):
   failure = next(line for line in status.stdout.splitlines() if line.startswith('- norm=bogus: '))
   assert "'bogus'" in failure and failure.endswith(  # Its error's last line, and the whole log.
       f'(output: {os.path.join(root, "norm=bogus", sweep.LOG)})'), status.stdout
-  # Launched once more: everything finished or failed is skipped.
+  # Launched once more: everything finished or failed is skipped, the failure said again.
   again = _cli('unet_jax.sweep', 'launch', trained_sweep['file'], '--root', root)
-  assert again.returncode == 0 and '0 to launch, 5 skipped' in again.stdout
+  assert again.returncode == 1 and '0 to launch, 5 skipped' in again.stdout
+  assert failure in again.stdout.splitlines(), again.stdout
 
 
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
@@ -224,7 +225,8 @@ def test_a_job_slurm_says_failed_is_a_failed_run_with_its_output_and_not_resubmi
   assert (tmp_path / 'sacct_args').read_text().split()[:4] == [
       '--noheader', '--parsable2', '--jobs', '4242']
   again = _cli(*launch, env=env)
-  assert again.returncode == 0 and 'skipped (seed=3)' in again.stdout, again.stdout + again.stderr
+  assert again.returncode == 1 and 'skipped (seed=3)' in again.stdout, again.stdout + again.stderr
+  assert '| seed=3 | failed |' in again.stdout  # And the failure under the table.
   assert record.read_text().count('#SBATCH --signal') == 1  # Not submitted again.
   entry = sweep.read_manifest(str(root))['runs']['seed=3']
   assert entry['state'] == 'failed' and entry['error'].startswith(

@@ -47,6 +47,11 @@ Executors:
          jobs (the tests use submitit's local executor).
 
 `status` prints a table: run, state, step / total, best validation metric, wall time.
+
+Exit status of `launch`: 0 every run finished (or, on SLURM without --wait, was submitted);
+1 an error, or failed runs (listed with their errors and logs; --retry-failed launches them
+again); 75 runs not ended yet (stopped by a signal, or left to the process or SLURM job that has
+them): launch again later.
 """
 
 import argparse
@@ -602,7 +607,12 @@ def _launch(args, runs: Sequence[Run], root: str) -> int:
       print(' '.join(run.command(os.path.join(root, run.name))))
     return 0
   if not to_launch:
-    return STOPPED_STATUS if busy else 0
+    if busy:
+      return STOPPED_STATUS
+    if any(manifest['runs'][name]['state'] == 'failed' for name in skipped):
+      print(status_table(root), flush=True)  # Lists the failed runs, their errors and logs.
+      return 1
+    return 0
   states = run_or_submit(root, to_launch, manifest, args)
   if states is None:
     return 0
