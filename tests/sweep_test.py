@@ -56,6 +56,13 @@ def test_launch_stop_and_launch_again_finishes_every_run_once(trained_sweep):
   assert failure in again.stdout.splitlines(), again.stdout
 
 
+def test_status_of_a_folder_no_sweep_was_launched_in_is_an_error_not_an_empty_table(tmp_path):
+  (tmp_path / 'run').mkdir()  # E.g. a single run's workdir, or a misspelt root.
+  done = _cli('unet_jax.sweep', 'status', '--root', str(tmp_path / 'run'))
+  assert done.returncode == 1 and done.stdout == '', done.stdout
+  assert done.stderr.startswith(f"Error: '{tmp_path / 'run'}' holds no sweep.json"), done.stderr
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

@@ -691,7 +691,12 @@ def main(argv=None) -> int:
   show.add_argument('--root', required=True)
   args = parser.parse_args(argv)
   if args.command == 'status':
-    print(status_table(os.path.abspath(args.root)))
+    root = os.path.abspath(args.root)
+    if not os.path.isfile(os.path.join(root, MANIFEST)):
+      raise FileNotFoundError(
+          f'{args.root!r} holds no {MANIFEST}: no sweep was launched there. Give the --root a '
+          '`python -m unet_jax.sweep launch` was given (a single run: its summary.json).')
+    print(status_table(root))
     return 0
   return launch(args)
 
