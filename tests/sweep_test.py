@@ -5,11 +5,15 @@ The launched sweep is the session fixture `trained_sweep` (tests/conftest.py): 2
 of a tiny U-Net on the synthetic data, and one run that fails.
 """
 
+import contextlib
 import csv
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import fake_slurm  # tests/fake_slurm.py; pytest puts tests/ on sys.path.
 import pytest
@@ -155,6 +159,59 @@ def test_slurm_executor_runs_through_submitits_local_executor(tmp_path):
   assert 'Submitted 1 job(s)' in done.stdout
   assert results.read_run_summary(str(root / 'seed=3'))['state'] == 'finished'
   assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id']
+
+
+def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_finishes(tmp_path):
+  """SIGUSR2 to a job (SLURM's warning before the time limit, or preemption) goes to submitit's
+  handler, in the job's own process: the training is stopped cleanly (it checkpoints), not
+  killed, the job requeues itself (here submitit's local executor restarts it) and the training
+  resumes from that checkpoint and finishes."""
+  sweep_file = tmp_path / 'long.py'
+  sweep_file.write_text(
+      'def get_sweep(arg=None):\n'
+      "  return {'config': 'quickstart', 'overrides': {'data.image_size': 32, "
+      "'data.synthetic_size': 32, 'data.num_examples': 20, 'model.depth': 1, "
+      "'model.base_width': 4, 'batch_size': 8, 'num_train_steps': 1500, 'log_every_steps': 1, "
+      "'checkpoint_every_steps': 100000, 'eval.every_steps': 100000, 'eval.batch_size': 8, "
+      "'optim.warmup_steps': 1}, 'runs': [{'seed': 3}]}\n")
+  root = tmp_path / 'root'
+  with open(tmp_path / 'launch.txt', 'w+') as out:  # Not a pipe: the job's process keeps it.
+    status = subprocess.run(
+        [sys.executable, '-m', 'unet_jax.sweep', 'launch', str(sweep_file), '--root', str(root),
+         '--executor', 'slurm', '--submitit-cluster', 'local'], cwd=REPO, stdout=out,
+        stderr=subprocess.STDOUT, timeout=300, check=False).returncode
+    out.seek(0)
+    printed = out.read()
+  assert status == 0 and 'Submitted 1 job(s)' in printed, printed
+  job = sweep.read_manifest(str(root))['runs']['seed=3']['job_id']
+  workdir, log = root / 'seed=3', root / 'slurm' / job / f'{job}_0_log.err'
+  pids = [int(job)]  # The job's controller (submitit's local executor), killed at the end.
+  try:
+    deadline = time.monotonic() + 300
+    while not log.is_file() or 'step 20/' not in log.read_text():  # Training, past its compile.
+      assert time.monotonic() < deadline, log.read_text()[-3000:] if log.is_file() else printed
+      time.sleep(0.5)
+    training = json.loads((workdir / '.locks' / 'train_process_0').read_text())['pid']
+    pids.append(training)
+    with open(f'/proc/{training}/stat') as f:
+      job_process = int(f.read().rsplit(')', 1)[1].split()[1])  # The training's parent.
+    pids.append(job_process)
+    os.kill(job_process, signal.SIGUSR2)
+    while (results.read_run_summary(str(workdir)) or {}).get('state') != 'finished':
+      assert time.monotonic() < deadline + 300, log.read_text()[-3000:]
+      time.sleep(1)
+  finally:  # Nothing left running if the test failed.
+    for pid in pids:
+      with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+  text = log.read_text()
+  assert 'slurm_job: SIGUSR2: the training' in text, text[-3000:]
+  stopped = re.search(r'stopped at step (\d+)', text)
+  assert stopped and 20 <= int(stopped.group(1)) < 1500, text[-3000:]
+  assert f'Resuming from the checkpoint of step {stopped.group(1)}' in text, text[-3000:]
+  steps = [json.loads(line)['step'] for line in (workdir / 'metrics.jsonl').read_text().splitlines()
+           if 'train_loss' in line]
+  assert steps == list(range(1, 1501))  # Each step logged once, across the two jobs.
 
 
 def test_slurm_executor_submits_what_sbatch_needs(tmp_path):

@@ -34,11 +34,13 @@ Executors:
          (set by test suites) is not passed on. A progress line reports runs done, running,
          failed and an ETA.
   slurm  one SLURM job per run (or one job array: --slurm-array) through submitit, each job
-         running the training command as a subprocess (submitit's CommandFunction: nothing of
-         ours is pickled). A run of several nodes is one process per node with all its GPUs,
-         `--jax_distributed` finding the coordinator from SLURM's environment. Jobs get SIGUSR2
-         2 minutes before their time limit, on which the run checkpoints and exits; launch again
-         to resume. Launching again never submits a run twice: a run whose job SLURM still holds
+         running the training command as a subprocess (`unet_jax.slurm_job`: only the command,
+         its folder and environment are pickled). A run of several nodes is one process per
+         node with all its GPUs, `--jax_distributed` finding the coordinator from SLURM's
+         environment. Jobs get SIGUSR2 2 minutes before their time limit (and on preemption),
+         on which the run checkpoints and stops and the job requeues itself, to resume from
+         that checkpoint (after a time limit at most 3 times, submitit's max_num_timeout; then
+         launch again). Launching again never submits a run twice: a run whose job SLURM still holds
          (queued or running; asked with `squeue`) is left to it. A job that ended before its
          run did is asked about in SLURM's accounting (`sacct`): FAILED or OUT_OF_MEMORY makes
          the run failed (a new job would fail the same way; --retry-failed), any other end
@@ -69,7 +71,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import cli, config_files, hyper, results, workdir_lock
+from unet_jax import cli, config_files, hyper, results, slurm_job, workdir_lock
 
 MANIFEST = 'sweep.json'
 LOG = 'log.txt'
@@ -458,9 +460,9 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
     parameters.update(slurm_partition=args.slurm_partition, slurm_signal_delay_s=120)
   executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
   extra = ['--jax_distributed'] if args.slurm_nodes > 1 else []
-  functions = [submitit.helpers.CommandFunction(
-      run.command(os.path.join(root, run.name), extra), cwd=os.getcwd(),
-      env=_child_env(os.environ, None, None)) for run in runs]
+  functions = [slurm_job.TrainingJob(run.command(os.path.join(root, run.name), extra),
+                                     cwd=os.getcwd(), env=_child_env(os.environ, None, None))
+               for run in runs]
   if args.slurm_array:
     with executor.batch():
       jobs = [executor.submit(f) for f in functions]
