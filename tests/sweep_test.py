@@ -182,7 +182,7 @@ def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_fi
         stderr=subprocess.STDOUT, timeout=300, check=False).returncode
     out.seek(0)
     printed = out.read()
-  assert status == 0 and 'Submitted 1 job(s)' in printed, printed
+  assert status == sweep.STOPPED_STATUS and 'Submitted 1 job(s)' in printed, printed
   job = sweep.read_manifest(str(root))['runs']['seed=3']['job_id']
   workdir, log = root / 'seed=3', root / 'slurm' / job / f'{job}_0_log.err'
   pids = [int(job)]  # The job's controller (submitit's local executor), killed at the end.
@@ -221,7 +221,7 @@ def test_slurm_executor_submits_what_sbatch_needs(tmp_path):
   done = _cli('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
               '--executor', 'slurm', '--slurm-partition', 'gpu', '--slurm-time', '90',
               '--slurm-gpus-per-node', '8', '--slurm-nodes', '2', env=env)
-  assert done.returncode == 0, done.stdout + done.stderr
+  assert done.returncode == sweep.STOPPED_STATUS, done.stdout + done.stderr  # Not ended yet.
   assert 'Submitted 1 job(s): 4242' in done.stdout
   submitted = record.read_text()
   for line in ('#SBATCH --partition=gpu', '#SBATCH --nodes=2', '#SBATCH --gpus-per-node=8',
@@ -244,7 +244,7 @@ def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
   launch = ('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
             '--executor', 'slurm')
   first = _cli(*launch, env=env)
-  assert first.returncode == 0 and 'Submitted 1 job(s): 4242' in first.stdout, first.stderr
+  assert first.returncode == sweep.STOPPED_STATUS and 'Submitted 1 job(s): 4242' in first.stdout, first.stderr
   queue.write_text('4241|RUNNING\n4242|PENDING\n')  # Another job of the user's, and ours.
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
   assert '| seed=3 | pending (SLURM job 4242) |' in status.stdout, status.stdout
@@ -257,10 +257,10 @@ def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
   assert '| seed=3 | interrupted |' in status.stdout, status.stdout
   third = _cli(*launch, env=env)
-  assert third.returncode == 0 and 'Submitted 1 job(s): 4243' in third.stdout, third.stderr
+  assert third.returncode == sweep.STOPPED_STATUS and 'Submitted 1 job(s): 4243' in third.stdout, third.stderr
   queue.unlink()  # squeue fails: not a host it can be asked from.
   fourth = _cli(*launch, env=env)
-  assert fourth.returncode == 0 and 'Submitted 1 job(s): 4244' in fourth.stdout
+  assert fourth.returncode == sweep.STOPPED_STATUS and 'Submitted 1 job(s): 4244' in fourth.stdout
   assert 'cannot ask SLURM (squeue) whether job 4243 of seed=3 is still queued' in fourth.stderr
   assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id'] == '4244'
   assert record.read_text().count('#SBATCH --signal') == 3

@@ -50,10 +50,10 @@ Executors:
 
 `status` prints a table: run, state, step / total, best validation metric, wall time.
 
-Exit status of `launch`: 0 every run finished (or, on SLURM without --wait, was submitted);
-1 an error, or failed runs (listed with their errors and logs; --retry-failed launches them
-again); 75 runs not ended yet (stopped by a signal, or left to the process or SLURM job that has
-them): launch again later.
+Exit status of `launch`: 0 every run finished; 1 an error, or failed runs (listed with their
+errors and logs; --retry-failed launches them again); 75 runs not ended yet (submitted to SLURM
+without --wait, stopped by a signal, or left to the process or SLURM job that has them): launch
+again later. So `launch ... && compare ...` compares only a sweep that has ended.
 """
 
 import argparse
@@ -616,8 +616,10 @@ def _launch(args, runs: Sequence[Run], root: str) -> int:
       return 1
     return 0
   states = run_or_submit(root, to_launch, manifest, args)
-  if states is None:
-    return 0
+  if states is None:  # Submitted: not ended yet (`status` follows them; launch again after).
+    print(f'Follow them with `python -m unet_jax.sweep status --root {args.root}`; launch '
+          'again once they have ended (jobs SLURM holds are not submitted twice).', flush=True)
+    return STOPPED_STATUS
   print(status_table(root), flush=True)
   if busy or any(s in ('stopped', 'running') for s in states.values()):
     return STOPPED_STATUS  # Not all ended: launching again goes on.
