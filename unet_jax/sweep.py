@@ -658,9 +658,10 @@ def status_table(root: str) -> str:
 def _live_state(root: str, name: str, recorded: str, entry: dict, queue: _SlurmQueue) -> str:
   """The recorded state, corrected by the run's lock and its SLURM job: a run whose training
   process holds its workdir is running whatever was recorded last; a run whose SLURM job is
-  still queued says so ('pending (SLURM job 4242)'); one recorded running or submitted whose
-  process and job are gone (killed, its node lost, its job ended before training began) is
-  'interrupted'. Where neither can be asked, the record."""
+  still queued says so ('pending (SLURM job 4242)'); one whose job ended before the run did is
+  'failed (SLURM job 4242, out_of_memory)' if SLURM's accounting says the job failed, otherwise,
+  like a run recorded running whose process is gone (killed, its node lost), 'interrupted'.
+  Where neither can be asked, the record."""
   alive = workdir_lock.training_alive(os.path.join(root, name))
   if alive:
     return 'running'
