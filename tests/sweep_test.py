@@ -157,6 +157,7 @@ def test_slurm_executor_runs_through_submitits_local_executor(tmp_path):
               '--executor', 'slurm', '--submitit-cluster', 'local', '--wait')
   assert done.returncode == 0, done.stdout + done.stderr
   assert 'Submitted 1 job(s)' in done.stdout
+  assert 'sweep: waiting for the jobs: 0/1 ended (0:00:00 so far).' in done.stdout, done.stdout
   assert results.read_run_summary(str(root / 'seed=3'))['state'] == 'finished'
   assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id']
 

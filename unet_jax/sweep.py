@@ -58,7 +58,6 @@ again later. So `launch ... && compare ...` compares only a sweep that has ended
 
 import argparse
 import ast
-import concurrent.futures
 import dataclasses
 import getpass
 import hashlib
@@ -548,13 +547,27 @@ def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args) -> dict[
   print(f'Submitted {len(jobs)} job(s): {", ".join(str(j.job_id) for j in jobs)}.', flush=True)
   if not args.wait:
     return None
-  with concurrent.futures.ThreadPoolExecutor(max(1, len(jobs))) as pool:
-    list(pool.map(lambda j: j.wait(), jobs))
+  _wait_for(jobs)
   states = {run.name: run_state(root, run.name) for run in runs}
   for name, state in states.items():
     manifest['runs'][name]['state'] = state
   write_manifest(root, manifest)
   return states
+
+
+def _wait_for(jobs: Sequence, every_s: float = 60.0, poll_s: float = 5.0) -> None:
+  """Waits for submitit jobs to end, with a progress line at the start and every `every_s`."""
+  started, last = time.perf_counter(), None
+  while True:
+    ended = sum(job.done() for job in jobs)
+    now = time.perf_counter()
+    if ended == len(jobs):
+      return
+    if last is None or now - last >= every_s:
+      last = now
+      print(f'sweep: waiting for the jobs: {ended}/{len(jobs)} ended '
+            f'({_clock(now - started)} so far).', flush=True)
+    time.sleep(poll_s)
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser, parallel_default: int | None = 1):
