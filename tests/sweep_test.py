@@ -9,6 +9,7 @@ import contextlib
 import csv
 import json
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -265,6 +266,35 @@ def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
   assert 'cannot ask SLURM (squeue) whether job 4243 of seed=3 is still queued' in fourth.stderr
   assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id'] == '4244'
   assert record.read_text().count('#SBATCH --signal') == 3
+
+
+def test_a_job_array_is_one_submission_whose_elements_squeue_and_sacct_answer_for(tmp_path):
+  """--slurm-array: one sbatch for all runs; each run follows its own element ('4242_1') in
+  squeue, sacct and submitit's log folder."""
+  env, record, queue = fake_slurm.install(tmp_path)
+  path = tmp_path / 'two.py'
+  path.write_text(pathlib.Path(_one_run_sweep(tmp_path)).read_text().replace("[3]", "[3, 4]"))
+  root = tmp_path / 'root'
+  launch = ('unet_jax.sweep', 'launch', str(path), '--root', str(root), '--executor', 'slurm',
+            '--slurm-array')
+  first = _cli(*launch, env=env)
+  assert first.returncode == sweep.STOPPED_STATUS, first.stdout + first.stderr
+  assert 'Submitted 2 job(s): 4242_0, 4242_1' in first.stdout, first.stdout
+  assert record.read_text().count('#SBATCH --array=0-1') == 1
+  queue.write_text('4242_0|RUNNING\n')  # Element 1 has ended, and failed.
+  (tmp_path / 'accounting.txt').write_text('4242_1|FAILED|1:0\n4242_1.batch|FAILED|1:0\n')
+  log = root / 'slurm' / '4242_1' / '4242_1_0_log.err'
+  log.parent.mkdir(parents=True, exist_ok=True)
+  log.write_text('RuntimeError: The training exited with status 1\n')
+  status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
+  assert '| seed=3 | running (SLURM job 4242_0) |' in status.stdout, status.stdout
+  assert '| seed=4 | failed (SLURM job 4242_1, failed) |' in status.stdout, status.stdout
+  assert f'- seed=4: RuntimeError: The training exited with status 1 (output: {log})' in (
+      status.stdout)
+  again = _cli(*launch, env=env)
+  assert again.returncode == sweep.STOPPED_STATUS and 'seed=3 (SLURM job 4242_0, running)' in (
+      again.stdout), again.stdout + again.stderr
+  assert record.read_text().count('#SBATCH --array') == 1  # Nothing submitted again.
 
 
 def test_a_job_slurm_says_failed_is_a_failed_run_with_its_output_and_not_resubmitted(tmp_path):
