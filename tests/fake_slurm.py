@@ -18,7 +18,8 @@ def install(folder) -> tuple[dict, object, object]:
     'sbatch': f'echo "$@" >> {record}\ncat "$@" >> {record}\nid=$(cat {counter})\n'
               f'echo $((id + 1)) > {counter}\necho "Submitted batch job $id"\n',
     'squeue': f'echo "$@" > {folder}/squeue_args\ncat {queue} 2>/dev/null || exit 1\n',
-    'sacct': f'echo "$@" > {folder}/sacct_args\ncat {folder}/accounting.txt 2>/dev/null || exit 1\n',
+    'sacct': f'echo "$@" > {folder}/sacct_args\n'
+             f'cat {folder}/accounting.txt 2>/dev/null || exit 1\n',
     'srun': 'exit 1\n',
   }
   for name, text in fakes.items():

@@ -96,7 +96,8 @@ def test_on_slurm_it_submits_the_runs_ends_and_never_submits_them_twice(tmp_path
   queue.write_text(''.join(f'{4242 + i}|PENDING\n' for i in range(1, runs)))
   (tmp_path / 'accounting.txt').write_text('4242|FAILED|1:0\n')
   log = tmp_path / 'root' / 'table1' / 'slurm' / '4242' / '4242_0_log.err'
-  log.write_text('Traceback (most recent call last):\nValueError: config.data.dir: no such folder.\n')
+  log.write_text('Traceback (most recent call last):\n'
+                 'ValueError: config.data.dir: no such folder.\n')
   name = next(name for name, entry in sweep.read_manifest(str(tmp_path / 'root' / 'table1'))[
       'runs'].items() if entry['job_id'] == '4242')
   third = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,

@@ -197,6 +197,12 @@ def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_fi
     pids.append(training)
     with open(f'/proc/{training}/stat') as f:
       job_process = int(f.read().rsplit(')', 1)[1].split()[1])  # The training's parent.
+    with open(f'/proc/{training}/environ', 'rb') as f:
+      environment = dict(item.split(b'=', 1) for item in f.read().split(b'\0') if b'=' in item)
+    # The job's own variables (as SLURM's on a cluster: its nodes, tasks, GPUs), less the
+    # simulated device count the test suite sets.
+    assert environment[b'SUBMITIT_LOCAL_JOB_ID'] == job.encode(), environment
+    assert b'xla_force_host_platform_device_count' not in environment.get(b'XLA_FLAGS', b'')
     pids.append(job_process)
     os.kill(job_process, signal.SIGUSR2)
     while (results.read_run_summary(str(workdir)) or {}).get('state') != 'finished':
@@ -246,7 +252,8 @@ def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
   launch = ('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
             '--executor', 'slurm')
   first = _cli(*launch, env=env)
-  assert first.returncode == sweep.STOPPED_STATUS and 'Submitted 1 job(s): 4242' in first.stdout, first.stderr
+  assert first.returncode == sweep.STOPPED_STATUS, first.stdout + first.stderr
+  assert 'Submitted 1 job(s): 4242' in first.stdout
   queue.write_text('4241|RUNNING\n4242|PENDING\n')  # Another job of the user's, and ours.
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
   assert '| seed=3 | pending (SLURM job 4242) |' in status.stdout, status.stdout
@@ -259,7 +266,8 @@ def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
   assert '| seed=3 | interrupted |' in status.stdout, status.stdout
   third = _cli(*launch, env=env)
-  assert third.returncode == sweep.STOPPED_STATUS and 'Submitted 1 job(s): 4243' in third.stdout, third.stderr
+  assert third.returncode == sweep.STOPPED_STATUS, third.stdout + third.stderr
+  assert 'Submitted 1 job(s): 4243' in third.stdout
   queue.unlink()  # squeue fails: not a host it can be asked from.
   fourth = _cli(*launch, env=env)
   assert fourth.returncode == sweep.STOPPED_STATUS and 'Submitted 1 job(s): 4244' in fourth.stdout

@@ -10,7 +10,12 @@ submitit's hook instead: it passes the signal on to the training (SLURM usually 
 directly too: a second one changes nothing), waits for it to checkpoint and exit, and returns
 itself, which submitit requeues (`scontrol requeue`; at most `slurm_max_num_timeout` times after
 a timeout, 3 by default). The requeued job runs the same command, which resumes from the
-checkpoint. Nothing of ours but the command, its folder and its environment is pickled.
+checkpoint. Nothing of ours but the command, its folder and a few environment changes is
+pickled.
+
+The training runs in the job's own environment (sbatch exports the submitting shell's, and SLURM
+adds the job's: its id, nodes, tasks and GPUs, which `--jax_distributed` and
+CUDA_VISIBLE_DEVICES need), with only the changes the launcher asks for applied to it.
 
 The training's output goes where the job's does: submitit's logs, `<folder>/<job>_0_log.err`.
 """
@@ -33,12 +38,23 @@ STOP_WAIT_S = 100
 class TrainingJob:
   """`python -m unet_jax.main ...` as a submitit job that checkpoints and requeues on SIGUSR2."""
 
-  def __init__(self, command: list[str], cwd: str, env: dict[str, str]):
-    self.command, self.cwd, self.env = list(command), cwd, dict(env)
+  def __init__(self, command: list[str], cwd: str, env_changes: dict[str, str | None]):
+    """`env_changes`: variables to set in the job's environment, or to remove (None)."""
+    self.command, self.cwd, self.env_changes = list(command), cwd, dict(env_changes)
     self._process, self._status = None, None
 
   def __getstate__(self):  # Pickled by submitit: the command, never a running process.
-    return {'command': self.command, 'cwd': self.cwd, 'env': self.env}
+    return {'command': self.command, 'cwd': self.cwd, 'env_changes': self.env_changes}
+
+  def environment(self) -> dict[str, str]:
+    """The job's environment (SLURM's variables of this job included) with the changes."""
+    env = dict(os.environ)
+    for name, value in self.env_changes.items():
+      if value is None:
+        env.pop(name, None)
+      else:
+        env[name] = value
+    return env
 
   def __setstate__(self, state):
     self.__init__(**state)
@@ -46,7 +62,7 @@ class TrainingJob:
   def __call__(self) -> int:
     """Runs the training to its end; its exit status, 0 or 75 (stopped: launch again to resume)
     or 73 (another process trains the run). Any other status fails the job."""
-    self._process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env)
+    self._process = subprocess.Popen(self.command, cwd=self.cwd, env=self.environment())
     # A thread waits for it, so that the main thread, where submitit's signal handler (and so
     # `checkpoint`) runs, never holds the lock of Popen.wait that `checkpoint` would need.
     threading.Thread(target=self._wait, daemon=True).start()
@@ -78,4 +94,4 @@ class TrainingJob:
         time.sleep(0.5)
     if self._status == 0:
       return None
-    return DelayedSubmission(TrainingJob(self.command, self.cwd, self.env))
+    return DelayedSubmission(TrainingJob(self.command, self.cwd, self.env_changes))

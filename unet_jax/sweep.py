@@ -459,9 +459,13 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
     parameters.update(slurm_partition=args.slurm_partition, slurm_signal_delay_s=120)
   executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
   extra = ['--jax_distributed'] if args.slurm_nodes > 1 else []
+  # The job's own environment is the training's (SLURM's variables of the job: its nodes, tasks
+  # and GPUs); only what `_child_env` changes here is changed there.
+  here, wanted = dict(os.environ), _child_env(os.environ, None, None)
+  changes = {name: wanted.get(name) for name in {*here, *wanted}
+             if here.get(name) != wanted.get(name)}
   functions = [slurm_job.TrainingJob(run.command(os.path.join(root, run.name), extra),
-                                     cwd=os.getcwd(), env=_child_env(os.environ, None, None))
-               for run in runs]
+                                     cwd=os.getcwd(), env_changes=changes) for run in runs]
   if args.slurm_array:
     with executor.batch():
       jobs = [executor.submit(f) for f in functions]
