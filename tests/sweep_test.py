@@ -68,6 +68,22 @@ def test_status_of_a_folder_no_sweep_was_launched_in_is_an_error_not_an_empty_ta
   assert done.stderr.startswith(f"Error: '{tmp_path / 'run'}' holds no sweep.json"), done.stderr
 
 
+def test_a_dry_run_writes_nothing_and_a_misspelt_field_stops_the_sweep_before_any_run(tmp_path):
+  root = tmp_path / 'root'
+  dry = _cli('unet_jax.sweep', 'launch', 'smoke', '--root', str(root), '--dry-run')
+  assert dry.returncode == 0 and dry.stdout.count('-m unet_jax.main') == 4, dry.stderr
+  assert not root.exists()  # A dry run leaves no sweep.json that would pin its overrides.
+  typo = _cli('unet_jax.sweep', 'launch', 'smoke', '--root', str(root), '--set',
+              'model.base_widht=4')
+  assert typo.returncode == 1 and not root.exists(), typo.stdout + typo.stderr
+  assert ("run 'loss=bce-seed=0' overrides 'model.base_widht', which is no field of "
+          "quickstart.py (did you mean 'model.base_width'?)") in typo.stderr, typo.stderr
+  moved = _cli('unet_jax.sweep', 'launch', 'smoke', '--root', str(root), '--set',
+               'eval_batch_size=4', '--dry-run')
+  assert "'eval_batch_size', which is no field of quickstart.py (it is now 'eval.batch_size')" in (
+      moved.stderr), moved.stderr
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

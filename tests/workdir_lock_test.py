@@ -54,14 +54,19 @@ def test_a_held_lock_refuses_others_and_a_killed_holder_releases_it(tmp_path, ho
 
 
 def test_a_second_sweep_launcher_is_refused_before_it_touches_the_manifest(tmp_path, holder):
-  process = holder(tmp_path, 'launcher')
+  (tmp_path / 'none.py').write_text(NO_RUNS)
+  root = tmp_path / 'root'
+  process = holder(root, 'launcher')
   with pytest.raises(workdir_lock.InUse, match=rf'pid {process.pid} .*sweep status --root'):
-    sweep.main(['launch', 'smoke', '--root', str(tmp_path), '--dry-run'])
-  assert not (tmp_path / sweep.MANIFEST).exists()
+    sweep.main(['launch', str(tmp_path / 'none.py'), '--root', str(root)])
+  assert not (root / sweep.MANIFEST).exists()
   process.kill()
   process.wait()
-  assert sweep.main(['launch', 'smoke', '--root', str(tmp_path), '--dry-run']) == 0
-  assert (tmp_path / sweep.MANIFEST).exists()
+  assert sweep.main(['launch', str(tmp_path / 'none.py'), '--root', str(root)]) == 0
+  assert (root / sweep.MANIFEST).exists()
+
+
+NO_RUNS = "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': []}\n"
 
 
 ONE_RUN = "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': [{'seed': 3}]}\n"
@@ -83,7 +88,8 @@ def test_a_sweep_leaves_a_run_another_process_trains_to_it(tmp_path, holder, cap
   (tmp_path / 'one.py').write_text(ONE_RUN)
   root = tmp_path / 'root'
   holder(root / 'seed=3', workdir_lock.training_lock_name())
-  assert sweep.main(['launch', str(tmp_path / 'one.py'), '--root', str(root), '--dry-run']) == 0
+  assert sweep.main(['launch', str(tmp_path / 'one.py'), '--root', str(root)]) == (
+      sweep.STOPPED_STATUS)  # Nothing launched; not ended yet.
   assert ('1 left to the process or SLURM job that has them: seed=3 (its training process is '
           'alive).') in capsys.readouterr().out
   assert sweep.read_manifest(str(root))['runs']['seed=3']['state'] == 'running'

@@ -10,7 +10,10 @@ form of ml_collections configs), or NAME alone for a shipped one. `get_sweep` re
 {'config': base config (a preset name or a file), 'overrides': {...} for every run (optional),
 'runs': [{...}, ...]}, the runs built with `unet_jax.hyper` (product, zip_, chain), e.g.
 "configs x seeds x folds" in one line. Each run's name comes from its own overrides
-(`hyper.run_name`): short, readable, stable (or from a 'name' key in the run's dict).
+(`hyper.run_name`): short, readable, stable (or from a 'name' key in the run's dict). An
+override that names no field of its run's base config is an error before anything starts,
+naming the run, the field and the nearest real ones. --dry-run prints the runs' commands and
+writes nothing (no folder, no sweep.json).
 
 `launch` gives every run a workdir `DIR/<name>` and keeps a manifest, `DIR/sweep.json` (each
 run's name, overrides, a hash of them, state, error). It is idempotent: launched again, it skips
@@ -59,6 +62,7 @@ again later. So `launch ... && compare ...` compares only a sweep that has ended
 import argparse
 import ast
 import dataclasses
+import difflib
 import getpass
 import hashlib
 import importlib.util
@@ -70,7 +74,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import cli, config_files, hyper, results, slurm_job, workdir_lock
+from unet_jax import cli, config_files, hyper, results, run_config, slurm_job, workdir_lock
 
 MANIFEST = 'sweep.json'
 LOG = 'log.txt'
@@ -158,7 +162,39 @@ def load_sweep(spec: str, extra: dict | None = None) -> list[Run]:
                        f'{overrides}); make their overrides differ.')
     seen[name] = overrides
     runs.append(Run(name, config, {**common, **overrides}))
+  check_fields(runs, path)
   return runs
+
+
+def _config_fields(config: str) -> set[str]:
+  """Every dotted field of a `get_config()` file ('file.py[:arg]'), as the training reads it."""
+  path, _, arg = config.partition(':')
+  module_spec = importlib.util.spec_from_file_location('sweep_base_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  tree = (module.get_config(arg) if arg else module.get_config()).to_dict()
+  return set(run_config.leaves(tree))
+
+
+def check_fields(runs: Sequence[Run], path: str) -> None:
+  """Raises ValueError naming the run, the field and the nearest real ones if an override names
+  no field of its base config: each run would fail at its start (on SLURM, after its wait in
+  the queue)."""
+  fields = {}
+  for run in runs:
+    if run.config not in fields:
+      fields[run.config] = _config_fields(run.config)
+    for key in run.overrides:
+      if key in fields[run.config]:
+        continue
+      moved = run_config.RENAMED_FIELDS.get(key, '')
+      near = difflib.get_close_matches(key, fields[run.config], n=3, cutoff=0.6)
+      hint = (f'it is now {moved!r}' if moved else 'it was removed' if moved is None else
+              f'did you mean {" or ".join(map(repr, near))}?' if near else
+              'see configs/default.py for every field')
+      raise ValueError(f'{path}: run {run.name!r} overrides {key!r}, which is no field of '
+                       f'{os.path.basename(run.config)} ({hint}). Fix it in the sweep file, '
+                       'or in the --set that gives it.')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,8 +518,8 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
 # Commands.
 
 
-def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
-         label: str = '') -> tuple[list[Run], list[str], dict[str, str], dict]:
+def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False, label: str = '',
+         write: bool = True) -> tuple[list[Run], list[str], dict[str, str], dict]:
   """(runs to launch, names skipped, {name: who has it} of runs left to another process,
   manifest) for `runs` under `root`, the manifest written.
 
@@ -491,9 +527,10 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
   alive (its workdir lock is held: a killed launcher's run, a job running it) is left to it, and
   so is a run submitted to SLURM whose job SLURM still holds (queued: it holds no lock yet), so
   that launching again never submits a run twice. A run whose overrides changed under its name
-  is an error.
+  is an error. `write=False` (a dry run) reads and writes nothing: no folder, no manifest.
   """
-  os.makedirs(root, exist_ok=True)
+  if write:
+    os.makedirs(root, exist_ok=True)
   manifest = read_manifest(root)
   _check_unchanged(manifest, runs)
   if label:
@@ -531,7 +568,8 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False,
               'queued; submitting it again (if both start, the second stops at once: the '
               'workdir is locked).', file=sys.stderr, flush=True)
       to_launch.append(run)
-  write_manifest(root, manifest)
+  if write:
+    write_manifest(root, manifest)
   return to_launch, skipped, busy, manifest
 
 
@@ -600,6 +638,8 @@ def add_executor_arguments(parser: argparse.ArgumentParser, parallel_default: in
 def launch(args) -> int:
   runs = load_sweep(args.sweep, parse_sets(args.set))
   root = os.path.abspath(args.root)
+  if args.dry_run:  # Reads only: no folder, lock or sweep.json is made.
+    return _launch(args, runs, root)
   with launcher_lock(root, f'python -m unet_jax.sweep status --root {args.root}'):
     return _launch(args, runs, root)
 
@@ -616,7 +656,7 @@ def launcher_lock(root: str, status_command: str):
 
 def _launch(args, runs: Sequence[Run], root: str) -> int:
   to_launch, skipped, busy, manifest = plan(root, runs, retry_failed=args.retry_failed,
-                                            label=args.sweep)
+                                            label=args.sweep, write=not args.dry_run)
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
         f'{len(skipped)} skipped ({", ".join(skipped) or "none"}).', flush=True)
   if busy:
@@ -707,7 +747,8 @@ def main(argv=None) -> int:
   start.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                      help='A config override for every run, e.g. --set data.dir=PATH '
                      '(repeatable; part of each run\'s recorded overrides).')
-  start.add_argument('--dry-run', action='store_true', help='Print the commands, run nothing.')
+  start.add_argument('--dry-run', action='store_true',
+                     help='Print the commands of the runs it would launch; writes nothing.')
   add_executor_arguments(start)
   show = commands.add_parser('status', help='Print the state of a sweep\'s runs.')
   show.add_argument('--root', required=True)

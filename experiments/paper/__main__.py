@@ -9,7 +9,7 @@ trained again), evaluates them with their inference settings, then regenerates e
 figure under --out and writes --out/report.md, which embeds them with their numbers, the
 commands that made them, every run's size and the folds and images behind each number. What is
 declared is in experiments/paper/tables.py; what each scale runs in experiments/paper/scales.py.
---dry-run prints the runs it would launch and launches nothing.
+--dry-run prints the runs it would launch, and launches and writes nothing.
 
 The runs go where `python -m unet_jax.sweep launch` sends them, with the same options: here
 (--parallel at once), or to SLURM (--executor slurm, one job per run), in which case the command
@@ -35,6 +35,8 @@ from unet_jax import cli, compare, evaluate, figures, results, sweep
 def launch(root: str, runs, args) -> dict:
   """Launches (or resumes, or submits) `runs` under `root`; returns {name: state}, 'submitted'
   or 'busy' for runs that are SLURM's or another process's now."""
+  if args.dry_run:  # Reads only: no folder, lock or sweep.json is made.
+    return _launch(root, runs, args)
   with sweep.launcher_lock(root, f'python -m unet_jax.sweep status --root {root}'):
     return _launch(root, runs, args)
 
@@ -48,7 +50,8 @@ def failure_line(root: str, name: str) -> str:
 
 def _launch(root: str, runs, args) -> dict:
   to_launch, skipped, busy, manifest = sweep.plan(root, runs, retry_failed=args.retry_failed,
-                                                  label='experiments.paper')
+                                                  label='experiments.paper',
+                                                  write=not args.dry_run)
   print(f'{root}: {len(runs)} runs, {len(to_launch)} to launch, {len(skipped)} done or failed'
         + (f'; {sweep.busy_line(busy)}' if busy else '.'), flush=True)
   if args.dry_run:
