@@ -244,12 +244,16 @@ def test_slurm_executor_submits_what_sbatch_needs(tmp_path):
   root = tmp_path / 'root'
   done = _cli('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
               '--executor', 'slurm', '--slurm-partition', 'gpu', '--slurm-time', '90',
-              '--slurm-gpus-per-node', '8', '--slurm-nodes', '2', env=env)
+              '--slurm-gpus-per-node', '8', '--slurm-nodes', '2', '--slurm-cpus-per-task', '16',
+              '--slurm-mem-gb', '200', '--slurm-param', 'account=vision', '--slurm-param',
+              'qos=high', '--slurm-param', 'exclusive', env=env)
   assert done.returncode == sweep.STOPPED_STATUS, done.stdout + done.stderr  # Not ended yet.
   assert 'Submitted 1 job(s): 4242' in done.stdout
   submitted = record.read_text()
   for line in ('#SBATCH --partition=gpu', '#SBATCH --nodes=2', '#SBATCH --gpus-per-node=8',
-               '#SBATCH --time=90', '#SBATCH --signal=USR2@120', '#SBATCH --ntasks-per-node=1'):
+               '#SBATCH --time=90', '#SBATCH --signal=USR2@120', '#SBATCH --ntasks-per-node=1',
+               '#SBATCH --cpus-per-task=16', '#SBATCH --mem=200GB', '#SBATCH --account=vision',
+               '#SBATCH --qos=high', '#SBATCH --exclusive\n'):
     assert line in submitted, line
   assert sweep.read_manifest(str(root))['runs']['seed=3'] == {
       **sweep.read_manifest(str(root))['runs']['seed=3'], 'state': 'submitted', 'job_id': '4242'}

@@ -2,7 +2,8 @@ r"""Launch a sweep of runs, locally or on SLURM, resume it, and see where it sta
 
   python -m unet_jax.sweep launch SWEEP --root DIR [--parallel N] [--executor local|slurm]
       [--set KEY=VALUE ...] [--retry-failed] [--dry-run] [--slurm-partition P --slurm-time MIN
-      --slurm-gpus-per-node G --slurm-nodes K --slurm-array] [--wait]
+      --slurm-gpus-per-node G --slurm-cpus-per-task C --slurm-mem-gb M --slurm-nodes K
+      --slurm-param KEY=VALUE --slurm-array] [--wait]
   python -m unet_jax.sweep status --root DIR
 
 SWEEP is a sweep file with `get_sweep(arg)`, `experiments/sweeps/NAME.py[:ARG]` (the `file:arg`
@@ -482,6 +483,20 @@ def _clock(seconds: float) -> str:
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
+def slurm_params(items: Sequence[str]) -> dict:
+  """--slurm-param KEY=VALUE items as sbatch options ('exclusive' alone: a flag)."""
+  params = {}
+  for item in items:
+    key, sep, value = item.partition('=')
+    key = key.strip().lstrip('-').replace('-', '_')
+    if not key:
+      raise ValueError(f'--slurm-param {item!r}: expected KEY=VALUE (an sbatch option without '
+                       'its dashes, e.g. account=myproject, qos=high, constraint=h100) or a '
+                       'flag alone (exclusive).')
+    params[key] = value if sep else True
+  return params
+
+
 def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
   """Submits one job per run (or a job array) through submitit; returns the jobs."""
   import submitit
@@ -490,9 +505,11 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
                                    cluster=args.submitit_cluster)
   parameters = {'name': os.path.basename(os.path.abspath(root)), 'timeout_min': args.slurm_time,
                 'nodes': args.slurm_nodes, 'tasks_per_node': 1,
-                'gpus_per_node': args.slurm_gpus_per_node}
+                'gpus_per_node': args.slurm_gpus_per_node,
+                'cpus_per_task': args.slurm_cpus_per_task, 'mem_gb': args.slurm_mem_gb}
   if executor.cluster == 'slurm':
-    parameters.update(slurm_partition=args.slurm_partition, slurm_signal_delay_s=120)
+    parameters.update(slurm_partition=args.slurm_partition, slurm_signal_delay_s=120,
+                      slurm_additional_parameters=slurm_params(args.slurm_param) or None)
   executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
   extra = ['--jax_distributed'] if args.slurm_nodes > 1 else []
   # The job's own environment is the training's (SLURM's variables of the job: its nodes, tasks
@@ -625,6 +642,14 @@ def add_executor_arguments(parser: argparse.ArgumentParser, parallel_default: in
   parser.add_argument('--slurm-time', type=int, default=240, help='Minutes per job.')
   parser.add_argument('--slurm-gpus-per-node', type=int, default=None,
                       help='slurm: GPUs per node of each run (default: none asked).')
+  parser.add_argument('--slurm-cpus-per-task', type=int, default=None,
+                      help="slurm: CPU cores of each run's process, one per node; its input "
+                      "pipeline and validation use them (default: the cluster's, often 1).")
+  parser.add_argument('--slurm-mem-gb', type=int, default=None,
+                      help="slurm: host memory per node, in GB (default: the cluster's).")
+  parser.add_argument('--slurm-param', action='append', default=[], metavar='KEY=VALUE',
+                      help='slurm: any other sbatch option, without its dashes (repeatable): '
+                      'account=myproject, qos=high, constraint=h100, exclusive.')
   parser.add_argument('--slurm-nodes', type=int, default=1,
                       help='Nodes per run (>1: one process per node, --jax_distributed).')
   parser.add_argument('--slurm-array', action='store_true', help='One job array for all runs.')
