@@ -84,6 +84,19 @@ def test_a_dry_run_writes_nothing_and_a_misspelt_field_stops_the_sweep_before_an
       moved.stderr), moved.stderr
 
 
+@pytest.mark.parametrize('option,value,message', [
+    ('--slurm-nodes', '0', '--slurm-nodes=0 must be a whole number >= 1.'),
+    ('--parallel', '-2', '--parallel=-2 must be a whole number >= 1.'),
+    ('--slurm-param', '=high', "--slurm-param '=high': expected KEY=VALUE"),
+])
+def test_a_bad_executor_option_is_named_before_anything_is_written(tmp_path, option, value,
+                                                                    message):
+  done = _cli('unet_jax.sweep', 'launch', 'smoke', '--root', str(tmp_path / 'root'), option,
+              value)
+  assert done.returncode == 1 and done.stderr.startswith(f'Error: {message}'), done.stderr
+  assert not (tmp_path / 'root').exists()
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

@@ -660,7 +660,19 @@ def add_executor_arguments(parser: argparse.ArgumentParser, parallel_default: in
                       'have: jobs SLURM still holds are not submitted twice).')
 
 
+def check_executor_arguments(args) -> None:
+  """Raises ValueError naming the option if a count is below 1 or a --slurm-param is malformed,
+  before anything is loaded, written or submitted."""
+  for option in ('parallel', 'slurm_time', 'slurm_nodes', 'slurm_gpus_per_node',
+                 'slurm_cpus_per_task', 'slurm_mem_gb'):
+    value = getattr(args, option)
+    if value is not None and value < 1:
+      raise ValueError(f'--{option.replace("_", "-")}={value} must be a whole number >= 1.')
+  slurm_params(args.slurm_param)
+
+
 def launch(args) -> int:
+  check_executor_arguments(args)
   runs = load_sweep(args.sweep, parse_sets(args.set))
   root = os.path.abspath(args.root)
   if args.dry_run:  # Reads only: no folder, lock or sweep.json is made.

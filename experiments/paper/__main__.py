@@ -266,6 +266,7 @@ def main(argv=None) -> int:
   parser.add_argument('--dry-run', action='store_true', help='Print what would be launched.')
   sweep.add_executor_arguments(parser, parallel_default=None)
   args = parser.parse_args(argv)
+  sweep.check_executor_arguments(args)
   from unet_jax import compilation_cache
 
   # Evaluations and figures compile their forward passes here; a rerun loads them.
