@@ -1,4 +1,5 @@
-"""A fake SLURM on PATH for the tests: `sbatch`, `squeue`, `sacct` and `srun` as shell scripts."""
+"""A fake SLURM on PATH for the tests: `sbatch`, `squeue`, `sacct`, `scancel` and `srun`, as shell
+scripts."""
 
 import os
 import stat
@@ -9,7 +10,7 @@ def install(folder) -> tuple[dict, object, object]:
   answers job ids 4242, 4243, ...; a fake `squeue` that prints the file `queue` (SLURM's
   'ID|STATE' lines) and fails while it does not exist; a fake `sacct`, the same for the file
   `folder/accounting.txt` (its 'ID|STATE|EXITCODE' lines), its arguments in `folder/sacct_args`;
-  and a fake `srun`, which submitit looks for to tell that it is on a SLURM cluster."""
+  a fake `scancel` that appends its arguments to `folder/scancelled`; and a fake `srun`, which submitit looks for to tell that it is on a SLURM cluster."""
   bin_dir = folder / 'bin'
   bin_dir.mkdir()
   record, queue, counter = folder / 'submitted.txt', folder / 'queue.txt', folder / 'next_id'
@@ -20,6 +21,7 @@ def install(folder) -> tuple[dict, object, object]:
     'squeue': f'echo "$@" > {folder}/squeue_args\ncat {queue} 2>/dev/null || exit 1\n',
     'sacct': f'echo "$@" > {folder}/sacct_args\n'
              f'cat {folder}/accounting.txt 2>/dev/null || exit 1\n',
+    'scancel': f'echo "$@" >> {folder}/scancelled\n',
     'srun': 'exit 1\n',
   }
   for name, text in fakes.items():

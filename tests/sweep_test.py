@@ -336,6 +336,15 @@ def test_a_job_array_is_one_submission_whose_elements_squeue_and_sacct_answer_fo
   assert again.returncode == sweep.STOPPED_STATUS and 'seed=3 (SLURM job 4242_0, running)' in (
       again.stdout), again.stdout + again.stderr
   assert record.read_text().count('#SBATCH --array') == 1  # Nothing submitted again.
+  # `cancel` scancels the jobs SLURM still holds, and only those.
+  cancelled = _cli('unet_jax.sweep', 'cancel', '--root', str(root), env=env)
+  assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+  assert 'Cancelled 1 SLURM job(s): seed=3 (4242_0).' in cancelled.stdout
+  assert (tmp_path / 'scancelled').read_text() == '4242_0\n'
+  queue.write_text('')
+  assert 'nothing to cancel' in _cli('unet_jax.sweep', 'cancel', '--root', str(root),
+                                     env=env).stdout
+  assert (tmp_path / 'scancelled').read_text() == '4242_0\n'
 
 
 def test_a_job_slurm_says_failed_is_a_failed_run_with_its_output_and_not_resubmitted(tmp_path):

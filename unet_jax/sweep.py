@@ -5,6 +5,7 @@ r"""Launch a sweep of runs, locally or on SLURM, resume it, and see where it sta
       --slurm-gpus-per-node G --slurm-cpus-per-task C --slurm-mem-gb M --slurm-nodes K
       --slurm-param KEY=VALUE --slurm-array] [--wait]
   python -m unet_jax.sweep status --root DIR
+  python -m unet_jax.sweep cancel --root DIR     (its SLURM jobs: each run checkpoints and stops)
 
 SWEEP is a sweep file with `get_sweep(arg)`, `experiments/sweeps/NAME.py[:ARG]` (the `file:arg`
 form of ml_collections configs), or NAME alone for a shipped one. `get_sweep` returns
@@ -789,16 +790,46 @@ def main(argv=None) -> int:
   add_executor_arguments(start)
   show = commands.add_parser('status', help='Print the state of a sweep\'s runs.')
   show.add_argument('--root', required=True)
+  stop = commands.add_parser('cancel', help="Cancel the SLURM jobs of a sweep's runs (each run "
+                             'checkpoints on the SIGTERM; launch again to resume them).')
+  stop.add_argument('--root', required=True)
   args = parser.parse_args(argv)
-  if args.command == 'status':
-    root = os.path.abspath(args.root)
-    if not os.path.isfile(os.path.join(root, MANIFEST)):
-      raise FileNotFoundError(
-          f'{args.root!r} holds no {MANIFEST}: no sweep was launched there. Give the --root a '
-          '`python -m unet_jax.sweep launch` was given (a single run: its summary.json).')
-    print(status_table(root))
+  if args.command == 'launch':
+    return launch(args)
+  root = os.path.abspath(args.root)
+  if not os.path.isfile(os.path.join(root, MANIFEST)):
+    raise FileNotFoundError(
+        f'{args.root!r} holds no {MANIFEST}: no sweep was launched there. Give the --root a '
+        '`python -m unet_jax.sweep launch` was given (a single run: its summary.json).')
+  if args.command == 'cancel':
+    return cancel(root)
+  print(status_table(root))
+  return 0
+
+
+def cancel(root: str) -> int:
+  """`scancel`s the jobs of the runs last submitted to SLURM that SLURM still holds; each
+  training gets SIGTERM and stops at a step, checkpointed (its summary says 'stopped'), so
+  launching again resumes it. A local launcher is stopped with SIGTERM to it instead."""
+  submitted = {name: job for name, entry in read_manifest(root)['runs'].items()
+               if (job := _submitted_job(entry))}
+  jobs = slurm_jobs() if submitted else {}
+  if jobs is None:
+    raise OSError('Cannot ask SLURM (squeue) which jobs it holds: run this on a host of the '
+                  'cluster the sweep was submitted to.')
+  held = {name: job for name, job in submitted.items() if job in jobs}
+  if not held:
+    print(f'No SLURM job of {root} is queued or running: nothing to cancel.')
     return 0
-  return launch(args)
+  done = subprocess.run(['scancel', *held.values()], capture_output=True, text=True,
+                        timeout=120, check=False)
+  if done.returncode:
+    raise OSError(f'scancel failed ({done.stderr.strip() or done.returncode}); the jobs: '
+                  + ' '.join(held.values()))
+  print(f'Cancelled {len(held)} SLURM job(s): '
+        + ', '.join(f'{name} ({job})' for name, job in held.items())
+        + '. Each run checkpoints as it stops; launch again to resume them.')
+  return 0
 
 
 if __name__ == '__main__':
