@@ -15,7 +15,9 @@ The runs go where `python -m unet_jax.sweep launch` sends them, with the same op
 (--parallel at once), or to SLURM (--executor slurm, one job per run), in which case the command
 submits them and ends; run it again once they have ended (`python -m unet_jax.sweep status
 --root DIR/table1`, and DIR/ablation, show where they are; jobs SLURM still holds are not
-submitted twice): it then evaluates them here and writes the report.
+submitted twice): it then evaluates them here and writes the report. At the full scale that
+evaluation (the 10 Table-1 runs on their validation folds at native resolution, with test-time
+augmentation) wants a GPU: run that last command on a GPU node, e.g. under `srun --gpus=1`.
 
 Exit status: 0 the report is written; 1 an error, or runs that failed (named; --retry-failed
 launches them again); 75 runs not ended yet (submitted or queued on SLURM, being trained by
