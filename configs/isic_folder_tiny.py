@@ -27,4 +27,9 @@ def get_config():
   config.checkpoint_every_steps = 100
   config.max_checkpoints_to_keep = 1
   config.precision = 'float32'
+  # Plain thresholding: a data-path check, scored against the official scorer as it predicts
+  # (experiments/isic_sample_scoring.sh), not the recipe's 8-view inference.
+  config.inference.tta = 'none'
+  config.inference.largest_component = False
+  config.inference.fill_holes = False
   return config

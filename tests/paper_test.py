@@ -23,6 +23,11 @@ def test_the_ablation_ends_at_our_recipe_and_starts_at_the_seeds():
                              'model.dropout_levels')
                  if _get(last, k) != _get(ours, k)}
     assert differing == set(), (scale.name, differing)
+    # ...and in them, so that Table 2's test-time augmentation and post-processing rows measure
+    # something (the full scale's recipe once had none: both rows would have been no-ops).
+    assert (ours.inference.tta, ours.inference.largest_component, ours.inference.fill_holes) == (
+        'dihedral', True, True), scale.name
+    assert (last.inference.tta, last.inference.largest_component) == ('none', False), scale.name
     first = scales._config(scale, tables.ablation_overrides(scale, 0))
     assert (first.data.normalize, first.data.resize_policy, first.loss, first.optim.name) == (
         'none', 'stretch', 'bce', 'adam')
