@@ -2,8 +2,9 @@
 cores: the recipe the paper's CPU-scale report puts against configs/seed_cpu.py.
 
 64 px (photos decoded at libjpeg's 1/8 scale), a 3-level U-Net of width 16 (0.48M parameters),
-batch 8 for 1500 steps (about 4 minutes on 2 cores), with its inference settings: the 8 views
-of the training augmentation averaged, one lesion region without holes. Chosen by
+batch 8 for 1500 steps (about 4 minutes on 2 cores), with the recipe's inference settings
+(configs/isic2018.py: the 8 views of the training augmentation averaged, one lesion region
+without holes). Chosen by
 cross-validation on ../shared/data/isic_sample only (experiments/paper/cpu/report.md says how).
 `--config.data.dir=PATH` as in configs/isic_folder.py.
 """
@@ -28,8 +29,4 @@ def get_config():
   config.checkpoint_every_steps = 500
   config.max_checkpoints_to_keep = 1
   config.precision = 'float32'
-
-  config.inference.tta = 'dihedral'
-  config.inference.largest_component = True
-  config.inference.fill_holes = True
   return config
