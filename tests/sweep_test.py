@@ -242,7 +242,7 @@ def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_fi
       with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
   text = log.read_text()
-  assert 'slurm_job: SIGUSR2: the training' in text, text[-3000:]
+  assert 'TrainingJob: SIGUSR2: the training' in text, text[-3000:]
   stopped = re.search(r'stopped at step (\d+)', text)
   assert stopped and 20 <= int(stopped.group(1)) < 600, text[-3000:]
   assert f'Resuming from the checkpoint of step {stopped.group(1)}' in text, text[-3000:]

@@ -39,14 +39,15 @@ Executors:
          (set by test suites) is not passed on. A progress line reports runs done, running,
          failed and an ETA.
   slurm  one SLURM job per run (or one job array: --slurm-array) through submitit, each job
-         running the training command as a subprocess (`unet_jax.slurm_job`: only the command,
-         its folder and environment are pickled). A run of several nodes is one process per
-         node with all its GPUs, `--jax_distributed` finding the coordinator from SLURM's
-         environment. Jobs get SIGUSR2 2 minutes before their time limit (and on preemption),
-         on which the run checkpoints and stops and the job requeues itself, to resume from
-         that checkpoint (after a time limit at most 3 times, submitit's max_num_timeout; then
-         launch again). Launching again never submits a run twice: a run whose job SLURM still holds
-         (queued or running; asked with `squeue`) is left to it. A job that ended before its
+         running the training command as a subprocess in the job's own environment
+         (`unet_jax.slurm.TrainingJob`: only the command, its folder and a few environment
+         changes are pickled). A run of several nodes is one process per node with all its
+         GPUs, `--jax_distributed` finding the coordinator from SLURM's environment. Jobs get
+         SIGUSR2 2 minutes before their time limit (and on preemption), on which the run
+         checkpoints and stops and the job requeues itself, to resume from that checkpoint
+         (after a time limit at most 3 times, submitit's max_num_timeout; then launch again).
+         Launching again never submits a run twice: a run whose job SLURM still holds (queued
+         or running; asked with `squeue`) is left to it. A job that ended before its
          run did is asked about in SLURM's accounting (`sacct`): FAILED or OUT_OF_MEMORY makes
          the run failed (a new job would fail the same way; --retry-failed), any other end
          (cancelled, timed out, preempted, node lost) leaves it to resume. The training's
@@ -65,7 +66,6 @@ import argparse
 import ast
 import dataclasses
 import difflib
-import getpass
 import hashlib
 import importlib.util
 import json
@@ -76,7 +76,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import cli, config_files, hyper, results, run_config, slurm_job, workdir_lock
+from unet_jax import cli, config_files, hyper, results, run_config, slurm, workdir_lock
 
 MANIFEST = 'sweep.json'
 LOG = 'log.txt'
@@ -230,64 +230,19 @@ def run_state(root: str, name: str) -> str:
   return summary['state'] if summary else 'pending'
 
 
-def slurm_jobs() -> dict[str, str] | None:
-  """{job id: state} of this user's jobs SLURM still holds (pending, running, completing, ...),
-  one line per array element ('4242_3'); None where `squeue` cannot be asked (not a SLURM host).
-
-  A job SLURM no longer lists has ended, however it ended: its run's summary.json says how far it
-  got. Asked once per command, not per run.
-  """
-  try:
-    done = subprocess.run(['squeue', '--noheader', '--array', '--user', getpass.getuser(),
-                           '--format=%i|%T'], capture_output=True, text=True, timeout=120,
-                          check=False)
-  except (OSError, subprocess.TimeoutExpired):
-    return None
-  if done.returncode:
-    return None
-  return dict(line.strip().split('|', 1) for line in done.stdout.splitlines() if '|' in line)
-
-
-# SLURM's end states that are the run's own doing (its program failed, or outgrew its memory): a
-# new job would end the same way, so the run is failed, launched again only with --retry-failed.
-# Any other end (cancelled, timed out, preempted, its node lost) leaves it to resume.
-FAILED_JOB_STATES = ('FAILED', 'OUT_OF_MEMORY')
-
-
-def slurm_job_end(job_id: str) -> tuple[str, str] | None:
-  """(state, exit code) of an ended job from SLURM's accounting (`sacct`), e.g. ('OUT_OF_MEMORY',
-  '0:125'); None where it cannot tell (no accounting on the cluster, not a SLURM host)."""
-  try:
-    done = subprocess.run(['sacct', '--noheader', '--parsable2', '--jobs', job_id,
-                           '--format=JobID,State,ExitCode'], capture_output=True, text=True,
-                          timeout=120, check=False)
-  except (OSError, subprocess.TimeoutExpired):
-    return None
-  for line in done.stdout.splitlines() if not done.returncode else ():
-    fields = line.strip().split('|')
-    if len(fields) >= 3 and fields[0] == job_id:  # The job, not its steps ('4242.batch').
-      return fields[1].split(' ')[0], fields[2]  # 'CANCELLED by 1000' -> 'CANCELLED'.
-  return None
-
-
-def job_log(root: str, job_id: str) -> str:
-  """submitit's log of a job's standard error (the training's traceback is there)."""
-  return os.path.join(root, 'slurm', job_id, f'{job_id}_0_log.err')
-
-
 def run_log(root: str, name: str, entry: dict) -> str:
   """Where a run's output is: its last SLURM job's log, or the local launcher's log.txt."""
-  return job_log(root, str(entry['job_id'])) if entry.get('job_id') else os.path.join(
+  return slurm.job_log(root, str(entry['job_id'])) if entry.get('job_id') else os.path.join(
       root, name, LOG)
 
 
-def _failed_job_error(root: str, job_id: str, queue: '_SlurmQueue') -> str | None:
+def _failed_job_error(root: str, job_id: str, queue: slurm.Queue) -> str | None:
   """The error to record for a run whose job ended before the run did, if SLURM says the job
-  failed (FAILED_JOB_STATES); None if it ended otherwise or sacct cannot tell."""
+  failed (slurm.FAILED_STATES); None if it ended otherwise or sacct cannot tell."""
   end = queue.end(job_id)
-  if not end or end[0] not in FAILED_JOB_STATES:
+  if not end or end[0] not in slurm.FAILED_STATES:
     return None
-  tail = _tail(job_log(root, job_id))
+  tail = _tail(slurm.job_log(root, job_id))
   return f'SLURM job {job_id} ended {end[0]} (exit code {end[1]})' + (f':\n{tail}' if tail else
                                                                       '')
 
@@ -306,27 +261,6 @@ def _submitted_job(entry: dict) -> str | None:
       'cluster', 'slurm') == 'slurm':
     return str(entry['job_id'])
   return None
-
-
-class _SlurmQueue:
-  """`slurm_jobs()`, asked the first time a run needs it (a sweep never submitted asks nothing)."""
-
-  def __init__(self):
-    self._jobs, self.asked, self._ends = None, False, {}
-
-  def state(self, job_id: str) -> str | None:
-    """The job's state while SLURM holds it, '' once it has ended, None if it cannot be told."""
-    if not self.asked:
-      self._jobs, self.asked = slurm_jobs(), True
-    if self._jobs is None:
-      return None
-    return self._jobs.get(job_id, '')
-
-  def end(self, job_id: str) -> tuple[str, str] | None:
-    """`slurm_job_end(job_id)`, asked once per job."""
-    if job_id not in self._ends:
-      self._ends[job_id] = slurm_job_end(job_id)
-    return self._ends[job_id]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,20 +418,6 @@ def _clock(seconds: float) -> str:
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
-def slurm_params(items: Sequence[str]) -> dict:
-  """--slurm-param KEY=VALUE items as sbatch options ('exclusive' alone: a flag)."""
-  params = {}
-  for item in items:
-    key, sep, value = item.partition('=')
-    key = key.strip().lstrip('-').replace('-', '_')
-    if not key:
-      raise ValueError(f'--slurm-param {item!r}: expected KEY=VALUE (an sbatch option without '
-                       'its dashes, e.g. account=myproject, qos=high, constraint=h100) or a '
-                       'flag alone (exclusive).')
-    params[key] = value if sep else True
-  return params
-
-
 def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
   """Submits one job per run (or a job array) through submitit; returns the jobs."""
   import submitit
@@ -510,7 +430,7 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
                 'cpus_per_task': args.slurm_cpus_per_task, 'mem_gb': args.slurm_mem_gb}
   if executor.cluster == 'slurm':
     parameters.update(slurm_partition=args.slurm_partition, slurm_signal_delay_s=120,
-                      slurm_additional_parameters=slurm_params(args.slurm_param) or None)
+                      slurm_additional_parameters=slurm.params(args.slurm_param) or None)
   executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
   extra = ['--jax_distributed'] if args.slurm_nodes > 1 else []
   # The job's own environment is the training's (SLURM's variables of the job: its nodes, tasks
@@ -518,7 +438,7 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
   here, wanted = dict(os.environ), _child_env(os.environ, None, None)
   changes = {name: wanted.get(name) for name in {*here, *wanted}
              if here.get(name) != wanted.get(name)}
-  functions = [slurm_job.TrainingJob(run.command(os.path.join(root, run.name), extra),
+  functions = [slurm.TrainingJob(run.command(os.path.join(root, run.name), extra),
                                      cwd=os.getcwd(), env_changes=changes) for run in runs]
   if args.slurm_array:
     with executor.batch():
@@ -553,7 +473,7 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False, label: s
   _check_unchanged(manifest, runs)
   if label:
     manifest['sweep'] = label
-  to_launch, skipped, busy, queue = [], [], {}, _SlurmQueue()
+  to_launch, skipped, busy, queue = [], [], {}, slurm.Queue()
   for run in runs:
     state = run_state(root, run.name)
     entry = manifest['runs'].setdefault(run.name, {'overrides': run.overrides, 'hash': run.hash,
@@ -669,7 +589,7 @@ def check_executor_arguments(args) -> None:
     value = getattr(args, option)
     if value is not None and value < 1:
       raise ValueError(f'--{option.replace("_", "-")}={value} must be a whole number >= 1.')
-  slurm_params(args.slurm_param)
+  slurm.params(args.slurm_param)
 
 
 def launch(args) -> int:
@@ -724,7 +644,7 @@ def _launch(args, runs: Sequence[Run], root: str) -> int:
 def status_table(root: str) -> str:
   """A table of the sweep's runs: state, step / total, best validation metric, wall time."""
   manifest = read_manifest(root)
-  queue = _SlurmQueue()
+  queue = slurm.Queue()
   lines = ['| run | state | step | best | wall time |', '|---|---|---|---|---|']
   failed = []
   for name, entry in manifest['runs'].items():
@@ -750,7 +670,7 @@ def status_table(root: str) -> str:
   return '\n'.join(lines)
 
 
-def _live_state(root: str, name: str, recorded: str, entry: dict, queue: _SlurmQueue) -> str:
+def _live_state(root: str, name: str, recorded: str, entry: dict, queue: slurm.Queue) -> str:
   """The recorded state, corrected by the run's lock and its SLURM job: a run whose training
   process holds its workdir is running whatever was recorded last; a run whose SLURM job is
   still queued says so ('pending (SLURM job 4242)'); one whose job ended before the run did is
@@ -766,7 +686,7 @@ def _live_state(root: str, name: str, recorded: str, entry: dict, queue: _SlurmQ
     return f'{job_state.lower()} (SLURM job {job})'
   if job_state == '' and recorded in ('running', 'submitted', 'pending'):
     end = queue.end(job)
-    if end and end[0] in FAILED_JOB_STATES:
+    if end and end[0] in slurm.FAILED_STATES:
       return f'failed (SLURM job {job}, {end[0].lower()})'
   if alive is False and (recorded == 'running' or (recorded == 'submitted' and job_state == '')):
     return 'interrupted'
@@ -813,7 +733,7 @@ def cancel(root: str) -> int:
   launching again resumes it. A local launcher is stopped with SIGTERM to it instead."""
   submitted = {name: job for name, entry in read_manifest(root)['runs'].items()
                if (job := _submitted_job(entry))}
-  jobs = slurm_jobs() if submitted else {}
+  jobs = slurm.jobs() if submitted else {}
   if jobs is None:
     raise OSError('Cannot ask SLURM (squeue) which jobs it holds: run this on a host of the '
                   'cluster the sweep was submitted to.')
@@ -821,11 +741,7 @@ def cancel(root: str) -> int:
   if not held:
     print(f'No SLURM job of {root} is queued or running: nothing to cancel.')
     return 0
-  done = subprocess.run(['scancel', *held.values()], capture_output=True, text=True,
-                        timeout=120, check=False)
-  if done.returncode:
-    raise OSError(f'scancel failed ({done.stderr.strip() or done.returncode}); the jobs: '
-                  + ' '.join(held.values()))
+  slurm.cancel(list(held.values()))
   print(f'Cancelled {len(held)} SLURM job(s): '
         + ', '.join(f'{name} ({job})' for name, job in held.items())
         + '. Each run checkpoints as it stops; launch again to resume them.')
