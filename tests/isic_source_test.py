@@ -40,6 +40,9 @@ def _config(data_dir):
   config.eval.batch_size = 8
   config.eval.every_steps = 1
   config.eval.pooled_every_steps = 1
+  # The recipe's inference (8-view TTA, one region without holes) in the loop too, so that
+  # `evaluate`, which applies it by default, must give the loop's per-image numbers.
+  config.eval.use_inference = True
   return config
 
 
