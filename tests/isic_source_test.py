@@ -38,7 +38,7 @@ def _config(data_dir):
   config.num_train_steps = 2
   config.optim.warmup_steps = 1
   config.eval.batch_size = 8
-  config.eval.every_steps = 1
+  config.eval.every_steps = 2  # The final validation only.
   config.eval.pooled_every_steps = 1
   # The recipe's inference (8-view TTA, one region without holes) in the loop too, so that
   # `evaluate`, which applies it by default, must give the loop's per-image numbers.
