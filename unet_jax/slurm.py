@@ -34,6 +34,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from unet_jax import workdir_lock
+
 # SLURM's end states that are the run's own doing (its program failed, or outgrew its memory): a
 # new job would end the same way, so the run is failed, launched again only with --retry-failed.
 # Any other end (cancelled, timed out, preempted, its node lost) leaves it to resume.
@@ -114,6 +116,11 @@ class Queue:
       self._ends[job_id] = job_end(job_id)
     return self._ends[job_id]
 
+  def failed(self, job_id: str) -> tuple[str, str] | None:
+    """`end(job_id)` if the job ended in one of FAILED_STATES, else None."""
+    end = self.end(job_id)
+    return end if end and end[0] in FAILED_STATES else None
+
 
 def params(items: Sequence[str]) -> dict:
   """--slurm-param KEY=VALUE items as sbatch options ('exclusive' alone: a flag)."""
@@ -130,7 +137,6 @@ def params(items: Sequence[str]) -> dict:
 
 
 STOPPED_STATUS = 75  # unet_jax.preemption.EXIT_STOPPED (not imported: it imports JAX).
-IN_USE_STATUS = 73  # unet_jax.workdir_lock.EXIT_IN_USE.
 # How long `checkpoint` waits for the training to finish its step, save and exit: SLURM signals
 # 120 s before the time limit, and kills what is left at it.
 STOP_WAIT_S = 100
@@ -169,7 +175,7 @@ class TrainingJob:
     threading.Thread(target=self._wait, daemon=True).start()
     while self._status is None:
       time.sleep(0.5)
-    if self._status == IN_USE_STATUS:
+    if self._status == workdir_lock.EXIT_IN_USE:
       print('TrainingJob: another process trains this run; this job leaves it to it.',
             file=sys.stderr, flush=True)
     elif self._status not in (0, STOPPED_STATUS):

@@ -64,6 +64,7 @@ again later. So `launch ... && compare ...` compares only a sweep that has ended
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import difflib
 import hashlib
@@ -80,7 +81,7 @@ from unet_jax import cli, config_files, hyper, results, run_config, slurm, workd
 
 MANIFEST = 'sweep.json'
 LOG = 'log.txt'
-STOPPED_STATUS = 75  # unet_jax.preemption.EXIT_STOPPED (not imported: it imports JAX).
+STOPPED_STATUS = slurm.STOPPED_STATUS  # unet_jax.preemption.EXIT_STOPPED, without JAX.
 _SWEEPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            'experiments', 'sweeps')
 
@@ -239,8 +240,8 @@ def run_log(root: str, name: str, entry: dict) -> str:
 def _failed_job_error(root: str, job_id: str, queue: slurm.Queue) -> str | None:
   """The error to record for a run whose job ended before the run did, if SLURM says the job
   failed (slurm.FAILED_STATES); None if it ended otherwise or sacct cannot tell."""
-  end = queue.end(job_id)
-  if not end or end[0] not in slurm.FAILED_STATES:
+  end = queue.failed(job_id)
+  if not end:
     return None
   tail = _tail(slurm.job_log(root, job_id))
   return f'SLURM job {job_id} ended {end[0]} (exit code {end[1]})' + (f':\n{tail}' if tail else
@@ -439,7 +440,7 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
   changes = {name: wanted.get(name) for name in {*here, *wanted}
              if here.get(name) != wanted.get(name)}
   functions = [slurm.TrainingJob(run.command(os.path.join(root, run.name), extra),
-                                     cwd=os.getcwd(), env_changes=changes) for run in runs]
+                                 cwd=os.getcwd(), env_changes=changes) for run in runs]
   if args.slurm_array:
     with executor.batch():
       jobs = [executor.submit(f) for f in functions]
@@ -596,15 +597,16 @@ def launch(args) -> int:
   check_executor_arguments(args)
   runs = load_sweep(args.sweep, parse_sets(args.set))
   root = os.path.abspath(args.root)
-  if args.dry_run:  # Reads only: no folder, lock or sweep.json is made.
-    return _launch(args, runs, root)
-  with launcher_lock(root, f'python -m unet_jax.sweep status --root {args.root}'):
+  with launcher_lock(root, f'python -m unet_jax.sweep status --root {args.root}', args.dry_run):
     return _launch(args, runs, root)
 
 
-def launcher_lock(root: str, status_command: str):
+def launcher_lock(root: str, status_command: str, dry_run: bool = False):
   """Held while launching runs under `root`: a second launcher would start the same runs again
-  and race on sweep.json; it is refused, pointed at `status_command`."""
+  and race on sweep.json; it is refused, pointed at `status_command`. A dry run, which reads
+  only, takes none (and makes no folder)."""
+  if dry_run:
+    return contextlib.nullcontext()
   os.makedirs(root, exist_ok=True)
   return workdir_lock.exclusive(
       root, 'launcher', in_use=f'Another launcher is running the runs in {root!r}',
@@ -684,10 +686,9 @@ def _live_state(root: str, name: str, recorded: str, entry: dict, queue: slurm.Q
   job_state = queue.state(job) if job else None
   if job_state:
     return f'{job_state.lower()} (SLURM job {job})'
-  if job_state == '' and recorded in ('running', 'submitted', 'pending'):
-    end = queue.end(job)
-    if end and end[0] in slurm.FAILED_STATES:
-      return f'failed (SLURM job {job}, {end[0].lower()})'
+  if job_state == '' and recorded in ('running', 'submitted', 'pending') and (
+      end := queue.failed(job)):
+    return f'failed (SLURM job {job}, {end[0].lower()})'
   if alive is False and (recorded == 'running' or (recorded == 'submitted' and job_state == '')):
     return 'interrupted'
   return recorded

@@ -37,9 +37,7 @@ from unet_jax import cli, compare, evaluate, figures, results, sweep
 def launch(root: str, runs, args) -> dict:
   """Launches (or resumes, or submits) `runs` under `root`; returns {name: state}, 'submitted'
   or 'busy' for runs that are SLURM's or another process's now."""
-  if args.dry_run:  # Reads only: no folder, lock or sweep.json is made.
-    return _launch(root, runs, args)
-  with sweep.launcher_lock(root, f'python -m unet_jax.sweep status --root {root}'):
+  with sweep.launcher_lock(root, f'python -m unet_jax.sweep status --root {root}', args.dry_run):
     return _launch(root, runs, args)
 
 
