@@ -1,10 +1,15 @@
-"""The paper as code: the smoke scale end to end, and the full scale's dry run."""
+"""The paper as code: the smoke scale end to end, on SLURM (fakes, and submitit's local executor)
+and the full scale's dry run."""
 
+import glob
+import json
 import os
+import shutil
 import subprocess
 import sys
 
 import fake_slurm  # tests/fake_slurm.py; pytest puts tests/ on sys.path.
+import pytest
 
 from experiments.paper import scales, tables
 from unet_jax import sweep
@@ -51,15 +56,28 @@ def test_the_full_scale_prints_what_it_would_launch(tmp_path):
   assert not (tmp_path / 'out').exists()
 
 
-def test_the_smoke_scale_writes_the_report_with_its_tables_and_figures(tmp_path):
-  root, out = tmp_path / 'root', tmp_path / 'out'
+# One CPU device, as a user's machine has (the 8 of the test process would split each evaluation
+# batch 8 ways); the sweep gives its runs one device each anyway.
+ONE_DEVICE = {**os.environ, 'XLA_FLAGS': '--xla_backend_optimization_level=0'}
+
+
+def _paper(root, out, *more, env=None, timeout=300):
   command = [sys.executable, '-m', 'experiments.paper', '--scale', 'smoke', '--root', str(root),
-             '--out', str(out)]
-  # One CPU device, as a user's machine has (the 8 of the test process would split each
-  # evaluation batch 8 ways); the sweep gives its runs one device each anyway.
-  env = {**os.environ, 'XLA_FLAGS': '--xla_backend_optimization_level=0'}
-  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
-                        check=False, env=env)
+             '--out', str(out), *more]
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                        check=False, env=env or ONE_DEVICE)
+
+
+@pytest.fixture(scope='module')
+def smoke_paper(tmp_path_factory):
+  """The smoke scale's runs, trained and reported by one command here: (root, out, its result)."""
+  folder = tmp_path_factory.mktemp('smoke_paper')
+  root, out = folder / 'root', folder / 'out'
+  return root, out, _paper(root, out, timeout=900)
+
+
+def test_the_smoke_scale_writes_the_report_with_its_tables_and_figures(smoke_paper):
+  root, out, done = smoke_paper
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   report = (out / 'report.md').read_text()
   for text in ('## Table 1', '## Table 2', "| seed's recipe | 2 | 20 |", '| our recipe | 2 | 20 |',
@@ -70,10 +88,72 @@ def test_the_smoke_scale_writes_the_report_with_its_tables_and_figures(tmp_path)
                      'samples.png']
   for name in figures:
     assert f'](figures/{name})' in report
+  assert 'Evaluating 5/5: table1/' in done.stdout  # Progress, here.
   # Asked again, it has nothing left to launch (a finished run is not trained again).
-  again = subprocess.run([*command, '--dry-run'], cwd=REPO, capture_output=True, text=True,
-                         timeout=300, check=False)
+  again = _paper(root, out, '--dry-run')
   assert again.returncode == 0 and again.stdout.count('0 to launch') == 2, again.stdout
+
+
+def test_on_slurm_the_evaluations_are_one_job_that_writes_the_report(smoke_paper, tmp_path):
+  """Once the runs have finished, --executor slurm submits one job (the runs' options: a GPU)
+  that evaluates them and writes the report, and ends (75); asked again while SLURM holds that
+  job, it submits nothing (75); a failed job is named with its log (1); --retry-failed submits it
+  again, and through submitit's local executor with --wait the job evaluates every run (the
+  command itself evaluates none) and the command writes the report."""
+  root, out, done = smoke_paper
+  assert done.returncode == 0, done.stderr[-3000:]
+  # As when the runs' SLURM jobs have ended: trained, not evaluated, no report.
+  evaluated = sorted(glob.glob(str(root / 'table1' / '*' / 'eval_val*')))
+  assert len(evaluated) == 5
+  for folder in evaluated:
+    shutil.rmtree(folder)
+  shutil.rmtree(out)
+  env, record, queue = fake_slurm.install(tmp_path)
+  env = {**env, 'XLA_FLAGS': ONE_DEVICE['XLA_FLAGS']}
+  on_slurm = ('--executor', 'slurm', '--slurm-partition', 'gpu', '--slurm-gpus-per-node', '1')
+  first = _paper(root, out, *on_slurm, env=env)
+  assert first.returncode == sweep.STOPPED_STATUS, first.stdout[-2000:] + first.stderr[-2000:]
+  assert 'Submitted the evaluation job 4242' in first.stdout, first.stdout
+  submitted = record.read_text()
+  assert submitted.count('#SBATCH --partition=gpu') == 1 and '#SBATCH --gpus-per-node=1' in (
+      submitted)
+  assert json.loads((root / 'evaluation_job.json').read_text())['job_id'] == '4242'
+  assert not out.exists() and not glob.glob(str(root / 'table1' / '*' / 'eval_val*'))
+
+  queue.write_text('4242|RUNNING\n')
+  again = _paper(root, out, *on_slurm, env=env)
+  assert again.returncode == sweep.STOPPED_STATUS, again.stdout[-2000:] + again.stderr[-2000:]
+  assert 'The evaluation job (SLURM job 4242) is running' in again.stderr
+  assert record.read_text().count('#SBATCH --partition=gpu') == 1
+
+  queue.write_text('')
+  (tmp_path / 'accounting.txt').write_text('4242|OUT_OF_MEMORY|0:125\n')
+  log = root / 'slurm' / '4242' / '4242_0_log.err'
+  log.write_text('Evaluating 1/5: table1/seed-fold=0/eval_val\nslurmstepd: Out Of Memory\n')
+  third = _paper(root, out, *on_slurm, env=env)
+  assert third.returncode == 1, third.stdout[-2000:] + third.stderr[-2000:]
+  assert (f'The evaluation job failed: slurmstepd: Out Of Memory (output: {log})'
+          in third.stderr), third.stderr
+  assert record.read_text().count('#SBATCH --partition=gpu') == 1
+
+  local = _paper(root, out, '--executor', 'slurm', '--submitit-cluster', 'local',
+                 '--retry-failed', '--wait', timeout=600)
+  assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+  job = json.loads((root / 'evaluation_job.json').read_text())
+  assert job['cluster'] == 'local' and job['command'][-1] == '--report-only'
+  job_output = (root / 'slurm' / job['job_id'] / f'{job["job_id"]}_0_log.out').read_text()
+  assert 'Evaluating 5/5' in job_output and 'Evaluating' not in local.stdout, local.stdout
+  assert len(glob.glob(str(root / 'table1' / '*' / 'eval_val*' / 'summary.json'))) == 5
+  assert '## Table 1' in (out / 'report.md').read_text()
+
+
+def test_report_only_names_the_runs_not_finished(tmp_path):
+  done = _paper(tmp_path / 'root', tmp_path / 'out', '--report-only', timeout=120)
+  assert done.returncode == 1
+  assert ('Error: --report-only: 9 run(s) under ' in done.stderr
+          and '(table1/seed-fold=0, table1/seed-fold=1, table1/ours-fold=0, ...)' in done.stderr
+          and 'without --report-only to launch them' in done.stderr), done.stderr
+  assert not (tmp_path / 'out').exists() and not (tmp_path / 'root').exists()
 
 
 def test_on_slurm_it_submits_the_runs_ends_and_never_submits_them_twice(tmp_path):

@@ -18,10 +18,12 @@ directly too: a second one changes nothing), waits for it to checkpoint and exit
 new `TrainingJob`, which submitit requeues (`scontrol requeue`; at most `slurm_max_num_timeout`
 times after a timeout, 3 by default). The requeued job runs the same command, which resumes from
 the checkpoint. Nothing of ours but the command, its folder and a few environment changes is
-pickled. The training runs in the job's own environment (sbatch exports the submitting shell's,
-and SLURM adds the job's: its id, nodes, tasks and GPUs, which `--jax_distributed` and
-CUDA_VISIBLE_DEVICES need), with only the changes the launcher asks for applied to it. Its
-output goes where the job's does: submitit's logs, `job_log(root, job_id)`.
+pickled. `experiments.paper`'s evaluation job is one too: its command, stopped, leaves the
+evaluations it finished, and run again does the others. The training runs in the job's own
+environment (sbatch exports the submitting shell's, and SLURM adds the job's: its id, nodes,
+tasks and GPUs, which `--jax_distributed` and CUDA_VISIBLE_DEVICES need), with only the changes
+the launcher asks for applied to it. Its output goes where the job's does: submitit's logs,
+`job_log(root, job_id)`.
 """
 
 import contextlib
@@ -143,7 +145,8 @@ STOP_WAIT_S = 100
 
 
 class TrainingJob:
-  """`python -m unet_jax.main ...` as a submitit job that checkpoints and requeues on SIGUSR2."""
+  """`python -m unet_jax.main ...` (or another command that resumes where it stopped) as a
+  submitit job that checkpoints and requeues on SIGUSR2."""
 
   def __init__(self, command: list[str], cwd: str, env_changes: dict[str, str | None]):
     """`env_changes`: variables to set in the job's environment, or to remove (None)."""

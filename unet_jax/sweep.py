@@ -237,9 +237,10 @@ def run_log(root: str, name: str, entry: dict) -> str:
       root, name, LOG)
 
 
-def _failed_job_error(root: str, job_id: str, queue: slurm.Queue) -> str | None:
-  """The error to record for a run whose job ended before the run did, if SLURM says the job
-  failed (slurm.FAILED_STATES); None if it ended otherwise or sacct cannot tell."""
+def failed_job_error(root: str, job_id: str, queue: slurm.Queue) -> str | None:
+  """The error to record for a job that ended before its run (or evaluation) did, if SLURM says
+  it failed (slurm.FAILED_STATES): its end and its log's tail; None if it ended otherwise or
+  sacct cannot tell."""
   end = queue.failed(job_id)
   if not end:
     return None
@@ -419,26 +420,37 @@ def _clock(seconds: float) -> str:
   return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
-def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
-  """Submits one job per run (or a job array) through submitit; returns the jobs."""
+def slurm_executor(root: str, args, *, name: str, nodes: int):
+  """submitit's executor for jobs of `nodes` nodes with `args`' SLURM options, its logs in
+  `root/slurm/<job>/` (`slurm.job_log`)."""
   import submitit
 
   executor = submitit.AutoExecutor(folder=os.path.join(root, 'slurm', '%j'),
                                    cluster=args.submitit_cluster)
-  parameters = {'name': os.path.basename(os.path.abspath(root)), 'timeout_min': args.slurm_time,
-                'nodes': args.slurm_nodes, 'tasks_per_node': 1,
-                'gpus_per_node': args.slurm_gpus_per_node,
+  parameters = {'name': name, 'timeout_min': args.slurm_time, 'nodes': nodes,
+                'tasks_per_node': 1, 'gpus_per_node': args.slurm_gpus_per_node,
                 'cpus_per_task': args.slurm_cpus_per_task, 'mem_gb': args.slurm_mem_gb}
   if executor.cluster == 'slurm':
     parameters.update(slurm_partition=args.slurm_partition, slurm_signal_delay_s=120,
                       slurm_additional_parameters=slurm.params(args.slurm_param) or None)
   executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
-  extra = ['--jax_distributed'] if args.slurm_nodes > 1 else []
-  # The job's own environment is the training's (SLURM's variables of the job: its nodes, tasks
-  # and GPUs); only what `_child_env` changes here is changed there.
+  return executor
+
+
+def job_env_changes() -> dict[str, str | None]:
+  """What a job changes in its own environment (SLURM's variables of the job: its nodes, tasks
+  and GPUs stay): what `_child_env` changes here, nothing else (`slurm.TrainingJob`)."""
   here, wanted = dict(os.environ), _child_env(os.environ, None, None)
-  changes = {name: wanted.get(name) for name in {*here, *wanted}
-             if here.get(name) != wanted.get(name)}
+  return {name: wanted.get(name) for name in {*here, *wanted}
+          if here.get(name) != wanted.get(name)}
+
+
+def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
+  """Submits one job per run (or a job array) through submitit; returns the jobs."""
+  executor = slurm_executor(root, args, name=os.path.basename(os.path.abspath(root)),
+                            nodes=args.slurm_nodes)
+  extra = ['--jax_distributed'] if args.slurm_nodes > 1 else []
+  changes = job_env_changes()
   functions = [slurm.TrainingJob(run.command(os.path.join(root, run.name), extra),
                                  cwd=os.getcwd(), env_changes=changes) for run in runs]
   if args.slurm_array:
@@ -483,7 +495,7 @@ def plan(root: str, runs: Sequence[Run], *, retry_failed: bool = False, label: s
     job = _submitted_job(entry)
     job_state = queue.state(job) if job and state != 'finished' else None
     if job_state == '' and state in ('pending', 'running'):  # The job ended before the run.
-      error = _failed_job_error(root, job, queue)
+      error = failed_job_error(root, job, queue)
       if error:
         entry.update(state='failed', error=error)
         recorded_failed = True
@@ -528,7 +540,7 @@ def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args) -> dict[
   print(f'Submitted {len(jobs)} job(s): {", ".join(str(j.job_id) for j in jobs)}.', flush=True)
   if not args.wait:
     return None
-  _wait_for(jobs)
+  wait_for(jobs)
   states = {run.name: run_state(root, run.name) for run in runs}
   for name, state in states.items():
     manifest['runs'][name]['state'] = state
@@ -536,7 +548,8 @@ def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args) -> dict[
   return states
 
 
-def _wait_for(jobs: Sequence, every_s: float = 60.0, poll_s: float = 5.0) -> None:
+def wait_for(jobs: Sequence, every_s: float = 60.0, poll_s: float = 5.0,
+             label: str = 'sweep') -> None:
   """Waits for submitit jobs to end, with a progress line at the start and every `every_s`."""
   started, last = time.perf_counter(), None
   while True:
@@ -546,7 +559,7 @@ def _wait_for(jobs: Sequence, every_s: float = 60.0, poll_s: float = 5.0) -> Non
       return
     if last is None or now - last >= every_s:
       last = now
-      print(f'sweep: waiting for the jobs: {ended}/{len(jobs)} ended '
+      print(f'{label}: waiting for the jobs: {ended}/{len(jobs)} ended '
             f'({_clock(now - started)} so far).', flush=True)
     time.sleep(poll_s)
 
@@ -664,7 +677,7 @@ def status_table(root: str) -> str:
     if state.startswith('failed'):
       job = _submitted_job(entry)
       error = (entry.get('error') or (summary or {}).get('error')
-               or (job and _failed_job_error(root, job, queue)))
+               or (job and failed_job_error(root, job, queue)))
       failed.append(failure_line(root, name, entry, error))
   if failed:
     lines += ['', f'Failed ({len(failed)}; fix the cause, then launch again with --retry-failed):',

@@ -1,8 +1,8 @@
 r"""The paper as code: every table and figure of the report from one command.
 
   python -m experiments.paper --scale smoke|cpu|full --root DIR --out DIR [--parallel N]
-      [--dry-run] [--retry-failed] [--executor slurm --slurm-partition P --slurm-time MIN
-      --slurm-gpus-per-node G ...]
+      [--dry-run | --report-only] [--retry-failed] [--executor slurm --slurm-partition P
+      --slurm-time MIN --slurm-gpus-per-node G ... [--wait]]
 
 Launches the runs the report needs under --root (resuming what exists: a finished run is not
 trained again), evaluates them with their inference settings, then regenerates every table and
@@ -15,13 +15,19 @@ The runs go where `python -m unet_jax.sweep launch` sends them, with the same op
 (--parallel at once), or to SLURM (--executor slurm, one job per run), in which case the command
 submits them and ends; run it again once they have ended (`python -m unet_jax.sweep status
 --root DIR/table1`, and DIR/ablation, show where they are; jobs SLURM still holds are not
-submitted twice): it then evaluates them here and writes the report. At the full scale that
-evaluation (the 10 Table-1 runs on their validation folds at native resolution, with test-time
-augmentation) wants a GPU: run that last command on a GPU node, e.g. under `srun --gpus=1`.
+submitted twice). It then submits one more job, with the same options (a GPU), that evaluates
+the runs (the Table-1 runs on their validation folds at native resolution, with test-time
+augmentation: slow on a CPU) and writes the report (this command with --report-only; recorded
+in DIR/evaluation_job.json, its output in DIR/slurm/<job>/), and ends again; run it once more
+after that job has ended: it writes the report from the evaluations, here. --wait waits for
+each batch of jobs instead of ending. --report-only launches and submits nothing: it evaluates
+what is not evaluated yet here (on a GPU node, e.g. under `srun --gpus=1`, at the full scale)
+and writes the report.
 
-Exit status: 0 the report is written; 1 an error, or runs that failed (named; --retry-failed
-launches them again); 75 runs not ended yet (submitted or queued on SLURM, being trained by
-another process, or stopped by a signal): run the same command again later.
+Exit status: 0 the report is written; 1 an error, or runs (or the evaluation job) that failed
+(named, with their output; --retry-failed launches them again); 75 runs or the evaluation job
+not ended yet (submitted or queued on SLURM, being trained by another process, or stopped by a
+signal): run the same command again later.
 """
 
 import argparse
@@ -31,7 +37,7 @@ import shlex
 import sys
 
 from experiments.paper import scales, tables
-from unet_jax import cli, compare, evaluate, figures, results, sweep
+from unet_jax import cli, compare, evaluate, figures, results, slurm, sweep
 
 
 def launch(root: str, runs, args) -> dict:
@@ -68,19 +74,79 @@ def _launch(root: str, runs, args) -> dict:
   return states
 
 
-def evaluations(root: str, scale: scales.Scale) -> None:
-  """Each run of the report scored with its own inference settings ('eval_val'), and our
-  recipe's ablation runs with TTA alone ('eval_val_tta'); done once."""
-  table1 = os.path.join(root, 'table1')
+def evaluations_to_do(root: str, scale: scales.Scale) -> list[tuple[str, dict]]:
+  """(workdir, evaluate_run's arguments) of the evaluations not done yet: each Table-1 run scored
+  with its own inference settings ('eval_val'), and our recipe's runs of the ablation folds with
+  TTA alone ('eval_val_tta')."""
+  todo = []
   for run in tables.table1_runs(scale):
-    workdir = os.path.join(table1, run.name)
+    workdir = os.path.join(root, 'table1', run.name)
     if not os.path.exists(os.path.join(workdir, 'eval_val', 'summary.json')):
-      evaluate.evaluate_run(workdir)
-    fold = run.overrides['data.fold']
-    if run.name.startswith('ours') and fold in scale.ablation_folds and not os.path.exists(
-        os.path.join(workdir, 'eval_val_tta', 'summary.json')):
-      evaluate.evaluate_run(workdir, largest_component=False, fill_holes=False,
-                            output_dir=os.path.join(workdir, 'eval_val_tta'))
+      todo.append((workdir, {}))
+    tta_only = os.path.join(workdir, 'eval_val_tta')
+    if (run.name.startswith('ours') and run.overrides['data.fold'] in scale.ablation_folds
+        and not os.path.exists(os.path.join(tta_only, 'summary.json'))):
+      todo.append((workdir, {'largest_component': False, 'fill_holes': False,
+                             'output_dir': tta_only}))
+  return todo
+
+
+def evaluations(root: str, scale: scales.Scale) -> None:
+  """Does `evaluations_to_do` here, one after the other (each written when it ends: a command
+  stopped halfway keeps those done)."""
+  todo = evaluations_to_do(root, scale)
+  for k, (workdir, arguments) in enumerate(todo, 1):
+    where = arguments.get('output_dir', os.path.join(workdir, 'eval_val'))
+    print(f'Evaluating {k}/{len(todo)}: {os.path.relpath(where, root)}', flush=True)
+    evaluate.evaluate_run(workdir, **arguments)
+
+
+EVALUATION_JOB = 'evaluation_job.json'  # Under --root: the SLURM job that evaluates the runs.
+
+
+def evaluation_job(root: str, out: str, scale: scales.Scale, args) -> int | None:
+  """With --executor slurm, the evaluations go to one SLURM job (with the runs' options: a GPU)
+  that runs this command with --report-only. Returns the exit status to end with: 75 while the
+  job is queued or running (submitted now, or by an earlier command: never twice), 1 if SLURM
+  says it failed (its log named; --retry-failed submits it again); None once it has ended
+  (with --wait: waited for) and the evaluations are done."""
+  record_path = os.path.join(root, EVALUATION_JOB)
+  record = results.read_json(record_path) if os.path.exists(record_path) else {}
+  job_id = record.get('job_id') if record.get('cluster') == 'slurm' else None
+  queue = slurm.Queue()
+  state = queue.state(job_id) if job_id else None
+  if state:
+    print(f'The evaluation job (SLURM job {job_id}) is {state.lower()}: run the same command '
+          'again once it has ended.', file=sys.stderr)
+    return sweep.STOPPED_STATUS
+  if state == '' and not args.retry_failed and (error := sweep.failed_job_error(root, job_id,
+                                                                                 queue)):
+    lines = [line for line in error.splitlines() if line.strip()]
+    print(f'The evaluation job failed: {lines[-1].strip()} (output: '
+          f'{slurm.job_log(root, job_id)}); fix the cause and run the same command with '
+          '--retry-failed.', file=sys.stderr)
+    return 1
+  if job_id and state is None:
+    print(f'experiments.paper: cannot ask SLURM (squeue) whether the evaluation job {job_id} is '
+          'still queued; submitting it again.', file=sys.stderr, flush=True)
+  command = [sys.executable, '-m', 'experiments.paper', '--scale', args.scale, '--root', root,
+             '--out', out, '--report-only']
+  executor = sweep.slurm_executor(root, args, name='paper-evaluation', nodes=1)
+  job = executor.submit(slurm.TrainingJob(command, cwd=scales.REPO,
+                                          env_changes=sweep.job_env_changes()))
+  results.write_json(record_path, {'job_id': str(job.job_id), 'cluster': executor.cluster,
+                                   'command': command})
+  print(f'Submitted the evaluation job {job.job_id} (it evaluates the finished runs and writes '
+        f'the report; its output: {slurm.job_log(root, str(job.job_id))}).', flush=True)
+  if not args.wait:
+    print('Run the same command again once it has ended.', flush=True)
+    return sweep.STOPPED_STATUS
+  sweep.wait_for([job], label='experiments.paper')
+  if evaluations_to_do(root, scale):
+    print(f'The evaluation job {job.job_id} ended without evaluating every run (output: '
+          f'{slurm.job_log(root, str(job.job_id))}).', file=sys.stderr)
+    return 1
+  return None
 
 
 def _load(workdirs, evaluation):
@@ -263,7 +329,12 @@ def main(argv=None) -> int:
   parser.add_argument('--scale', required=True, choices=sorted(scales.SCALES))
   parser.add_argument('--root', required=True, help='Folder for the runs (resumed).')
   parser.add_argument('--out', required=True, help='Folder for report.md and figures/.')
-  parser.add_argument('--dry-run', action='store_true', help='Print what would be launched.')
+  modes = parser.add_mutually_exclusive_group()
+  modes.add_argument('--dry-run', action='store_true', help='Print what would be launched.')
+  modes.add_argument('--report-only', action='store_true',
+                     help='Launch nothing: evaluate the finished runs here and write the report '
+                     '(what the SLURM evaluation job runs; an error while any run is not '
+                     'finished).')
   sweep.add_executor_arguments(parser, parallel_default=None)
   args = parser.parse_args(argv)
   sweep.check_executor_arguments(args)
@@ -274,9 +345,41 @@ def main(argv=None) -> int:
   scale = scales.SCALES[args.scale]
   root, out = os.path.abspath(args.root), os.path.abspath(args.out)
   args.parallel = args.parallel or scale.parallel
+  parts = (('table1', tables.table1_runs(scale)), ('ablation', tables.ablation_runs(scale)))
+  if args.report_only:
+    unfinished = [f'{part}/{run.name}' for part, runs in parts for run in runs
+                  if sweep.run_state(os.path.join(root, part), run.name) != 'finished']
+    if unfinished:
+      raise ValueError(f'--report-only: {len(unfinished)} run(s) under {args.root} are not '
+                       f'finished ({", ".join(unfinished[:3])}{", ..." * (len(unfinished) > 3)}'
+                       '); run the command without --report-only to launch them.')
+  else:
+    code = _launch_all(root, parts, args)
+    if code is not None:
+      return code
+    if args.executor == 'slurm' and evaluations_to_do(root, scale):
+      # Held while the job is asked about and submitted (and waited for): a second command
+      # meanwhile is refused, so no two evaluation jobs.
+      with sweep.launcher_lock(root, f'cat {os.path.join(args.root, EVALUATION_JOB)}'):
+        code = evaluation_job(root, out, scale, args)
+      if code is not None:
+        return code
+  evaluations(root, scale)
+  rows1, groups = table1(root, scale)
+  rows2 = table2(root, scale)
+  made = draw(root, out, scale, groups)
+  command = 'python -m experiments.paper ' + shlex.join(
+      ['--scale', args.scale, '--root', os.path.relpath(root), '--out', os.path.relpath(out)])
+  path = report(out, root, scale, rows1, rows2, made, command)
+  print(f'Wrote {path} ({len(made)} figures).')
+  return 0
+
+
+def _launch_all(root: str, parts, args) -> int | None:
+  """Launches (or submits) every run of the report; the exit status to end with, None once
+  every run has finished."""
   states = {}
-  for part, runs in (('table1', tables.table1_runs(scale)),
-                     ('ablation', tables.ablation_runs(scale))):
+  for part, runs in parts:
     states.update({f'{part}/{name}': state
                    for name, state in launch(os.path.join(root, part), runs, args).items()})
   if args.dry_run:
@@ -295,15 +398,7 @@ def main(argv=None) -> int:
           f'{os.path.join(args.root, "table1")}`, and .../ablation, show where they are).',
           file=sys.stderr)
     return sweep.STOPPED_STATUS
-  evaluations(root, scale)
-  rows1, groups = table1(root, scale)
-  rows2 = table2(root, scale)
-  made = draw(root, out, scale, groups)
-  command = 'python -m experiments.paper ' + shlex.join(
-      ['--scale', args.scale, '--root', os.path.relpath(root), '--out', os.path.relpath(out)])
-  path = report(out, root, scale, rows1, rows2, made, command)
-  print(f'Wrote {path} ({len(made)} figures).')
-  return 0
+  return None
 
 
 if __name__ == '__main__':
