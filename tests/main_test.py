@@ -16,6 +16,12 @@ def test_help_explains_the_flags():
   result = _run('unet_jax.main', '--help')  # absl's --help exits with status 1 after printing.
   for text in ('--config', '--workdir', '--jax_distributed', '--config.<field>=<value>'):
     assert text in result.stdout
+  # Every preset that ships (each configs/*.py) is named; the list was once written by hand, and
+  # went stale when presets were added.
+  shipped = sorted(n[:-3] for n in os.listdir(os.path.join(REPO, 'configs'))
+                   if n.endswith('.py') and n != '__init__.py')
+  named = ' '.join(result.stdout.split())  # absl wraps the help text.
+  assert f"preset's name ({', '.join(shipped)})" in named, named[:1500]
 
 
 def test_a_misspelt_config_field_is_an_error_that_names_it(tmp_path):

@@ -24,11 +24,13 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from unet_jax import config_files  # importlib and os only: nothing that reads XLA_FLAGS.
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     'config', None, 'Training config: a file with get_config() (FILE.py[:ARG]) or a preset\'s '
-    'name (default, quickstart, seed, isic2018, isic_folder, isic_folder_tiny), from any '
-    'directory; fields can be overridden with --config.<field>=<value>.', lock_config=True)
+    f'name ({", ".join(config_files.presets())}), from any directory; fields can be overridden '
+    'with --config.<field>=<value>.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, TensorBoard events '
                     'and the resolved config. Re-using it resumes the run.')
 flags.DEFINE_bool('jax_distributed', False, 'Call jax.distributed.initialize() first, to train '
@@ -82,7 +84,7 @@ def main(argv):
 
 if __name__ == '__main__':
   logging.use_absl_handler()
-  from unet_jax import cli, config_files
+  from unet_jax import cli
 
   try:
     sys.argv = config_files.resolve_argv(sys.argv)  # --config quickstart: a preset by name.
