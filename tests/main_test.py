@@ -37,3 +37,14 @@ def test_summary_prints_totals_without_training():
   assert result.returncode == 0, result.stderr
   assert 'trainable parameters: 31,044,617' in result.stdout
   assert 'BatchNorm statistics (non-trainable): 11,780' in result.stdout
+
+
+def test_summary_takes_a_presets_name_as_training_does():
+  by_path = _run('unet_jax.summary', '--config', 'configs/seed.py')
+  by_name = _run('unet_jax.summary', '--config', 'seed')
+  assert by_name.returncode == 0, by_name.stderr
+  assert by_name.stdout == by_path.stdout
+  unknown = _run('unet_jax.summary', '--config', 'seeed')
+  assert unknown.returncode == 1
+  assert unknown.stderr.strip().startswith("Error: --config 'seeed': no such file, and not a "
+                                           'preset. Presets: default,'), unknown.stderr

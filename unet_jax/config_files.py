@@ -8,6 +8,7 @@ so `python -m unet_jax.main --config quickstart` works outside the repository to
 
 import importlib.util
 import os
+import sys
 
 PRESETS_PACKAGE = 'configs'
 
@@ -47,3 +48,19 @@ def resolve_argv(argv: list[str], flag: str = '--config') -> list[str]:
     elif arg.startswith(flag + '='):
       out[i] = f'{flag}={resolve(arg[len(flag) + 1:])}'
   return out
+
+
+def resolved_argv(argv: list[str]) -> list[str]:
+  """`resolve_argv(argv)` for a command's start, which exits with the error's line if the config
+  is neither a file nor a preset."""
+  try:
+    return resolve_argv(argv)
+  except FileNotFoundError as error:
+    sys.exit(f'Error: {error}')
+
+
+def flag_help(what: str) -> str:
+  """The --config flag's help: `what`, then the ways to name one and to override its fields."""
+  return (f"{what}: a file with get_config() (FILE.py[:ARG]) or a preset's name "
+          f'({", ".join(presets())}), from any directory; fields can be overridden with '
+          '--config.<field>=<value>.')

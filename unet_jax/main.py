@@ -28,9 +28,7 @@ from unet_jax import config_files  # importlib and os only: nothing that reads X
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    'config', None, 'Training config: a file with get_config() (FILE.py[:ARG]) or a preset\'s '
-    f'name ({", ".join(config_files.presets())}), from any directory; fields can be overridden '
-    'with --config.<field>=<value>.', lock_config=True)
+    'config', None, config_files.flag_help('Training config'), lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, TensorBoard events '
                     'and the resolved config. Re-using it resumes the run.')
 flags.DEFINE_bool('jax_distributed', False, 'Call jax.distributed.initialize() first, to train '
@@ -86,8 +84,5 @@ if __name__ == '__main__':
   logging.use_absl_handler()
   from unet_jax import cli
 
-  try:
-    sys.argv = config_files.resolve_argv(sys.argv)  # --config quickstart: a preset by name.
-  except FileNotFoundError as error:
-    sys.exit(f'Error: {error}')
+  sys.argv = config_files.resolved_argv(sys.argv)  # --config quickstart: a preset by name.
   sys.exit(app.run(cli.short_errors(main)))

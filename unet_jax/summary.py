@@ -1,6 +1,6 @@
 r"""Prints a config's U-Net layer by layer, with its totals, without training.
 
-  python -m unet_jax.summary --config configs/seed.py
+  python -m unet_jax.summary --config configs/seed.py   # or --config seed, a preset's name
   python -m unet_jax.summary --config configs/default.py --config.model.base_width=32
 
 Shapes come from `jax.eval_shape`, so nothing is computed or allocated: the full-size model prints
@@ -15,10 +15,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from unet_jax import cli
+from unet_jax import cli, config_files
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Training config file (.py with get_config()).',
+config_flags.DEFINE_config_file('config', None, config_files.flag_help('The config'),
                                 lock_config=True)
 flags.mark_flag_as_required('config')
 
@@ -84,4 +84,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  sys.argv = config_files.resolved_argv(sys.argv)  # --config seed: a preset by name.
   sys.exit(app.run(cli.short_errors(main)))
