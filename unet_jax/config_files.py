@@ -1,4 +1,5 @@
-"""Where a config comes from: a file path, or a preset's name, from any working directory.
+"""Where a config comes from: a file path, or a preset's name, from any working directory; and
+which fields it has, for commands that take overrides of them.
 
 `resolve('quickstart')`, `resolve('configs/quickstart.py')` and `resolve('/abs/my.py:arg')` all
 give the path of a `get_config()` file (with the `:arg` that ml_collections passes to
@@ -6,6 +7,7 @@ give the path of a `get_config()` file (with the `:arg` that ml_collections pass
 so `python -m unet_jax.main --config quickstart` works outside the repository too.
 """
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -64,3 +66,60 @@ def flag_help(what: str) -> str:
   return (f"{what}: a file with get_config() (FILE.py[:ARG]) or a preset's name "
           f'({", ".join(presets())}), from any directory; fields can be overridden with '
           '--config.<field>=<value>.')
+
+
+def fields(spec: str) -> set[str]:
+  """Every dotted field of a `get_config()` file ('file.py[:arg]'), as the training reads it."""
+  from unet_jax import run_config
+
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('unet_jax_config_fields', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  tree = (module.get_config(arg) if arg else module.get_config()).to_dict()
+  return set(run_config.leaves(tree))
+
+
+def is_field(key: str, known: set[str]) -> bool:
+  """Whether `key` is a field of `known` or a group of them ('optim')."""
+  return key in known or any(k.startswith(key + '.') for k in known)
+
+
+def unknown_field_hint(key: str, known: set[str]) -> str:
+  """What to say of an override naming no field: its new name if it moved, else the nearest."""
+  from unet_jax import run_config
+
+  moved = run_config.RENAMED_FIELDS.get(key, '')
+  near = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+  return (f'it is now {moved!r}' if moved else 'it was removed' if moved is None else
+          f'did you mean {" or ".join(map(repr, near))}?' if near else
+          'see configs/default.py for every field')
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing (app.run's `flags_parser`), where a `--config.<field>` naming no field of
+  the config is one line naming it and the nearest fields, exit status 1 (ml_collections raises
+  a KeyError from inside absl, which printed 40 lines of chained tracebacks)."""
+  from absl import app
+
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError):
+    spec = _config_argument(argv)
+    known = fields(spec) if spec else set()
+    for arg in argv:
+      key = arg[len('--config.'):].split('=', 1)[0] if arg.startswith('--config.') else ''
+      if known and key and not is_field(key, known):
+        sys.exit(f'Error: {arg}: {key!r} is no field of {os.path.basename(spec)} '
+                 f'({unknown_field_hint(key, known)}).')
+    raise  # Not an override's: a config file's own error, with its traceback.
+
+
+def _config_argument(argv: list[str]) -> str | None:
+  """The value of --config in `argv` (resolved by `resolved_argv`)."""
+  for i, arg in enumerate(argv):
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+    if arg.startswith('--config='):
+      return arg[len('--config='):]
+  return None

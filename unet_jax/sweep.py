@@ -66,7 +66,6 @@ import argparse
 import ast
 import contextlib
 import dataclasses
-import difflib
 import hashlib
 import importlib.util
 import json
@@ -77,7 +76,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import cli, config_files, hyper, results, run_config, slurm, workdir_lock
+from unet_jax import cli, config_files, hyper, results, slurm, workdir_lock
 
 MANIFEST = 'sweep.json'
 LOG = 'log.txt'
@@ -169,16 +168,6 @@ def load_sweep(spec: str, extra: dict | None = None) -> list[Run]:
   return runs
 
 
-def _config_fields(config: str) -> set[str]:
-  """Every dotted field of a `get_config()` file ('file.py[:arg]'), as the training reads it."""
-  path, _, arg = config.partition(':')
-  module_spec = importlib.util.spec_from_file_location('sweep_base_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  tree = (module.get_config(arg) if arg else module.get_config()).to_dict()
-  return set(run_config.leaves(tree))
-
-
 def check_fields(runs: Sequence[Run], path: str) -> None:
   """Raises ValueError naming the run, the field and the nearest real ones if an override names
   no field of its base config: each run would fail at its start (on SLURM, after its wait in
@@ -186,18 +175,14 @@ def check_fields(runs: Sequence[Run], path: str) -> None:
   fields = {}
   for run in runs:
     if run.config not in fields:
-      fields[run.config] = _config_fields(run.config)
+      fields[run.config] = config_files.fields(run.config)
     for key in run.overrides:
       if key in fields[run.config]:
         continue
-      moved = run_config.RENAMED_FIELDS.get(key, '')
-      near = difflib.get_close_matches(key, fields[run.config], n=3, cutoff=0.6)
-      hint = (f'it is now {moved!r}' if moved else 'it was removed' if moved is None else
-              f'did you mean {" or ".join(map(repr, near))}?' if near else
-              'see configs/default.py for every field')
       raise ValueError(f'{path}: run {run.name!r} overrides {key!r}, which is no field of '
-                       f'{os.path.basename(run.config)} ({hint}). Fix it in the sweep file, '
-                       'or in the --set that gives it.')
+                       f'{os.path.basename(run.config)} '
+                       f'({config_files.unknown_field_hint(key, fields[run.config])}). Fix it '
+                       'in the sweep file, or in the --set that gives it.')
 
 
 # ---------------------------------------------------------------------------------------------
