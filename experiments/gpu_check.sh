@@ -29,6 +29,7 @@
 #   restart       a warm restart through the persistent compilation cache: process start to
 #                 first step done, imports included, cold and warm
 #   determinism   two identical steps from one state with XLA's deterministic ops: bit-identical?
+#                 and 10 steps timed with them (against jax-aug's batch 64: what they cost)
 # A short table is printed last (experiments/gpu_table.py, which also probes the machine).
 # Nothing needs carrying: the GPU machine has jax, flax, optax, orbax-checkpoint and torch, and
 # nothing here imports TensorFlow.

@@ -6,7 +6,10 @@ r"""Two probes of the GPU check (experiments/gpu_check.sh), each in its own proc
 determinism  From one train state, the real train step twice on the same batch: are the two
              resulting parameters bit-identical? With --deterministic, XLA's deterministic GPU
              kernels are on (`--xla_gpu_deterministic_ops=true`, what `config.deterministic`
-             sets; unet_jax/determinism.py), set here before JAX starts.
+             sets; unet_jax/determinism.py), set here before JAX starts. Then --timed-steps
+             steps are timed: their images/s against the jax-aug part's at the same batch size
+             (the same model and step without the flag) is what determinism costs, which says
+             whether `config.deterministic` could be on by default.
 restart      How long a restarted run takes from process start to its first train step done,
              imports included: a child process is timed from its launch until it reports the
              first step done, once with an empty persistent compilation cache (cold) and once
@@ -70,13 +73,23 @@ def determinism(args) -> dict:
     placed = dp.place_state(jax.tree.map(np.array, jax.device_get(state)))  # A fresh copy.
     new_state, _ = dp.train_step(placed, dp.place_batch(batch), rng)
     results.append(jax.device_get(new_state.params))
+  timed = dp.place_state(state)
+  timed, _ = dp.train_step(timed, dp.place_batch(batch), rng)  # Compiled above: a warm-up.
+  jax.block_until_ready(timed)
+  start = time.perf_counter()
+  for _ in range(args.timed_steps):
+    timed, _ = dp.train_step(timed, dp.place_batch(batch), rng)
+  jax.block_until_ready(timed)
+  seconds = time.perf_counter() - start
   leaves = list(zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1]), strict=True))
   differing = sum(not np.array_equal(a, b) for a, b in leaves)
   worst = max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in leaves)
   return {'probe': 'determinism', 'deterministic_ops': args.deterministic,
           'xla_flags': os.environ.get('XLA_FLAGS', ''), 'device': str(jax.devices()[0]),
           'bit_identical': differing == 0, 'differing_leaves': differing,
-          'leaves': len(leaves), 'max_abs_diff': worst}
+          'leaves': len(leaves), 'max_abs_diff': worst, 'batch_size': args.batch_size,
+          'timed_steps': args.timed_steps,
+          'images_per_s': args.timed_steps * args.batch_size / seconds if seconds else None}
 
 
 def restart(args) -> dict:
@@ -127,6 +140,8 @@ def main(argv=None) -> int:
                                    epilog=__doc__.split('\n\n', 1)[1])
   parser.add_argument('probe', choices=('determinism', 'restart', 'first-step'))
   parser.add_argument('--deterministic', action='store_true')
+  parser.add_argument('--timed-steps', type=int, default=10,
+                      help='determinism: steps timed after the check.')
   parser.add_argument('--cache', default='/tmp/unet_jax_restart_cache')
   parser.add_argument('--out', default='')
   parser.add_argument('--image-size', type=int, default=224)

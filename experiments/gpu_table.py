@@ -147,6 +147,14 @@ def table(dirs) -> str:
     lines.append(f"| determinism | two identical steps, deterministic ops: bit-identical | "
                  f"{deterministic['bit_identical']} ({deterministic['differing_leaves']} of "
                  f"{deterministic['leaves']} leaves differ) |")
+    if deterministic.get('images_per_s'):
+      size = deterministic['batch_size']
+      without = _rows(_load(dirs, 'jax-aug'), framework='jax', batch_size=size)
+      cost = (f"; {without[0]['images_per_s']:.1f} without (jax-aug): "
+              f"{deterministic['images_per_s'] / without[0]['images_per_s']:.2f}x"
+              if without and without[0].get('images_per_s') else '')
+      lines.append(f"| determinism | deterministic ops, batch {size}: images/s | "
+                   f"{_fmt(deterministic['images_per_s'])}{cost} |")
   targets = [
       ('>= 2,000 images/s (best batch, with augmentation)',
        best.get('aug'), lambda v: v >= 2000),

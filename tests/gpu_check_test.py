@@ -95,7 +95,8 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   assert results['b256'] == {
       'skipped': 'the card has under 100 GB; XLA:CPU plans 95 GiB for batch 256'}
   for text in ('JAX / PyTorch, equal work (no augmentation), batch 128', 'dense_d2s',
-               '| warm restart < 10 s |', 'bit-identical | True', '| b256 | batch 256 | skipped'):
+               '| warm restart < 10 s |', 'bit-identical | True', '| b256 | batch 256 | skipped',
+               '| determinism | deterministic ops, batch 2: images/s | '):
     assert text in table
   breakdown = next(line for line in table.splitlines()
                    if line.startswith('| jax-aug | device time by kind, batch 128 | '))
@@ -142,3 +143,17 @@ def test_the_table_shows_what_failed_and_what_was_cut_short(tmp_path):
   assert ('| jax-aug | failed: resize_conv, batch 128 | Traceback (most recent call last): ... '
           'RESOURCE_EXHAUSTED: Out of memory |') in table
   assert '| >= 2,000 images/s (best batch, with augmentation) | n/a | not measured |' in table
+
+
+def test_the_table_puts_what_deterministic_ops_cost_beside_the_same_step_without_them(tmp_path):
+  from experiments import gpu_table
+
+  row = {'framework': 'jax', 'upsample': 'resize_conv', 'batch_size': 64, 'augment': True,
+         'images_per_s': 1000.0, 'compile_s': 30.0, 'mfu': 0.3, 'peak_gib': 20.0}
+  (tmp_path / 'jax-aug.json').write_text(json.dumps({'rows': [row], 'complete': True}))
+  (tmp_path / 'determinism.json').write_text(json.dumps({
+      'bit_identical': True, 'differing_leaves': 0, 'leaves': 32, 'batch_size': 64,
+      'timed_steps': 10, 'images_per_s': 800.0}))
+  table = gpu_table.table([str(tmp_path)])
+  assert ('| determinism | deterministic ops, batch 64: images/s | 800.0; 1000.0 without '
+          '(jax-aug): 0.80x |') in table, table
