@@ -37,7 +37,7 @@ import shlex
 import sys
 
 from experiments.paper import scales, tables
-from unet_jax import cli, compare, evaluate, figures, results, slurm, sweep
+from unet_jax import cli, compare, figures, results, slurm, sweep
 
 
 def launch(root: str, runs, args) -> dict:
@@ -95,6 +95,8 @@ def evaluations(root: str, scale: scales.Scale) -> None:
   """Does `evaluations_to_do` here, one after the other (each written when it ends: a command
   stopped halfway keeps those done)."""
   todo = evaluations_to_do(root, scale)
+  if todo:  # Imported here: it imports TensorFlow (seconds), which launching does not need.
+    from unet_jax import evaluate
   for k, (workdir, arguments) in enumerate(todo, 1):
     where = arguments.get('output_dir', os.path.join(workdir, 'eval_val'))
     print(f'Evaluating {k}/{len(todo)}: {os.path.relpath(where, root)}', flush=True)
