@@ -234,11 +234,16 @@ def failed_job_error(root: str, job_id: str, queue: slurm.Queue) -> str | None:
                                                                       '')
 
 
+def last_line(error: str | None) -> str:
+  """The last non-empty line of an error (a traceback's own message), or a note that there is
+  none."""
+  lines = [line.strip() for line in (error or '').splitlines() if line.strip()]
+  return lines[-1] if lines else 'no error recorded'
+
+
 def failure_line(root: str, name: str, entry: dict, error: str | None) -> str:
   """A failed run in a line: the last line of its error, and where its whole output is."""
-  lines = [line.strip() for line in (error or '').splitlines() if line.strip()]
-  return (f'{name}: {lines[-1] if lines else "no error recorded"} '
-          f'(output: {run_log(root, name, entry)})')
+  return f'{name}: {last_line(error)} (output: {run_log(root, name, entry)})'
 
 
 def _submitted_job(entry: dict) -> str | None:

@@ -123,8 +123,7 @@ def evaluation_job(root: str, out: str, scale: scales.Scale, args) -> int | None
     return sweep.STOPPED_STATUS
   if state == '' and not args.retry_failed and (error := sweep.failed_job_error(root, job_id,
                                                                                  queue)):
-    lines = [line for line in error.splitlines() if line.strip()]
-    print(f'The evaluation job failed: {lines[-1].strip()} (output: '
+    print(f'The evaluation job failed: {sweep.last_line(error)} (output: '
           f'{slurm.job_log(root, job_id)}); fix the cause and run the same command with '
           '--retry-failed.', file=sys.stderr)
     return 1
