@@ -2,7 +2,6 @@
 
 import itertools
 import os
-import re
 
 import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from unet_jax import input_pipeline, isic2018, photos, resize_policy, synthetic
+from unet_jax import folds, input_pipeline, isic2018, photos, resize_policy, synthetic
 
 SIZE = 32
 
@@ -53,38 +52,6 @@ def _assert_batches_equal(a, b):
 def _valid_images(batches):
   """The real (unpadded) images of an eval pass, in order."""
   return np.concatenate([b['image'][b['valid'] > 0] for b in batches])
-
-
-# ---- split_ids ----------------------------------------------------------------------------
-
-
-def test_split_ids_is_a_deterministic_partition():
-  ids = [f'ISIC_{i:07d}' for i in range(23)]
-  vals = []
-  for fold in range(5):
-    train, val = input_pipeline.split_ids(ids, 5, fold, seed=3)
-    assert sorted(train + val) == ids and not set(train) & set(val)
-    assert len(val) in (4, 5)
-    assert (train, val) == input_pipeline.split_ids(ids[::-1], 5, fold, seed=3)  # Order-free.
-    vals += val
-  assert sorted(vals) == ids  # Each id validates in exactly one fold.
-  assert input_pipeline.split_ids(ids, 5, 0, 3) != input_pipeline.split_ids(ids, 5, 0, 4)
-  # Not just the first chunk of the sorted ids: the seed permutes.
-  assert input_pipeline.split_ids(ids, 5, 0, 3)[1] != ids[:5]
-
-
-@pytest.mark.parametrize(
-  ('num_folds', 'fold', 'field'),
-  [
-    (5, 5, 'config.data.fold'),
-    (5, -1, 'config.data.fold'),
-    (1, 0, 'config.data.num_folds'),
-    (4, 0, 'config.data.num_folds'),
-  ],
-)
-def test_split_ids_errors_name_the_field(num_folds, fold, field):
-  with pytest.raises(ValueError, match=re.escape(field)):
-    input_pipeline.split_ids(['a', 'b', 'c'], num_folds, fold, seed=0)
 
 
 # ---- training batches ---------------------------------------------------------------------
@@ -223,7 +190,7 @@ def test_folder_source(folder):
   # Each mask is its own image's lesion (PNG is lossless): the written mask, resized to SIZE.
   sizes = {'ISIC_0000000': (40, 56), 'ISIC_0000001': (48, 48), 'ISIC_0000002': (36, 30)}
   ids = [f'ISIC_{k:07d}' for k in range(10)]
-  val_ids = input_pipeline.split_ids(ids, 5, 1, config.data.split_seed)[1]
+  val_ids = folds.kfold_split(ids, 5, 1, config.data.split_seed)[1]
   for ident, got in zip(val_ids, batches[0]['mask'], strict=False):
     k = int(ident[5:])
     _, mask = synthetic.make_example(0, k, *sizes[f'ISIC_{k % 3:07d}'])
@@ -338,7 +305,7 @@ def _expected(info, ids, policy):
 def test_isic_kfold_splits_and_policies(isic, policy):
   data_dir, info = isic
   config = _isic_config(data_dir, resize_policy=policy, normalize='none', num_folds=3, fold=1)
-  train_ids, val_ids = input_pipeline.split_ids(info['ids']['train'], 3, 1, 0)
+  train_ids, val_ids = folds.kfold_split(info['ids']['train'], 3, 1, 0)
   assert input_pipeline.num_examples(config, 'train') == len(train_ids) == 4
   assert input_pipeline.num_examples(config, 'val') == len(val_ids) == 2
   np.testing.assert_array_equal(_valid_images(_eval(config)), _expected(info, val_ids, policy))

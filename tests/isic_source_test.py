@@ -13,7 +13,7 @@ import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
 import pytest
 
 from configs import isic2018 as isic2018_config
-from unet_jax import evaluate, input_pipeline, isic2018, isic_source, results, synthetic, train
+from unet_jax import evaluate, folds, isic2018, isic_source, results, synthetic, train
 
 SIZE = 24
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +60,7 @@ def test_isic_source_trains_validates_and_evaluates(prepared, tmp_path):
   summary = results.read_run_summary(workdir)
   assert summary['state'] == 'finished'
   # The k-fold validation split of the official training split, each image at native size.
-  _, val_ids = input_pipeline.split_ids(info['ids']['train'], 5, 0, 0)
+  _, val_ids = folds.kfold_split(info['ids']['train'], 5, 0, 0)
   in_loop = results.read_per_image_csv(os.path.join(workdir, summary['final']['per_image_csv']))
   assert [s.image_id for s in in_loop] == val_ids
   for score in in_loop:

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from unet_jax import input_pipeline, photos, resize_policy, synthetic
+from unet_jax import folds, input_pipeline, photos, resize_policy, synthetic
 
 S = 16
 # (height, width) -> libjpeg ratio at S = 16: 1, 2, 4, 8; portrait and landscape.
@@ -86,7 +86,7 @@ def test_stretch_inputs_equal_an_independent_resize(folder):
 def test_training_and_validation_inputs_are_predicts(folder, policy):
   root, ids = folder
   config = _config(root, policy)
-  train_ids, val_ids = input_pipeline.split_ids(ids, 2, 0, config.data.split_seed)
+  train_ids, val_ids = folds.kfold_split(ids, 2, 0, config.data.split_seed)
   predicted = {i: _predict_inputs(root, i, policy) for i in ids}
   # One epoch of training: each training example once, in the epoch's order.
   batch = next(input_pipeline.train_batches(config, process_index=0, process_count=1))

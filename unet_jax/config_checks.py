@@ -76,12 +76,12 @@ def _rules() -> dict[str, Rule]:
   from unet_jax import (
     inference,
     losses,
+    metrics,
     models,
     normalization,
     optim,
     parallel,
     resize_policy,
-    train,
   )
 
   positive = _int(1, bad=0)
@@ -150,7 +150,7 @@ def _rules() -> dict[str, Rule]:
     'eval.metrics': _tuple_of(lambda x: x in native_scoring.METRICS,
                               f'metric names from {native_scoring.METRICS}', ('dise',)),
     'eval.best_metric': _one_of((*native_scoring.METRICS,
-                                 *(f'pooled_{m}' for m in train.POOLED_METRICS))),
+                                 *(f'pooled_{m}' for m in metrics.RATIOS))),
     'eval.use_inference': _bool(),
     'inference.tta': _one_of(tuple(inference.TTA_VIEWS)),
     'inference.threshold': _float(0, 1, low_open=True, high_open=True, bad=1.0),

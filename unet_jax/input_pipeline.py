@@ -16,7 +16,7 @@ Sources and splits ('train', 'val', and for 'isic' also 'test'):
   - 'synthetic': generated on the fly (`unet_jax.synthetic`), no download; `data.num_examples`
     examples drawn from `data.synthetic_seed`, split into 'train'/'val' by k-fold like a folder.
   - 'folder': any folder in the ISIC layout (ISIC 2016-2018, HAM10000, your own) under
-    `config.data.dir`; 'train'/'val' are a k-fold split of it (`split_ids`).
+    `config.data.dir`; 'train'/'val' are a k-fold split of it (`unet_jax.folds`).
   - 'isic': the ISIC 2018 Task 1 TFDS dataset (`unet_jax.isic2018`), `isic2018_task1/<S>` under
     `config.data.tfds_data_dir`, prepared on first use; `unet_jax.isic_source` maps the splits
     ('kfold' folds of the official training split, or the official validation split).
@@ -44,13 +44,13 @@ memory from JAX.
 import collections
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from unet_jax import isic_source, normalization, photos, resize_policy, synthetic
+from unet_jax import folds, isic_source, normalization, photos, resize_policy, synthetic
 
 for _kind in ('GPU', 'TPU'):
   # RuntimeError: TF was initialized already; ValueError: no such device type in this build.
@@ -68,33 +68,6 @@ _MATERIALIZE_CHUNK = 256
 
 # A source yields example i (0 <= i < n) of this process's slice as uint8 tensors.
 Fetch = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
-
-
-def split_ids(
-  ids: Sequence[str], num_folds: int, fold: int, seed: int
-) -> tuple[list[str], list[str]]:
-  """k-fold split by a fixed seed: (train_ids, val_ids), each sorted.
-
-  The ids are sorted first so the split depends on the set of ids, not on listing order; the
-  permutation by `seed` then makes folds random but reproducible, and `np.array_split` makes the
-  k folds contiguous chunks of it whose sizes differ by at most one. Across fold=0..k-1 every id
-  validates exactly once.
-  """
-  if num_folds < 2:
-    raise ValueError(f'config.data.num_folds={num_folds} must be >= 2 for a train/val split.')
-  if not 0 <= fold < num_folds:
-    raise ValueError(f'config.data.fold={fold} must be in [0, config.data.num_folds={num_folds}).')
-  if num_folds > len(ids):
-    raise ValueError(
-      f'config.data.num_folds={num_folds} is larger than the number of examples ({len(ids)}).'
-    )
-  ordered = np.array(sorted(ids), dtype=object)
-  perm = np.random.default_rng(seed).permutation(len(ordered))
-  chunks = np.array_split(perm, num_folds)
-  val = set(chunks[fold].tolist())
-  train_ids = [ordered[i] for i in range(len(ordered)) if i not in val]
-  val_ids = [ordered[i] for i in sorted(val)]
-  return train_ids, val_ids
 
 
 def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
@@ -407,7 +380,7 @@ def synthetic_indices(data: ml_collections.ConfigDict, split: str) -> list[int]:
   fixed by the data's own seed, not the run's: runs of any seed score the same validation
   images under the same ids ('synthetic_<k>')."""
   ids = [synthetic_id(k) for k in range(data.num_examples)]
-  train_ids, val_ids = split_ids(ids, data.num_folds, data.fold, data.split_seed)
+  train_ids, val_ids = folds.kfold_split(ids, data.num_folds, data.fold, data.split_seed)
   return [int(i.rsplit('_', 1)[1]) for i in (train_ids if split == 'train' else val_ids)]
 
 
@@ -471,7 +444,7 @@ def folder_split(
 ) -> tuple[list[str], list[str], list[str]]:
   """(ids, image_paths, mask_paths) of one split, sorted by id."""
   ids, image_paths, mask_paths = _folder_ids(data)
-  train_ids, val_ids = split_ids(ids, data.num_folds, data.fold, data.split_seed)
+  train_ids, val_ids = folds.kfold_split(ids, data.num_folds, data.fold, data.split_seed)
   keep = set(train_ids if split == 'train' else val_ids)
   rows = [row for row in zip(ids, image_paths, mask_paths, strict=True) if row[0] in keep]
   return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]

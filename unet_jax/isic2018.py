@@ -21,7 +21,7 @@ folder source, evaluate and predict take too:
 Version 2.0.0 made this layout; data prepared by 1.0.0 (short side S) is refused with the command
 that prepares it again (`unet_jax.isic_source`).
 Splits: 'train' (2594), 'validation' (100), 'test' (1000), the official ones; k-fold splits of
-'train' are made by the input pipeline (`unet_jax.input_pipeline.split_ids`), not stored.
+'train' are made by the input pipeline (`unet_jax.folds.kfold_split`), not stored.
 
 Where the archives come from, per archive, first match wins:
   1. `<manual_dir>/<name>/` (already unpacked) or `<manual_dir>/<name>.zip`, where manual_dir is

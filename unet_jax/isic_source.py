@@ -3,7 +3,7 @@
 The 'isic' source of the input pipeline and the native-resolution evaluation both read through
 here. Pipeline splits map onto the official ones by `config.data.val_split`:
   - 'kfold' (the seed's protocol): 'train'/'val' are a k-fold split of the official training
-    split (`input_pipeline.split_ids`, the same as the folder source), so the official validation
+    split (`unet_jax.folds`, the same as the folder source), so the official validation
     split stays unseen until a final check;
   - 'validation': 'train' is all 2594 training images and 'val' the official 100.
 'test' is the official test split.
@@ -17,6 +17,8 @@ import os
 
 import ml_collections
 import tensorflow as tf
+
+from unet_jax import folds
 
 VAL_SPLITS = ('kfold', 'validation')
 
@@ -73,8 +75,6 @@ def _ids(data: ml_collections.ConfigDict, tfds_split: str) -> list[str]:
 
 def split(data: ml_collections.ConfigDict, name: str) -> tuple[str, list[str]]:
   """(TFDS split, sorted ids) of a pipeline split ('train', 'val' or 'test')."""
-  from unet_jax import input_pipeline
-
   if data.val_split not in VAL_SPLITS:
     raise ValueError(f'config.data.val_split={data.val_split!r} is not one of {VAL_SPLITS}.')
   if name == 'test':
@@ -82,8 +82,8 @@ def split(data: ml_collections.ConfigDict, name: str) -> tuple[str, list[str]]:
   if data.val_split == 'validation':
     tfds_split = 'train' if name == 'train' else 'validation'
     return tfds_split, _ids(data, tfds_split)
-  train_ids, val_ids = input_pipeline.split_ids(_ids(data, 'train'), data.num_folds, data.fold,
-                                                data.split_seed)
+  train_ids, val_ids = folds.kfold_split(_ids(data, 'train'), data.num_folds, data.fold,
+                                         data.split_seed)
   return 'train', train_ids if name == 'train' else val_ids
 
 

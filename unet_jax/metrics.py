@@ -14,6 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 COUNT_KEYS = ('tp', 'fp', 'fn', 'tn', 'loss_sum', 'num_images')
+# The ratios `metrics_from_counts` makes of any counts (what `config.eval.best_metric` may name
+# for the pooled validation pass, as 'pooled_<name>').
+RATIOS = ('dice', 'jaccard', 'accuracy', 'sensitivity', 'specificity')
 
 
 def confusion_counts(logits: jax.Array, masks: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:

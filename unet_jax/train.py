@@ -53,9 +53,6 @@ from unet_jax import (
 )
 from unet_jax import train_step as ts
 
-# What `config.eval.best_metric` may name for the pooled pass (as 'pooled_<name>').
-POOLED_METRICS = ('dice', 'jaccard', 'accuracy', 'sensitivity', 'specificity')
-
 
 def prefetch(iterator: Iterator, place: Callable, size: int = 2) -> Iterator:
   """Places up to `size` batches on the devices ahead of use, overlapping transfer and compute."""
