@@ -7,7 +7,7 @@ This script times both on the same files, one image at a time on one thread, so 
 images per second per core. Run it pinned to one core:
 
   taskset -c 0 .venv/bin/python experiments/prepare_speed.py \
-      --dir /work/shared/data/isic_sample/native --size 224
+      --dir ../shared/data/isic_sample/native --size 224
 
 PIL and scikit-image are needed for the comparison only (`pip install pillow scikit-image`); they
 are not dependencies of the project.
@@ -57,7 +57,8 @@ def _seed_example(image_path: str, mask_path: str, size: int):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--dir', default='/work/shared/data/isic_sample/native')
+  parser.add_argument('--dir', default='../shared/data/isic_sample/native',
+                      help='Native-resolution photos in the ISIC layout (with their masks).')
   parser.add_argument('--size', type=int, default=224)
   parser.add_argument('--repeats', type=int, default=3, help='Timed passes over the images.')
   args = parser.parse_args()
