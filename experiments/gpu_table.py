@@ -10,6 +10,7 @@ PyTorch twin on equal work (no augmentation on either side), first-step compile 
 restart < 10 s.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -172,10 +173,22 @@ def table(dirs) -> str:
 
 
 def main(argv) -> int:
-  if argv[:1] == ['--machine']:
-    print(json.dumps(machine(argv[1])))
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('dirs', nargs='*', metavar='DIR',
+                      help="folders of the check's JSON files: this call's, then earlier calls'")
+  parser.add_argument('--machine', metavar='FILE',
+                      help="write nvidia-smi's card and the package versions to FILE as JSON")
+  args = parser.parse_args(argv)
+  if args.machine:
+    print(json.dumps(machine(args.machine)))
     return 0
-  print(table(argv))
+  if not args.dirs:
+    parser.error('give the folder(s) of the check\'s JSON files, or --machine FILE')
+  missing = [d for d in args.dirs if not os.path.isdir(d)]
+  if missing:
+    parser.error(f'no such folder: {", ".join(missing)}')
+  print(table(args.dirs))
   return 0
 
 

@@ -11,9 +11,6 @@ predicted at native size through `unet_jax.inference`, the path `unet_jax.predic
 import argparse
 
 import numpy as np
-import tensorflow as tf
-
-from unet_jax import figures, inference, input_pipeline, synthetic
 
 
 def main():
@@ -23,6 +20,10 @@ def main():
   parser.add_argument('--count', type=int, default=6, help='Images in the row.')
   parser.add_argument('--size', type=int, default=160, help='Size the images are drawn at.')
   args = parser.parse_args()
+  # Imported after the arguments are read: `--help` and a wrong call answer without TensorFlow.
+  import tensorflow as tf
+
+  from unet_jax import figures, inference, input_pipeline, synthetic
 
   predictor = inference.load_predictor(args.workdir, checkpoint='final')
   data = predictor.config.data

@@ -157,3 +157,19 @@ def test_the_table_puts_what_deterministic_ops_cost_beside_the_same_step_without
   table = gpu_table.table([str(tmp_path)])
   assert ('| determinism | deterministic ops, batch 64: images/s | 800.0; 1000.0 without '
           '(jax-aug): 0.80x |') in table, table
+
+
+def test_the_table_refuses_a_folder_that_is_not_there_instead_of_printing_an_empty_table(
+    tmp_path, capsys):
+  """A mistyped GPU_CHECK_DONE (or `--help`) once printed a table of 'n/a' rows and status 0."""
+  from experiments import gpu_table
+
+  for argv in ([str(tmp_path / 'gpu' / '2026-11-28')], []):
+    with pytest.raises(SystemExit) as exit_info:
+      gpu_table.main(argv)
+    assert exit_info.value.code == 2
+  error = capsys.readouterr().err
+  assert f"no such folder: {tmp_path / 'gpu' / '2026-11-28'}" in error
+  assert 'give the folder(s)' in error
+  assert gpu_table.main([str(tmp_path)]) == 0  # An empty folder that exists: its table.
+  assert '| target | measured | met |' in capsys.readouterr().out

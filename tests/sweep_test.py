@@ -383,3 +383,37 @@ def test_a_job_slurm_says_failed_is_a_failed_run_with_its_output_and_not_resubmi
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
   assert '| seed=3 | interrupted |' in status.stdout and 'Failed' not in status.stdout
   assert 'Submitted 1 job(s): 4244' in _cli(*launch, env=env).stdout
+
+
+def test_the_readmes_quickstart_figure_draws_a_synthetic_runs_validation_images(trained_sweep,
+                                                                                 tmp_path):
+  """experiments/quickstart_figure.py draws the README's picture; this sweep's runs are the
+  quickstart config on synthetic data, so one of them stands in for the quickstart's run. Each
+  tile must be an image the run validated (its per-image CSV names them), untouched but for the
+  true lesion's outline (scipy's erosion) in green and the tint where the model said lesion."""
+  import numpy as np
+  from PIL import Image
+  from scipy import ndimage
+
+  from unet_jax import synthetic
+
+  workdir = os.path.join(trained_sweep['root'], GOOD[0])
+  out = tmp_path / 'figure.png'
+  made = _cli('experiments.quickstart_figure', '--workdir', workdir, '--output', str(out),
+              '--count', '3', '--size', '48')
+  assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+  grid = np.asarray(Image.open(out).convert('RGB')).astype(np.int32)
+  assert grid.shape == (48, 3 * 48, 3)
+  with open(os.path.join(workdir, results.validation_csv(24)), newline='') as f:
+    validated = sorted(row['image_id'] for row in csv.DictReader(f))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    data_seed = json.load(f)['data']['synthetic_seed']
+  for tile, image_id in zip(np.split(grid, 3, axis=1), validated[:3], strict=True):
+    image, truth = synthetic.make_example(data_seed, int(image_id.rsplit('_', 1)[1]), 48, 48)
+    image = image.astype(np.int32)
+    truth = truth.astype(bool)
+    edge = truth & ~ndimage.binary_erosion(truth, border_value=1)
+    assert edge.any() and (tile[edge] == [0, 255, 0]).all(), image_id
+    tinted = np.round(0.55 * image + 0.45 * np.array([255, 110, 0])).astype(np.int32)
+    as_is = (tile == image).all(-1)
+    assert (as_is | (tile == tinted).all(-1))[~edge].all(), image_id
