@@ -5,6 +5,7 @@ test that checks it; this file holds those not tested beside their module."""
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -148,14 +149,36 @@ def test_a_checkpoint_of_another_model_names_the_parameter_and_both_shapes(
 def test_an_unwritable_output_folder_fails_before_any_work(tmp_path):
   blocker = tmp_path / 'a_file'
   blocker.write_text('')
-  with pytest.raises(OSError, match=r'--output .*a_file/masks.* is not a writable folder'):
+  with pytest.raises(OSError, match=rf"--output .*a_file/masks' cannot be made: "
+                     rf"'{re.escape(str(blocker))}' in its path is a file"):
     cli.ensure_writable(str(blocker / 'masks'), '--output')
+  with pytest.raises(OSError, match=r"--output .*a_file' is a file, not a folder"):
+    cli.ensure_writable(str(blocker), '--output')
   done = subprocess.run(
       [sys.executable, '-m', 'unet_jax.predict', f'--workdir={tmp_path}', f'--input={blocker}',
        f'--output={blocker / "masks"}'], cwd=REPO, capture_output=True, text=True, timeout=300,
       check=False)
   assert done.returncode == 1 and 'Error: --output ' in done.stderr
-  assert 'is not a writable folder' in done.stderr and 'Traceback' not in done.stderr
+  assert 'in its path is a file' in done.stderr and 'Traceback' not in done.stderr
+  if os.geteuid() != 0:  # root may write anywhere.
+    locked = tmp_path / 'locked'
+    locked.mkdir(mode=0o500)
+    with pytest.raises(OSError, match=r"--output .*locked/masks' is not writable: no permission"):
+      cli.ensure_writable(str(locked / 'masks'), '--output')
+
+
+def test_a_training_workdir_that_cannot_be_a_folder_is_refused_in_one_line(tmp_path):
+  """It was a FileExistsError traceback, after the data had been checked."""
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  for workdir in (blocker, blocker / 'run'):
+    done = subprocess.run(
+        [sys.executable, '-m', 'unet_jax.main', '--config', 'quickstart', '--workdir',
+         str(workdir)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr[-3000:]
+    assert f"Error: The workdir '{workdir}' " in done.stderr
+    assert ('is a file, not a folder' if workdir == blocker else 'in its path is a file') \
+        in done.stderr
 
 
 def test_extra_predictions_are_named(tmp_path):

@@ -92,9 +92,27 @@ def define_inference_flags(prefix: str = '') -> None:
                     "run's config.inference.fill_holes.")
 
 
+def check_can_be_folder(folder: str, what: str) -> None:
+  """Raises OSError, naming `what` (a flag, 'The workdir') and the fix, unless `folder` is a
+  folder or can be made one that is written in: its nearest existing part must be a writable
+  folder. Creates nothing, so it can come before the checks that must leave nothing behind."""
+  path = os.path.abspath(folder)
+  while not os.path.lexists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    if path == os.path.abspath(folder):
+      raise OSError(f'{what} {folder!r} is a file, not a folder; give a folder, or move the file.')
+    raise OSError(f'{what} {folder!r} cannot be made: {path!r} in its path is a file; give '
+                  'another folder.')
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise OSError(f'{what} {folder!r} is not writable: no permission to write in {path!r}; '
+                  'give a folder of yours.')
+
+
 def ensure_writable(folder: str, flag: str) -> None:
   """Creates `folder` and checks a file can be written there, before any work is done: an
   unwritable output fails in a second, with the flag named, not after an hour of predicting."""
+  check_can_be_folder(folder, flag)
   try:
     os.makedirs(folder, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=folder, prefix='.write_test_'):

@@ -34,6 +34,7 @@ from jax.sharding import PartitionSpec as P
 from unet_jax import (
   augment,
   checkpointing,
+  cli,
   config_checks,
   determinism,
   device_profile,
@@ -212,6 +213,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = parallel.make_mesh()
   config_checks.check(config, mesh.devices.size)
   determinism.check(config.deterministic, jax.default_backend())
+  cli.check_can_be_folder(workdir, 'The workdir')
   # The data source answers before the workdir exists: a wrong folder or missing data leaves
   # nothing behind (the 'isic' source prepares its TFDS data here if it can).
   for split in ('train', 'val'):
