@@ -229,3 +229,21 @@ def test_a_run_on_a_wrong_data_folder_leaves_no_workdir(tmp_path):
   with pytest.raises(FileNotFoundError, match=r'config\.data\.dir'):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_sweep_root_or_a_report_folder_that_cannot_be_a_folder_is_refused_before_any_run(
+    tmp_path):
+  """A sweep's --root and the paper's --root and --out: refused before any run starts (the
+  paper's --out was found out only when the report was written, after every run)."""
+  from experiments.paper import __main__ as paper
+  from unet_jax import sweep
+
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  with pytest.raises(OSError, match=r"--root '.*a_file' is a file, not a folder"):
+    sweep.main(['launch', 'smoke', '--root', str(blocker)])
+  for flag, argv in (('--root', ['--root', str(blocker / 'runs'), '--out', str(tmp_path / 'o')]),
+                     ('--out', ['--root', str(tmp_path / 'runs'), '--out', str(blocker / 'o')])):
+    with pytest.raises(OSError, match=rf"{flag} '.*a_file/\w+' cannot be made: .* is a file"):
+      paper.main(['--scale', 'smoke', *argv])
+  assert sorted(os.listdir(tmp_path)) == ['a_file']  # Nothing launched, nothing written.

@@ -598,6 +598,7 @@ def check_executor_arguments(args) -> None:
 
 def launch(args) -> int:
   check_executor_arguments(args)
+  cli.check_can_be_folder(args.root, '--root')
   runs = load_sweep(args.sweep, parse_sets(args.set))
   root = os.path.abspath(args.root)
   with launcher_lock(root, f'python -m unet_jax.sweep status --root {args.root}', args.dry_run):

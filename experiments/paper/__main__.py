@@ -339,6 +339,8 @@ def main(argv=None) -> int:
   sweep.add_executor_arguments(parser, parallel_default=None)
   args = parser.parse_args(argv)
   sweep.check_executor_arguments(args)
+  cli.check_can_be_folder(args.root, '--root')
+  cli.check_can_be_folder(args.out, '--out')  # Before the runs, not after them.
   from unet_jax import compilation_cache
 
   # Evaluations and figures compile their forward passes here; a rerun loads them.
