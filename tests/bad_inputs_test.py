@@ -247,3 +247,25 @@ def test_a_sweep_root_or_a_report_folder_that_cannot_be_a_folder_is_refused_befo
     with pytest.raises(OSError, match=rf"{flag} '.*a_file/\w+' cannot be made: .* is a file"):
       paper.main(['--scale', 'smoke', *argv])
   assert sorted(os.listdir(tmp_path)) == ['a_file']  # Nothing launched, nothing written.
+
+
+def test_compare_figures_and_prepare_isic_refuse_an_output_that_cannot_be_written_first(
+    tmp_path, capsys):
+  """Before the runs are read (compare, figures) or an hour of preparing begins (prepare_isic)."""
+  from unet_jax import compare, figures
+
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  with pytest.raises(OSError, match=r"--out '.*a_file' is a file, not a folder"):
+    compare.main([str(tmp_path / 'no_runs'), '--out', str(blocker)])
+  with pytest.raises(OSError, match=r"--out '.*a_file/f.png': its folder '.*a_file' is a file"):
+    figures.main(['curves', str(tmp_path / 'no_runs'), '--out', str(blocker / 'f.png')])
+  with pytest.raises(SystemExit):
+    figures.main(['curves', str(tmp_path / 'no_runs'), '--out', str(tmp_path)])
+  assert "is a folder: give the figure's file" in capsys.readouterr().err
+  done = subprocess.run(
+      [sys.executable, '-m', 'unet_jax.prepare_isic', '--size', '32', '--manual_dir',
+       str(tmp_path), '--data_dir', str(blocker / 'tfds')], cwd=REPO, capture_output=True,
+      text=True, timeout=300, check=False)
+  assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr[-3000:]
+  assert f"Error: --data_dir '{blocker / 'tfds'}' cannot be made" in done.stderr

@@ -357,6 +357,8 @@ def main(argv=None) -> int:
   parser.add_argument('--out', help='Folder for comparison.md, comparison.csv, results_long.csv.')
   parser.add_argument('--bootstrap', type=int, default=2000, help='Bootstrap resamples.')
   args = parser.parse_args(argv)
+  if args.out:
+    cli.check_can_be_folder(args.out, '--out')
   metrics = [m for m in args.metric.split(',') if m]
   unknown = [m for m in metrics if m not in native_scoring.METRICS]
   if unknown:

@@ -351,6 +351,10 @@ def main(argv=None) -> int:
   parser.add_argument('--long', default=None, help="compare's results_long.csv instead of runs.")
   parser.add_argument('--title', default='', help="The figure's title (default: what it shows).")
   args = parser.parse_args(argv)
+  if os.path.isdir(args.out):
+    parser.error(f'--out {args.out!r} is a folder: give the figure\'s file, FILE.png or FILE.pdf.')
+  cli.check_can_be_folder(os.path.dirname(os.path.abspath(args.out)),
+                         f'--out {args.out!r}: its folder')
   group_by = [f for f in args.group_by.split(',') if f] or None
   if (args.kind in ('distribution', 'profile') and args.metric
       and args.metric not in native_scoring.METRICS):

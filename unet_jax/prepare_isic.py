@@ -53,6 +53,8 @@ def prepare(sizes, *, manual_dir: str | None = None, data_dir: str | None = None
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.data_dir:
+    cli.check_can_be_folder(os.path.expanduser(FLAGS.data_dir), '--data_dir')
   for line in prepare(FLAGS.size, manual_dir=FLAGS.manual_dir, data_dir=FLAGS.data_dir,
                       register_checksums=FLAGS.register_checksums):
     print(line, flush=True)
