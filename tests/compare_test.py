@@ -101,3 +101,17 @@ def test_a_sweep_root_finds_the_same_runs_as_its_expanded_glob(tmp_path):
     compare.find_runs([str(tmp_path / 'a'), str(tmp_path / 'typo')])
   with pytest.raises(FileNotFoundError, match='No run'):
     compare.find_runs([str(tmp_path / 'sweep.json')])
+
+
+def test_a_misspelt_group_field_is_named_with_the_nearest_one():
+  runs = [_run('a0', 0, 0, {'i1': 0.5}, loss='bce'), _run('b0', 0, 0, {'i1': 0.7}, loss='dice')]
+  with pytest.raises(ValueError, match=r"--group-by 'lossy' is no config field of the runs "
+                     r"\(did you mean 'loss'\?\)"):
+    compare.group_runs(runs, ['lossy'])
+
+
+def test_no_bootstrap_resample_is_a_usage_error_not_a_traceback(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    compare.main(['some_runs', '--bootstrap', '0'])
+  assert exit_info.value.code == 2
+  assert '--bootstrap 0: the number of resamples, 1 or more' in capsys.readouterr().err

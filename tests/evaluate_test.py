@@ -218,3 +218,23 @@ def test_an_ensemble_is_not_evaluated_on_images_a_member_trained_on(run, tmp_pat
   summary = evaluate.evaluate_run([workdir, workdir], predictor=same, output_dir=str(tmp_path))
   single = evaluate.evaluate_run(workdir, predictor=predictor, output_dir=str(tmp_path / 's'))
   assert summary['macro_average'] == single['macro_average']
+
+
+@pytest.mark.parametrize('source', ['folder', 'synthetic'])
+def test_images_asked_by_id_must_be_of_the_split(run, source):
+  """A training image asked for as a validation one was drawn as if it were held out (synthetic)
+  or failed with a KeyError in a reader thread (folder): it is refused, named, up front."""
+  from unet_jax import evaluation, run_config
+
+  config = run_config.load(run[0])
+  if source == 'synthetic':
+    config.data.source = 'synthetic'
+    config.data.num_examples = 12
+  train_ids = evaluation.split_ids(config, 'train')
+  val_ids = evaluation.split_ids(config, 'val')
+  assert train_ids and val_ids and not set(train_ids) & set(val_ids)
+  got = [e.image_id for e in evaluation.iter_split(config, 'val', val_ids[::-1])]
+  assert got == val_ids[::-1]  # In the order asked.
+  with pytest.raises(ValueError, match=rf"1 id\(s\) are not images of the 'val' split of this "
+                     rf"run: {train_ids[0]}; its images are {val_ids[0]}"):
+    next(evaluation.iter_split(config, 'val', [val_ids[0], train_ids[0]]))

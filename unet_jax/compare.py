@@ -51,7 +51,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from unet_jax import cli, native_scoring, results, run_config
+from unet_jax import cli, config_files, native_scoring, results, run_config
 
 SPLIT_FIELDS = ('seed', 'data.fold')  # What varies inside a group.
 DEFAULT_METRICS = ('threshold_jaccard', 'jaccard', 'dice')
@@ -129,9 +129,11 @@ def group_runs(runs: Sequence[RunScores], group_by: Sequence[str] | None):
   """(groups {label: [runs]}, the fields shown as columns)."""
   if group_by:
     fields = list(group_by)
-    unknown = [f for f in fields if f not in runs[0].config]
+    known = set(runs[0].config)
+    unknown = [f for f in fields if f not in known]
     if unknown:
-      raise ValueError(f'--group-by: no config field {unknown}; e.g. {sorted(runs[0].config)[:8]}')
+      raise ValueError(f'--group-by {unknown[0]!r} is no config field of the runs ('
+                       f'{config_files.unknown_field_hint(unknown[0], known)}).')
   else:
     keys = sorted({k for r in runs for k in r.config} - set(SPLIT_FIELDS))
     fields = [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
@@ -359,6 +361,9 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.out:
     cli.check_can_be_folder(args.out, '--out')
+  if args.bootstrap < 1:
+    parser.error(f'--bootstrap {args.bootstrap}: the number of resamples, 1 or more (2000 by '
+                 'default).')
   metrics = [m for m in args.metric.split(',') if m]
   unknown = [m for m in metrics if m not in native_scoring.METRICS]
   if unknown:
@@ -368,7 +373,10 @@ def main(argv=None) -> int:
     run = load_run(workdir, args.checkpoint, metrics, args.evaluation)
     (runs if run else skipped).append(run or workdir)
   if skipped:
-    print(f'Skipped {len(skipped)} run(s) without a {args.checkpoint} validation yet: '
+    what = (f'an evaluation in {args.evaluation}/ (`python -m unet_jax.evaluate --workdir RUN '
+            f'--output RUN/{args.evaluation}` writes it)' if args.evaluation
+            else f'a {args.checkpoint} validation yet')
+    print(f'Skipped {len(skipped)} run(s) without {what}: '
           f'{", ".join(map(os.path.basename, skipped))}', file=sys.stderr)
   if not runs:
     print('No run to compare.', file=sys.stderr)

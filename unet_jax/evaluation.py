@@ -68,7 +68,16 @@ def iter_split(config: ml_collections.ConfigDict, split: str,
   'folder' and 'synthetic' yield them in the order of `ids`; 'isic' in the dataset's stored
   order (a TFDS split is read sequentially).
   """
-  ids = split_ids(config, split) if ids is None else list(ids)
+  every = split_ids(config, split)
+  if ids is None:
+    ids = every
+  else:
+    ids = list(ids)
+    if unknown := sorted(set(ids) - set(every)):
+      raise ValueError(
+          f'{len(unknown)} id(s) are not images of the {split!r} split of this run: '
+          f'{", ".join(unknown[:5])}{", ..." * (len(unknown) > 5)}; its images are '
+          f'{", ".join(every[:3])}, ... ({len(every)} in all).')
   data = config.data
   size = data.image_size
   if data.source == 'isic':
@@ -91,8 +100,7 @@ def iter_split(config: ml_collections.ConfigDict, split: str,
                                                 side, side)
       return Example(ident, image, (side, side), mask.astype(bool))
   else:
-    split_ids(config, split)  # Raises for an unknown source.
-    return
+    return  # split_ids raised for an unknown source.
   yield from _prefetch(load, ids)
 
 

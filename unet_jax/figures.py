@@ -171,12 +171,10 @@ def predictions(workdir: str, out: str, *, images: str = 'median', count: int = 
 
   config = run_config.load(workdir)
   ids = pick_images(workdir, images, count, checkpoint)
+  # Read first: an id not of the split is refused before the checkpoint is loaded.
+  examples = {e.image_id: e for e in evaluation.iter_split(config, split, ids)}
   settings = inference.settings(config, workdir)
   predictor = inference.load_predictor(workdir, checkpoint=checkpoint, tta=settings.tta)
-  examples = {e.image_id: e for e in evaluation.iter_split(config, split, ids)}
-  missing = [i for i in ids if i not in examples]
-  if missing:
-    raise ValueError(f'{missing} are not images of the {split!r} split of {workdir}.')
   plt = _pyplot()
   fig, axes = plt.subplots(len(ids), 3, figsize=(6.3, 2.1 * len(ids)), squeeze=False)
   for row, ident in enumerate(ids):
