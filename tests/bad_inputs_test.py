@@ -263,6 +263,10 @@ def test_compare_figures_and_prepare_isic_refuse_an_output_that_cannot_be_writte
   with pytest.raises(SystemExit):
     figures.main(['curves', str(tmp_path / 'no_runs'), '--out', str(tmp_path)])
   assert "is a folder: give the figure's file" in capsys.readouterr().err
+  with pytest.raises(SystemExit):  # Was a FileNotFoundError's traceback.
+    figures.main(['profile', '--long', str(tmp_path / 'results_long.csv'), '--out',
+                  str(tmp_path / 'f.png')])
+  assert "results_long.csv': no such file (compare --out DIR writes" in capsys.readouterr().err
   done = subprocess.run(
       [sys.executable, '-m', 'unet_jax.prepare_isic', '--size', '32', '--manual_dir',
        str(tmp_path), '--data_dir', str(blocker / 'tfds')], cwd=REPO, capture_output=True,

@@ -238,3 +238,23 @@ def test_images_asked_by_id_must_be_of_the_split(run, source):
   with pytest.raises(ValueError, match=rf"1 id\(s\) are not images of the 'val' split of this "
                      rf"run: {train_ids[0]}; its images are {val_ids[0]}"):
     next(evaluation.iter_split(config, 'val', [val_ids[0], train_ids[0]]))
+
+
+@pytest.mark.parametrize('source', ['folder', 'synthetic'])
+def test_a_split_the_source_lacks_is_refused_not_taken_for_the_validation(run, source):
+  """'test' (ISIC only) and a misspelt split were both read as the run's validation split, and
+  `evaluate --split test` wrote eval_test/ with the validation images' scores."""
+  from unet_jax import evaluation, run_config
+
+  config = run_config.load(run[0])
+  config.data.source = source
+  config.data.num_examples = 12
+  with pytest.raises(ValueError, match=r"split='test' needs config.data.source='isic'"):
+    evaluation.split_ids(config, 'test')
+  with pytest.raises(ValueError, match=r"split='tset' is not one of \('train', 'val', 'test'\)"):
+    next(evaluation.iter_split(config, 'tset'))
+  done = subprocess.run([sys.executable, '-m', 'unet_jax.evaluate', '--workdir', run[0],
+                         '--split', 'test'], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, check=False)
+  assert done.returncode == 1 and "Error: split='test' needs" in done.stderr, done.stderr[-2000:]
+  assert not os.path.exists(os.path.join(run[0], 'eval_test'))

@@ -51,6 +51,7 @@ class Example:
 def split_ids(config: ml_collections.ConfigDict, split: str) -> list[str]:
   """The sorted image ids of a split of the run's data source."""
   data = config.data
+  input_pipeline.check_split(data, split)
   if data.source == 'folder':
     return input_pipeline.folder_split(data, split)[0]
   if data.source == 'isic':

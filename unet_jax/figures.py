@@ -372,6 +372,9 @@ def main(argv=None) -> int:
   else:
     if not (args.paths or args.long):
       parser.error(f'{args.kind} needs runs or --long.')
+    if args.long and not os.path.isfile(args.long):
+      parser.error(f"--long {args.long!r}: no such file (compare --out DIR writes "
+                   'DIR/results_long.csv).')
     metric = args.metric or 'jaccard'
     values = per_image(args.paths, args.long, metric, group_by, args.checkpoint)
     draw = distribution if args.kind == 'distribution' else profile

@@ -72,13 +72,8 @@ Fetch = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 def num_examples(config: ml_collections.ConfigDict, split: str) -> int:
   """Number of examples in the whole split (all processes together)."""
-  _check_split(split)
   data = config.data
-  if split == 'test' and data.source != 'isic':
-    raise ValueError(
-      f"split='test' needs config.data.source='isic' (source is {data.source!r}): only the "
-      'ISIC 2018 dataset has a held-out test split.'
-    )
+  check_split(data, split)
   if data.source == 'isic':
     return len(isic_source.split(data, split)[1])
   if data.source == 'synthetic':
@@ -159,7 +154,7 @@ def eval_batches(
   all-zero padding. Every process yields ceil(max slice size / b) batches, since the jitted eval
   step runs on all processes in lockstep; each example appears exactly once over all processes.
   """
-  _check_split(split)
+  check_split(config.data, split)
   index, count = _process(process_index, process_count)
   batch = _local_batch(config.eval.batch_size, count, 'config.eval.batch_size')
   fetch, n = _source(config, split, index, count, equal=False)
@@ -481,9 +476,15 @@ def _local_batch(global_batch: int, count: int, field: str) -> int:
   return global_batch // count
 
 
-def _check_split(split: str) -> None:
+def check_split(data: ml_collections.ConfigDict, split: str) -> None:
+  """Raises ValueError unless the run's data source has split `split` ('test': ISIC only)."""
   if split not in _SPLITS:
     raise ValueError(f'split={split!r} is not one of {_SPLITS}.')
+  if split == 'test' and data.source != 'isic':
+    raise ValueError(
+      f"split='test' needs config.data.source='isic' (source is {data.source!r}): only the "
+      "ISIC 2018 dataset has a held-out test split; a run's own held-out images are 'val'."
+    )
 
 
 def _unknown_source(source: str) -> ValueError:
