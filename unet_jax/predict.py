@@ -173,14 +173,14 @@ def main(argv) -> int:
   paths = list_inputs(FLAGS.input)
   if not paths:
     raise ValueError(no_images_message(FLAGS.input))
-  cli.ensure_writable(FLAGS.output, '--output')
-  if FLAGS.overlay_dir:
-    cli.ensure_writable(FLAGS.overlay_dir, '--overlay_dir')
   config = run_config.load(FLAGS.workdir[0])
   settings = inference.settings(config, FLAGS.workdir[0], tta=FLAGS.tta,
                                 threshold=FLAGS.threshold,
                                 largest_component=FLAGS.largest_component,
                                 fill_holes=FLAGS.fill_holes)
+  cli.ensure_writable(FLAGS.output, '--output')  # After the checks that need no folder.
+  if FLAGS.overlay_dir:
+    cli.ensure_writable(FLAGS.overlay_dir, '--overlay_dir')
   predictor = inference.load_predictor(FLAGS.workdir, checkpoint=FLAGS.checkpoint,
                                        tta=settings.tta, batch_size=FLAGS.batch_size)
   print(f'Checkpoint {FLAGS.checkpoint!r}: step {predictor.step}; {len(paths)} image(s); resize '
