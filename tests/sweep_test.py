@@ -82,6 +82,13 @@ def test_a_dry_run_writes_nothing_and_a_misspelt_field_stops_the_sweep_before_an
                'eval_batch_size=4', '--dry-run')
   assert "'eval_batch_size', which is no field of quickstart.py (it is now 'eval.batch_size')" in (
       moved.stderr), moved.stderr
+  bad_config = tmp_path / 'bad_config.py'  # A run's config neither a file nor a preset.
+  bad_config.write_text("def get_sweep(arg=None):\n  return {'config': 'quickstrat', "
+                        "'runs': [{}]}\n")
+  with pytest.raises(FileNotFoundError, match=rf"^{bad_config}: config 'quickstrat': no such "
+                     r'file, and not a preset\. Presets: default, .*quickstart.* \(by name, '
+                     r'e\.g\. quickstart,'):
+    sweep.load_sweep(str(bad_config))
 
 
 @pytest.mark.parametrize('option,value,message', [

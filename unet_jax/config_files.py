@@ -24,8 +24,9 @@ def presets() -> list[str]:
   return sorted(n[:-3] for n in os.listdir(folder) if n.endswith('.py') and n != '__init__.py')
 
 
-def resolve(spec: str) -> str:
-  """The file (with its ':arg', if any) that `spec` names; raises naming the presets if none."""
+def resolve(spec: str, what: str = '--config') -> str:
+  """The file (with its ':arg', if any) that `spec` names; raises naming `what` (where `spec`
+  was given) and the presets if none."""
   path, sep, arg = spec.partition(':')
   if os.path.isfile(path):
     return os.path.abspath(path) + sep + arg
@@ -36,8 +37,9 @@ def resolve(spec: str) -> str:
     if found and found.origin:
       return found.origin + sep + arg
   raise FileNotFoundError(
-    f'--config {spec!r}: no such file, and not a preset. Presets: {", ".join(presets())} '
-    '(by name, e.g. --config quickstart, or as configs/<name>.py).')
+    f'{what} {spec!r}: no such file, and not a preset. Presets: {", ".join(presets())} '
+    f'(by name, e.g. {what + " quickstart" if what.startswith("--") else "quickstart"}, or as '
+    'configs/<name>.py).')
 
 
 def resolve_argv(argv: list[str], flag: str = '--config') -> list[str]:

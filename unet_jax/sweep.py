@@ -158,7 +158,8 @@ def load_sweep(spec: str, extra: dict | None = None) -> list[Run]:
     overrides = {hyper.normalize_key(k): v for k, v in declared_run.items()}
     # A run's own 'config' shows in its name; 'name' sets the name outright.
     name = overrides.pop('name', None) or hyper.run_name(overrides)
-    config = config_files.resolve(str(overrides.pop('config', declared['config'])))
+    config = config_files.resolve(str(overrides.pop('config', declared['config'])),
+                                  f'{path}: config')
     if name in seen:
       raise ValueError(f'{path}: two runs are both named {name!r} ({seen[name]} and '
                        f'{overrides}); make their overrides differ.')
