@@ -146,7 +146,7 @@ def test_a_checkpoint_of_another_model_names_the_parameter_and_both_shapes(
     inference.load_predictor(str(other), checkpoint='final')
 
 
-def test_an_unwritable_output_folder_fails_before_any_work(tmp_path):
+def test_an_unwritable_output_folder_fails_before_any_work(tiny_folder_run, tmp_path):
   blocker = tmp_path / 'a_file'
   blocker.write_text('')
   with pytest.raises(OSError, match=rf"--output .*a_file/masks' cannot be made: "
@@ -155,8 +155,8 @@ def test_an_unwritable_output_folder_fails_before_any_work(tmp_path):
   with pytest.raises(OSError, match=r"--output .*a_file' is a file, not a folder"):
     cli.ensure_writable(str(blocker), '--output')
   done = subprocess.run(
-      [sys.executable, '-m', 'unet_jax.predict', f'--workdir={tmp_path}', f'--input={blocker}',
-       f'--output={blocker / "masks"}'], cwd=REPO, capture_output=True, text=True, timeout=300,
+      [sys.executable, '-m', 'unet_jax.predict', f'--workdir={tiny_folder_run[0]}',
+       f'--input={blocker}', f'--output={blocker / "masks"}'], cwd=REPO, capture_output=True, text=True, timeout=300,
       check=False)
   assert done.returncode == 1 and 'Error: --output ' in done.stderr
   assert 'in its path is a file' in done.stderr and 'Traceback' not in done.stderr
