@@ -169,16 +169,22 @@ def test_an_unwritable_output_folder_fails_before_any_work(tiny_folder_run, tmp_
 
 def test_a_training_workdir_that_cannot_be_a_folder_is_refused_in_one_line(tmp_path):
   """It was a FileExistsError traceback, after the data had been checked."""
+  from unet_jax import train
+
   blocker = tmp_path / 'a_file'
   blocker.write_text('')
-  for workdir in (blocker, blocker / 'run'):
-    done = subprocess.run(
-        [sys.executable, '-m', 'unet_jax.main', '--config', 'quickstart', '--workdir',
-         str(workdir)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr[-3000:]
-    assert f"Error: The workdir '{workdir}' " in done.stderr
-    assert ('is a file, not a folder' if workdir == blocker else 'in its path is a file') \
-        in done.stderr
+  config = default.get_config()
+  config.data.num_examples = 10
+  config.batch_size = config.eval.batch_size = 8
+  with pytest.raises(OSError, match=rf"^The workdir '{re.escape(str(blocker))}' is a file, not a "
+                     'folder; give a folder, or move the file.'):
+    train.train_and_evaluate(config, str(blocker))
+  done = subprocess.run(
+      [sys.executable, '-m', 'unet_jax.main', '--config', 'quickstart', '--workdir',
+       str(blocker / 'run')], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr[-3000:]
+  assert (f"Error: The workdir '{blocker / 'run'}' cannot be made: '{blocker}' in its path is a "
+          'file; give another folder.') in done.stderr
 
 
 def test_extra_predictions_are_named(tmp_path):

@@ -127,16 +127,18 @@ def test_an_input_folder_without_images_names_its_subfolders_that_have_some(tmp_
   assert str(photos_dir / 'Input') in message and 'Empty' not in message
 
 
-@pytest.mark.parametrize('threshold', ['0', '1.5'])
-def test_a_threshold_outside_0_1_is_refused_before_any_folder_is_made(run, tmp_path, threshold):
+def test_a_threshold_outside_0_1_is_refused_before_any_folder_is_made(run, tmp_path):
   """1.5 wrote an empty mask for every image, and 0 a full one, without a word."""
   workdir, images_dir = run
+  config = inference.run_config.load(workdir)
+  with pytest.raises(ValueError, match=r'The threshold 0\.0 must be a probability strictly'):
+    inference.settings(config, workdir, threshold=0.0)
   out = tmp_path / 'out'
   done = subprocess.run(
     [sys.executable, '-m', 'unet_jax.predict', f'--workdir={workdir}', f'--input={images_dir}',
-     f'--output={out}', f'--threshold={threshold}'], capture_output=True, text=True, cwd=REPO,
+     f'--output={out}', '--threshold=1.5'], capture_output=True, text=True, cwd=REPO,
     check=False)
   assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr[-2000:]
-  assert (f'Error: The threshold {float(threshold)!r} must be a probability strictly between 0 '
-          'and 1') in done.stderr
+  assert ('Error: The threshold 1.5 must be a probability strictly between 0 and 1'
+          in done.stderr)
   assert not out.exists()
