@@ -192,7 +192,7 @@ def define_flags() -> None:
                     '<workdir>/inference.json, where predict and evaluate then find it. Picked '
                     'on the validation split, it makes that split\'s numbers optimistic.')
   flags.DEFINE_integer('batch_size', None, "Mode 1: tiles per forward pass; default: the run's "
-                       'config.eval.batch_size.')
+                       'config.eval.batch_size.', lower_bound=1)
 
 
 def main(argv) -> int:

@@ -36,8 +36,10 @@ flags.DEFINE_bool('jax_distributed', False, 'Call jax.distributed.initialize() f
                   'the coordinator itself; elsewhere give the three flags below.')
 flags.DEFINE_string('coordinator_address', None, 'With --jax_distributed: host:port of process '
                     '0, the same on every process.')
-flags.DEFINE_integer('num_processes', None, 'With --jax_distributed: how many processes.')
-flags.DEFINE_integer('process_id', None, 'With --jax_distributed: this process, 0..n-1.')
+flags.DEFINE_integer('num_processes', None, 'With --jax_distributed: how many processes.',
+                     lower_bound=1)
+flags.DEFINE_integer('process_id', None, 'With --jax_distributed: this process, 0..n-1.',
+                     lower_bound=0)
 flags.DEFINE_string('compilation_cache_dir', '~/.cache/unet_jax/xla', 'Persistent XLA '
                     'compilation cache, so a restarted or resumed run does not compile its steps '
                     'again; empty to disable.')

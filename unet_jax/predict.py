@@ -162,7 +162,7 @@ def define_flags() -> None:
                       'Keep it apart from --output, which the challenge scorer reads whole.')
   cli.define_inference_flags()
   flags.DEFINE_integer('batch_size', None, 'Tiles per forward pass; default: the run\'s '
-                       'config.eval.batch_size.')
+                       'config.eval.batch_size.', lower_bound=1)
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
