@@ -176,7 +176,9 @@ def predictions(workdir: str, out: str, *, images: str = 'median', count: int = 
   settings = inference.settings(config, workdir)
   predictor = inference.load_predictor(workdir, checkpoint=checkpoint, tta=settings.tta)
   plt = _pyplot()
-  fig, axes = plt.subplots(len(ids), 3, figsize=(6.3, 2.1 * len(ids)), squeeze=False)
+  # Fixed inches for the title above and the legend below, whatever the number of rows.
+  height = 2.1 * len(ids) + 0.9
+  fig, axes = plt.subplots(len(ids), 3, figsize=(6.3, height), squeeze=False)
   for row, ident in enumerate(ids):
     example = examples[ident]
     mask = settings.mask(predictor.predict(example.image, example.native_shape))
@@ -190,14 +192,15 @@ def predictions(workdir: str, out: str, *, images: str = 'median', count: int = 
       axes[row, column].set_xticks([])
       axes[row, column].set_yticks([])
   axes[0, 0].set_title('photo, both outlines')
-  axes[0, 1].set_title('truth (expert mask)')
+  axes[0, 1].set_title('truth (generated mask)' if config.data.source == 'synthetic'
+                      else 'truth (expert mask)')
   axes[0, 2].set_title('prediction')
   from matplotlib.lines import Line2D
 
   fig.legend(handles=[Line2D([], [], color=TRUTH_COLOUR, lw=2, label='truth outline'),
                       Line2D([], [], color=PREDICTION_COLOUR, lw=2, label='prediction outline')],
              loc='lower center', ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
-  fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+  fig.tight_layout(rect=(0, 0.35 / height, 1, 1 - 0.45 / height))
   fig.suptitle(f'{images} validation images, checkpoint {checkpoint!r} (step {predictor.step})')
   return _save(fig, out)
 
