@@ -181,13 +181,18 @@ def test_cli_scores_a_prediction_folder_and_explains_both_modes(tmp_path):
     with open(folder / 'ISIC_0000001_segmentation.png', 'wb') as f:
       f.write(predict.encode_png(mask))
   env = {**os.environ, 'PYTHONPATH': REPO}
-  done = subprocess.run(
-    [sys.executable, '-m', 'unet_jax.evaluate', f'--predictions={pred}', f'--truth={truth}'],
-    capture_output=True, text=True, cwd=REPO, env=env, check=False)
-  assert done.returncode == 0, done.stderr
+  done = subprocess.run(  # Python's own log of every module the command imported.
+    [sys.executable, '-X', 'importtime', '-m', 'unet_jax.evaluate', f'--predictions={pred}',
+     f'--truth={truth}'], capture_output=True, text=True, cwd=REPO, env=env, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
   with open(str(pred) + '_eval/summary.json') as f:
     assert json.load(f)['overall'] == 1.0
   assert 'threshold_jaccard' in done.stdout
+  # Scoring masks needs neither TensorFlow nor the model (5 s of start-up when it imported them).
+  imported = {line.rsplit('|', 1)[1].strip() for line in done.stderr.splitlines()
+              if line.startswith('import time:')}
+  assert 'unet_jax.native_scoring' in imported
+  assert not {'tensorflow', 'flax', 'unet_jax.inference'} & imported
   helped = subprocess.run([sys.executable, '-m', 'unet_jax.evaluate', '--helpfull'],
                           capture_output=True, text=True, cwd=REPO, env=env, check=False)
   assert '--predictions' in helped.stdout and '--workdir' in helped.stdout

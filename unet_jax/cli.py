@@ -78,11 +78,11 @@ def define_inference_flags(prefix: str = '') -> None:
   `config.inference` (`unet_jax.inference.settings`) when given. `prefix` starts each help."""
   from absl import flags
 
-  from unet_jax import inference
-
-  flags.DEFINE_enum('tta', None, list(inference.TTA_VIEWS), f"{prefix}test-time augmentation: "
-                    "'none', 'flips' (4 views, 4x the compute) or 'dihedral' (the 8 flips and "
-                    "rotations of training); default: the run's config.inference.tta.")
+  # A string checked by `inference.settings`, not an enum of `inference.TTA_VIEWS`: defining
+  # the flags must not import the model and TensorFlow (`evaluate --help` in a second).
+  flags.DEFINE_string('tta', None, f"{prefix}test-time augmentation: 'none', 'flips' (4 views, "
+                      "4x the compute) or 'dihedral' (the 8 flips and rotations of training); "
+                      "default: the run's config.inference.tta.")
   flags.DEFINE_float('threshold', None, f'{prefix}lesion where the native-resolution probability '
                      '>= this; default: the threshold `evaluate --tune_threshold` recorded in the '
                      "workdir if any, else the run's config.inference.threshold.")

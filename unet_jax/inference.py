@@ -285,7 +285,8 @@ def settings(config: ml_collections.ConfigDict, workdir: str | None = None,
       values['threshold'] = json.load(f)['threshold']
   values.update({k: v for k, v in overrides.items() if v is not None})
   if values.get('tta') not in TTA_VIEWS:
-    raise ValueError(f'TTA {values.get("tta")!r} is not one of {tuple(TTA_VIEWS)}.')
+    raise ValueError(f'TTA {values.get("tta")!r} is not one of {tuple(TTA_VIEWS)} (--tta; the '
+                     "run's config.inference.tta).")
   if not 0 < values['threshold'] < 1:  # 0 would mark every pixel, 1 none.
     raise ValueError(f'The threshold {values["threshold"]!r} must be a probability strictly '
                      'between 0 and 1 (--threshold; the run\'s config.inference.threshold).')
