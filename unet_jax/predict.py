@@ -75,19 +75,24 @@ def write_atomic(path: str, data: bytes) -> None:
       os.remove(tmp)
 
 
-def encode_png(array: np.ndarray) -> bytes:
-  """PNG bytes of uint8 [H, W] (mode L) or [H, W, 3] (RGB)."""
+def encode_png(array: np.ndarray, compression: int = -1) -> bytes:
+  """PNG bytes of uint8 [H, W] (mode L) or [H, W, 3] (RGB); `compression` is zlib's level
+  (-1: its default, 6)."""
   array = np.asarray(array, np.uint8)
   if array.ndim == 2:
     array = array[..., None]
-  return tf.io.encode_png(array).numpy()
+  return tf.io.encode_png(array, compression=compression).numpy()
+
+
+# zlib level 1 for the native-size overlays: 0.4 s instead of 3.3 s for a 3024 x 2016 photo, for
+# files 15% larger (lossless either way; masks are small and keep the default).
+_OVERLAY_COMPRESSION = 1
 
 
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
   """The image tinted where `mask` (bool [H, W]) is lesion, with the lesion's outline drawn."""
-  out = image.astype(np.float32)
-  out[mask] = 0.6 * out[mask] + 0.4 * _OVERLAY_TINT
-  out = np.round(out).astype(np.uint8)
+  out = np.array(image, np.uint8)
+  out[mask] = np.round(0.6 * out[mask].astype(np.float32) + 0.4 * _OVERLAY_TINT).astype(np.uint8)
   out[figures.outline(mask)] = _OVERLAY_OUTLINE
   return out
 
@@ -137,7 +142,7 @@ def predict_files(
       stem = name[: -len('_segmentation.png')]
       full, _ = photos.read_photo(path, None)  # The model saw a smaller decode.
       write_atomic(os.path.join(overlay_dir, stem + '_overlay.png'),
-                   encode_png(overlay(full, mask)))
+                   encode_png(overlay(full, mask), _OVERLAY_COMPRESSION))
     if progress:
       progress.update(os.path.basename(path))
   if progress:
