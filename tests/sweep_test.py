@@ -104,6 +104,17 @@ def test_a_bad_executor_option_is_named_before_anything_is_written(tmp_path, opt
   assert not (tmp_path / 'root').exists()
 
 
+def test_runs_at_once_get_gpus_of_their_own_and_never_more_runs_than_gpus(tmp_path, monkeypatch):
+  """On a 2-GPU host, --parallel 3 gave the third run no GPU: it trained on the CPU, unsaid."""
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '4,5')  # The GPUs this job was given.
+  assert sweep.local_slots(1) == [(None, ['4', '5'])]
+  assert sweep.local_slots(2) == [(None, ['4']), (None, ['5'])]
+  with pytest.raises(ValueError, match=r'^--parallel 3 is more runs at once than the 2 GPU\(s\) '
+                     r'here \(4,5\): .* use --parallel 2 or fewer\.$'):
+    sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'root'), '--parallel', '3'])
+  assert not (tmp_path / 'root').exists()
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

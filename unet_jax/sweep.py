@@ -298,6 +298,25 @@ def _tail(path: str, lines: int = 15) -> str:
     return ''
 
 
+def local_slots(parallel: int) -> list[tuple[list[int] | None, list[str] | None]]:
+  """(CPU cores, GPUs) of each of `parallel` runs at once here: the GPUs split evenly between
+  them, or without GPUs the cores (shared round-robin when there are fewer than runs). More runs
+  than GPUs is an error: the runs past the GPUs got none and trained on the CPU."""
+  gpus = _gpus()
+  if gpus:
+    if parallel > len(gpus):
+      raise ValueError(
+          f'--parallel {parallel} is more runs at once than the {len(gpus)} GPU(s) here '
+          f'({",".join(gpus)}): each run needs GPUs of its own (JAX takes most of a GPU\'s '
+          f'memory); use --parallel {len(gpus)} or fewer.')
+    share = len(gpus) // parallel
+    return [(None, gpus[i * share:(i + 1) * share]) for i in range(parallel)]
+  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else \
+      list(range(os.cpu_count() or 1))
+  share = max(1, len(cores) // parallel)
+  return [(cores[(i * share) % len(cores):][:share] or cores, None) for i in range(parallel)]
+
+
 class LocalLauncher:
   """N runs at once as subprocesses, each with its own devices; stops them all on a signal."""
 
@@ -305,16 +324,7 @@ class LocalLauncher:
     self.root, self.parallel = root, max(1, parallel)
     self.stream = stream or sys.stderr
     self.stop_requested = False
-    gpus = _gpus()
-    if gpus:
-      share = max(1, len(gpus) // self.parallel)
-      self.slots = [(None, gpus[i * share:(i + 1) * share]) for i in range(self.parallel)]
-    else:
-      cores = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else \
-          list(range(os.cpu_count() or 1))
-      share = max(1, len(cores) // self.parallel)
-      self.slots = [(cores[(i * share) % len(cores):][:share] or cores, None)
-                    for i in range(self.parallel)]
+    self.slots = local_slots(self.parallel)
 
   def _start(self, run: Run, slot):
     cores, gpus = slot
@@ -587,14 +597,17 @@ def add_executor_arguments(parser: argparse.ArgumentParser, parallel_default: in
 
 
 def check_executor_arguments(args) -> None:
-  """Raises ValueError naming the option if a count is below 1 or a --slurm-param is malformed,
-  before anything is loaded, written or submitted."""
+  """Raises ValueError naming the option if a count is below 1, a --slurm-param is malformed or
+  --parallel asks for more runs than there are GPUs here, before anything is loaded, written or
+  submitted."""
   for option in ('parallel', 'slurm_time', 'slurm_nodes', 'slurm_gpus_per_node',
                  'slurm_cpus_per_task', 'slurm_mem_gb'):
     value = getattr(args, option)
     if value is not None and value < 1:
       raise ValueError(f'--{option.replace("_", "-")}={value} must be a whole number >= 1.')
   slurm.params(args.slurm_param)
+  if args.executor == 'local' and args.parallel and not getattr(args, 'dry_run', False):
+    local_slots(args.parallel)
 
 
 def launch(args) -> int:
