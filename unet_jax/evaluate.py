@@ -68,7 +68,7 @@ def evaluate_run(
   TTA and `batch_size` are its own) lets a caller that already holds the model score it without
   a restore.
   """
-  from unet_jax import evaluation, inference
+  from unet_jax import evaluation, inference, input_pipeline
 
   workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
   if len(workdirs) > 1 and not output_dir:
@@ -76,6 +76,8 @@ def evaluate_run(
                      'single run.')
   if predictor is None:
     config = inference.run_config.load(workdirs[0])
+    if not images_dir:  # A split the run's data lacks is refused before any checkpoint loads.
+      input_pipeline.check_split(config.data, split)
     tta = inference.settings(config, workdirs[0], tta=tta).tta
     predictor = inference.load_predictor(workdirs, checkpoint=checkpoint, tta=tta,
                                          batch_size=batch_size)
