@@ -230,12 +230,12 @@ def main(argv) -> int:
     summary = evaluate_folders(FLAGS.predictions, FLAGS.truth, FLAGS.output)
   else:
     if FLAGS.tune_threshold:
+      from unet_jax import inference  # Mode 1 only (see the imports above).
+
       if len(FLAGS.workdir) > 1:
         raise app.UsageError('--tune_threshold tunes one run at a time.')
       tuned = tune_threshold(FLAGS.workdir[0], checkpoint=FLAGS.checkpoint, split=FLAGS.split,
                              tta=FLAGS.tta, show_progress=True)
-      from unet_jax import inference
-
       print(f"Tuned threshold {tuned['threshold']} on {tuned['tuned_on']!r} (macro threshold "
             f"Jaccard {tuned['macro_threshold_jaccard'][str(tuned['threshold'])]:.4f}); recorded "
             f'in {os.path.join(FLAGS.workdir[0], inference.TUNED)}.', flush=True)
