@@ -20,6 +20,7 @@ import statistics
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')  # As `unet_jax/__init__.py`.
 
 import numpy as np
 import tensorflow as tf

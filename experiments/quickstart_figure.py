@@ -9,6 +9,7 @@ predicted at native size through `unet_jax.inference`, the path `unet_jax.predic
 """
 
 import argparse
+import os
 
 import numpy as np
 
@@ -21,7 +22,7 @@ def main():
   parser.add_argument('--size', type=int, default=160, help='Size the images are drawn at.')
   args = parser.parse_args()
   # Imported after the arguments are read: `--help` and a wrong call answer without TensorFlow.
-  import tensorflow as tf
+  from PIL import Image
 
   from unet_jax import figures, inference, input_pipeline, synthetic
 
@@ -37,7 +38,9 @@ def main():
     tile[figures.outline(truth.astype(bool))] = (0, 255, 0)
     tiles.append(tile)
   grid = np.concatenate(tiles, axis=1)
-  tf.io.write_file(args.output, tf.io.encode_png(grid))
+  partial = f'{args.output}.partial'  # Renamed when whole: an interrupted call leaves no PNG.
+  Image.fromarray(grid).save(partial, format='PNG')
+  os.replace(partial, args.output)
   print(f'Wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}).')
 
 

@@ -10,6 +10,11 @@ import os
 # TensorFlow's C++ start-up notices (CPU instruction sets, absl's log set-up) are noise in every
 # command's output; a value the user set wins.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# On CPUs with AVX512_VNNI, AVX512_BF16 or AMX, TensorFlow turns its oneDNN kernels on by itself,
+# and says so on stderr at every start in a line that TF_CPP_MIN_LOG_LEVEL does not silence
+# (TF 2.21). Off, the input pipeline computes the same way on every x86 machine; it uses no op
+# that oneDNN speeds up much (decoding, resizing). A value the user set wins.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
 
 # Registers the `isic2018_task1` TFDS builder, so `tfds.load('isic2018_task1/256')` finds it.
 # `tensorflow_datasets` imports TensorFlow lazily, so this keeps the package TF-free; machines
