@@ -142,3 +142,23 @@ def test_a_threshold_outside_0_1_is_refused_before_any_folder_is_made(run, tmp_p
   assert ('Error: The threshold 1.5 must be a probability strictly between 0 and 1'
           in done.stderr)
   assert not out.exists()
+
+
+def test_help_and_a_wrong_call_import_neither_tensorflow_nor_the_model(tmp_path):
+  """`predict --help` took 7 s, all of it TensorFlow's and the model's start-up; Python's own
+  log of every module imported (-X importtime) shows they are left for the images."""
+  env = {**os.environ, 'PYTHONPATH': REPO}
+  outputs = []
+  for args in (['--help'], [f'--workdir={tmp_path}', f'--input={tmp_path}',
+                            f'--output={tmp_path / "out"}']):
+    done = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'unet_jax.predict', *args],
+                          capture_output=True, text=True, cwd=REPO, env=env, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]  # absl's --help exits 1 too.
+    imported = {line.rsplit('|', 1)[1].strip() for line in done.stderr.splitlines()
+                if line.startswith('import time:')}
+    assert 'unet_jax.cli' in imported
+    assert not {'tensorflow', 'flax', 'unet_jax.inference', 'unet_jax.photos'} & imported, args
+    outputs.append(done)
+  assert '--overlay_dir' in outputs[0].stdout
+  assert f'Error: No images (.jpg, .jpeg, .png, .bmp, .gif) in --input {tmp_path}' in (
+    outputs[1].stderr)

@@ -121,7 +121,7 @@ def dir_ids(images_dir: str, truth_dir: str) -> tuple[list[str], dict[str, tuple
   truth = native_scoring.list_masks(truth_dir)
   images = {}
   for name in sorted(os.listdir(images_dir)):
-    if not name.startswith('.') and name.lower().endswith(photos.IMAGE_EXTS):
+    if not name.startswith('.') and name.lower().endswith(native_scoring.IMAGE_EXTS):
       images.setdefault(native_scoring.image_id(name), os.path.join(images_dir, name))
   missing = sorted(set(truth) - set(images))
   if missing:

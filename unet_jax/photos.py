@@ -27,8 +27,6 @@ import sys
 import tensorflow as tf
 from absl import logging
 
-# The files `predict` and folder evaluation take for photos.
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 # libjpeg's DCT scaling factors, largest first.
 JPEG_RATIOS = (8, 4, 2)
 # 8-bit mask values above this are lesion (the official scorer's rule).

@@ -17,15 +17,22 @@ and the exit code is 1. Overlays (image tinted where the lesion is, its outline 
 separate folder so the mask folder stays a valid submission.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-from unet_jax import cli, figures, inference, native_scoring, photos, run_config
+from unet_jax import cli, figures, native_scoring, run_config
+
+# TensorFlow and the model (`photos`, `inference`) are imported where an image is read or
+# predicted: `--help` and a wrong call answer in a second, not after their 6 s of start-up.
+if TYPE_CHECKING:
+  from unet_jax import inference
 
 FLAGS = flags.FLAGS
 _OVERLAY_TINT = np.array([255, 64, 0], np.float32)
@@ -37,8 +44,8 @@ def list_inputs(inputs: Sequence[str]) -> list[str]:
   paths = []
   for entry in inputs:
     if os.path.isdir(entry):
-      names = sorted(n for n in os.listdir(entry)
-                     if not n.startswith('.') and n.lower().endswith(photos.IMAGE_EXTS))
+      names = sorted(n for n in os.listdir(entry) if not n.startswith('.')
+                     and n.lower().endswith(native_scoring.IMAGE_EXTS))
       paths.extend(os.path.join(entry, n) for n in names)
     elif os.path.exists(entry):
       paths.append(entry)
@@ -53,8 +60,8 @@ def no_images_message(inputs: Sequence[str]) -> str:
             for sub in sorted(os.listdir(entry)) if os.path.isdir(os.path.join(entry, sub))
             and list_inputs([os.path.join(entry, sub)])]
   hint = f'; these subfolders hold images: {", ".join(nested)}' if nested else ''
-  return (f'No images ({", ".join(photos.IMAGE_EXTS)}) in --input {",".join(inputs)}; a folder '
-          f'is read without its subfolders{hint}.')
+  return (f'No images ({", ".join(native_scoring.IMAGE_EXTS)}) in --input {",".join(inputs)}; '
+          f'a folder is read without its subfolders{hint}.')
 
 
 def mask_name(path: str) -> str:
@@ -78,6 +85,8 @@ def write_atomic(path: str, data: bytes) -> None:
 def encode_png(array: np.ndarray, compression: int = -1) -> bytes:
   """PNG bytes of uint8 [H, W] (mode L) or [H, W, 3] (RGB); `compression` is zlib's level
   (-1: its default, 6)."""
+  import tensorflow as tf
+
   array = np.asarray(array, np.uint8)
   if array.ndim == 2:
     array = array[..., None]
@@ -110,6 +119,8 @@ def predict_files(
 
   Unreadable files are reported on stderr by name as they are met and skipped.
   """
+  from unet_jax import inference, photos
+
   names = [mask_name(p) for p in paths]
   seen: dict[str, str] = {}
   for path, name in zip(paths, names, strict=True):
@@ -178,6 +189,8 @@ def main(argv) -> int:
   paths = list_inputs(FLAGS.input)
   if not paths:
     raise ValueError(no_images_message(FLAGS.input))
+  from unet_jax import inference  # After the checks that need no model.
+
   config = run_config.load(FLAGS.workdir[0])
   settings = inference.settings(config, FLAGS.workdir[0], tta=FLAGS.tta,
                                 threshold=FLAGS.threshold,
