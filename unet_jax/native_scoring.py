@@ -33,8 +33,9 @@ COUNTS = ('tp', 'fp', 'fn', 'tn')
 # 8-bit mask values above this are lesion, as the official scorer binarizes both masks.
 BINARIZE_ABOVE = 128
 
-# The files taken for photos: `predict`'s inputs, a folder source's and evaluate's images. Here,
-# not in the TensorFlow `photos`, so that listing files imports no TensorFlow.
+# The files taken for photos: `predict`'s inputs, and the images `evaluate --images --truth`
+# pairs with masks (`evaluation.dir_ids`). Here, not in `photos`, so that listing files imports no
+# TensorFlow.
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 _ISIC_ID = re.compile(r'ISIC_[0-9]{7}')
