@@ -139,8 +139,9 @@ def samples(workdir: str, out: str, *, split: str = 'val', count: int = 6) -> st
       axes[row, column].set_yticks([])
   axes[0, 0].set_ylabel('photo')
   axes[1, 0].set_ylabel('lesion mask')
-  fig.suptitle(f'{len(examples)} {split} image{"s" * (len(examples) != 1)} of '
-               f'{config.data.source!r} data and {"their masks" if len(examples) != 1 else "its mask"}')
+  many = len(examples) != 1
+  fig.suptitle(f'{len(examples)} {split} image{"s" * many} of {config.data.source!r} data and '
+               f'{"their masks" if many else "its mask"}')
   return _save(fig, out)
 
 

@@ -14,9 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 
 COUNT_KEYS = ('tp', 'fp', 'fn', 'tn', 'loss_sum', 'num_images')
-# The ratios `metrics_from_counts` makes of any counts (what `config.eval.best_metric` may name
-# for the pooled validation pass, as 'pooled_<name>').
-RATIOS = ('dice', 'jaccard', 'accuracy', 'sensitivity', 'specificity')
 
 
 def confusion_counts(logits: jax.Array, masks: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
@@ -60,6 +57,11 @@ def metrics_from_counts(counts: dict) -> dict[str, float]:
   if 'loss_sum' in counts and float(counts['num_images']) > 0:
     result['loss'] = float(counts['loss_sum']) / float(counts['num_images'])
   return result
+
+
+# The ratios `metrics_from_counts` makes of any counts (what `config.eval.best_metric` may name
+# for the pooled validation pass, as 'pooled_<name>'), read off it rather than listed again.
+RATIOS = tuple(metrics_from_counts({'tp': 0, 'fp': 0, 'fn': 0, 'tn': 0}))
 
 
 def add_counts(total: dict | None, counts: dict) -> dict:
