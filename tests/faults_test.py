@@ -97,6 +97,7 @@ def test_sigterm_and_kills_at_every_phase_end_as_an_uninterrupted_run(tmp_path):
   done = _run(reference, '')
   assert done.returncode == 0, done.stderr[-3000:]
   final = results.read_run_summary(reference)['final']['metrics']
+  _check_a_finished_run_run_again(reference, done.stdout)
   workdir = str(tmp_path / 'interrupted')
   for fault, status, checkpoint in SCHEDULE:
     done = _run(workdir, fault)
@@ -130,3 +131,29 @@ def test_sigterm_and_kills_at_every_phase_end_as_an_uninterrupted_run(tmp_path):
   events = _events(workdir)
   assert events == _events(reference) and events['train_loss'] == list(range(4, 25, 4))
   assert not [n for n in os.listdir(os.path.join(workdir, 'checkpoints')) if 'tmp' in n]
+
+
+def _imported(stderr: str) -> set[str]:
+  """The modules Python's `-X importtime` log names."""
+  return {line.rsplit('|', 1)[1].strip() for line in stderr.splitlines()
+          if line.startswith('import time:')}
+
+
+def _check_a_finished_run_run_again(workdir, printed):
+  """The same command on a finished run prints what the training run printed at its end,
+  answered from the run's files: no TensorFlow, no model (a second, not 7). A field that differs,
+  even one a run may change, goes the full way: it is checked and recorded."""
+  env = {**os.environ, 'XLA_FLAGS': '--xla_backend_optimization_level=0'}
+  again = subprocess.run([sys.executable, '-X', 'importtime', *_command(workdir)[1:]], cwd=REPO,
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout == printed and printed.startswith('Final validation, per image'), printed
+  assert not {'tensorflow', 'flax', 'orbax.checkpoint', 'unet_jax.train'} & _imported(
+      again.stderr)
+  changed = subprocess.run(
+      [sys.executable, '-X', 'importtime', *_command(workdir)[1:], '--config.log_every_steps=8'],
+      cwd=REPO, capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert changed.returncode == 0, changed.stderr[-3000:]
+  assert changed.stdout == printed
+  assert {'tensorflow', 'unet_jax.train'} <= _imported(changed.stderr)
+  assert results.read_json(os.path.join(workdir, 'config.json'))['log_every_steps'] == 8

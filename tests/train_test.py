@@ -224,6 +224,20 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
   assert metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl')) == rows_before
 
 
+def test_a_finished_runs_files_answer_for_it_until_its_final_checkpoint_is_gone(tmp_path, run):
+  # What `python -m unet_jax.main` prints for a finished run without loading it (faults_test
+  # runs that command): the metrics the training returned, while the final checkpoint exists.
+  config, workdir, final = run
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  assert results.finished_metrics(copy) == final
+  assert run_config.unchanged(config, copy)
+  assert not run_config.unchanged(tiny_config(log_every_steps=6), copy)
+  shutil.rmtree(os.path.join(copy, 'checkpoints', str(config.num_train_steps)))
+  assert results.finished_metrics(copy) is None
+  assert results.finished_metrics(str(tmp_path / 'none')) is None
+
+
 def test_a_run_goes_on_only_under_the_config_it_was_trained_with(tmp_path, run):
   config, workdir, final = run
   copy = str(tmp_path / 'copy')

@@ -35,6 +35,7 @@ from unet_jax import (
   optim,
   parallel,
   resize_policy,
+  results,
   run_config,
 )
 from unet_jax import train_step as ts
@@ -62,7 +63,7 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str,
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                           abstract)
-  ckpt_dir = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  ckpt_dir = os.path.join(os.path.abspath(workdir), results.CHECKPOINTS_DIR)
   manager = checkpointing.create_manager(ckpt_dir, max_to_keep=config.max_checkpoints_to_keep)
   try:
     step = checkpointing.resolve_step(manager, checkpoint, config.num_train_steps)

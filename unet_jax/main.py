@@ -53,6 +53,17 @@ def main(argv):
 
   if FLAGS.config.deterministic:
     determinism.set_xla_flags()  # Before JAX starts its backend.
+  from unet_jax import results, run_config
+
+  finished = None if FLAGS.jax_distributed else results.finished_metrics(FLAGS.workdir)
+  if finished is not None and run_config.unchanged(FLAGS.config, FLAGS.workdir):
+    # Answered from its files, neither TensorFlow nor a JAX backend started: 2 s, not 7. Any
+    # difference (a changed field, a missing checkpoint) takes the full path below, which
+    # decides whether to resume, validate or refuse.
+    logging.info('The run in %s finished (step %d) under this config: nothing to train.',
+                 FLAGS.workdir, FLAGS.config.num_train_steps)
+    print(results.run_ended_text(finished, FLAGS.workdir), flush=True)
+    return 0
   import jax
 
   if FLAGS.jax_distributed:
@@ -78,7 +89,7 @@ def main(argv):
     print(f'Error: {in_use}', file=sys.stderr, flush=True)
     return workdir_lock.EXIT_IN_USE
   if jax.process_index() == 0:
-    print(train.summary_text(val_metrics, FLAGS.workdir), flush=True)
+    print(results.run_ended_text(val_metrics, FLAGS.workdir), flush=True)
   return 0
 
 

@@ -22,7 +22,9 @@ import numpy as np
 from clu import metric_writers
 from clu.metric_writers import interface
 
-JSONL = 'metrics.jsonl'
+from unet_jax import results
+
+JSONL = results.METRICS_JSONL
 _EVENTS = 'events.out.tfevents.*'
 
 

@@ -52,7 +52,7 @@ import os
 from collections.abc import Sequence
 from importlib import metadata
 
-from unet_jax import native_scoring
+from unet_jax import metrics, native_scoring, run_config
 
 RUN_SCHEMA_VERSION = 1
 EVAL_SCHEMA_VERSION = 1
@@ -60,6 +60,8 @@ RUN_STATES = ('running', 'stopped', 'finished', 'failed')
 CSV_COLUMNS = ('image_id', 'height', 'width', *native_scoring.COUNTS, *native_scoring.METRICS)
 RUN_SUMMARY = 'summary.json'
 VALIDATION_DIR = 'validation'
+METRICS_JSONL = 'metrics.jsonl'  # Every logged scalar, a JSON line per step (metric_logging).
+CHECKPOINTS_DIR = 'checkpoints'  # Orbax's, a folder per step (checkpointing).
 _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-cpu', 'tensorflow',
              'numpy', 'unet-jax')
 
@@ -164,3 +166,38 @@ def write_run_summary(workdir: str, summary: dict, before_rename=None) -> None:
   summary = {**summary, 'kind': 'run', 'schema_version': RUN_SCHEMA_VERSION,
              'updated': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}
   write_json(os.path.join(workdir, RUN_SUMMARY), summary, before_rename)
+
+
+def finished_metrics(workdir: str) -> dict[str, float] | None:
+  """The final validation metrics of the run in `workdir` if it trained to its end: its summary
+  says 'finished' and the checkpoint of its last step is on disk. None otherwise."""
+  summary = read_run_summary(workdir) or {}
+  final = summary.get('final')
+  if summary.get('state') != 'finished' or not final:
+    return None
+  step = final.get('step')
+  if step != summary.get('num_train_steps') or not os.path.isdir(
+      os.path.join(workdir, CHECKPOINTS_DIR, str(step))):
+    return None
+  return dict(final['metrics'])
+
+
+def run_ended_text(val_metrics: dict[str, float], workdir: str) -> str:
+  """What a training run prints when it ends (or is run again once finished): its final metrics,
+  each group in a fixed order, and where its outputs are."""
+  def ordered(names, prefix=''):
+    values = {k[len(prefix):]: v for k, v in val_metrics.items()
+              if k.startswith(prefix) and (prefix or not k.startswith('pooled_'))}
+    keys = [k for k in names if k in values] + sorted(set(values) - set(names))
+    return ', '.join(f'{k} {round(values[k], 4)}' for k in keys)
+
+  return '\n'.join([
+      'Final validation, per image at native resolution (the challenge\'s metrics): '
+      + ordered(native_scoring.METRICS),
+      'Pooled S x S validation: ' + ordered((*metrics.RATIOS, 'loss'), 'pooled_'),
+      f'Run summary:     {os.path.join(workdir, RUN_SUMMARY)}',
+      f'Checkpoints:     {os.path.join(workdir, CHECKPOINTS_DIR)} (final and best)',
+      f'TensorBoard:     tensorboard --logdir {workdir}',
+      f'Metrics (JSONL): {os.path.join(workdir, METRICS_JSONL)}',
+      f'Config:          {run_config.path(workdir)}',
+  ])

@@ -122,6 +122,17 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int | No
            '; the run has no checkpoint and starts over') + ': writing the new one over it.')
 
 
+def unchanged(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether `config` is the workdir's config.json field for field (False without a readable
+  one): a run that finished under it has nothing left to do."""
+  try:
+    with open(path(workdir), encoding='utf-8') as f:
+      old = leaves(json.load(f))
+  except (OSError, ValueError):
+    return False
+  return old == leaves(json.loads(config.to_json_best_effort()))
+
+
 def write(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the resolved config to config.json (atomically); see `check_resume` first."""
   file = path(workdir)

@@ -237,7 +237,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   dp = parallel.make_data_parallel(config.parallelism, config.loss, mesh, preprocess=preprocess)
   if dp.mode == 'shard_map':
     state = jax.device_put(state, NamedSharding(mesh, P()))
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  ckpt_dir = os.path.join(workdir, results.CHECKPOINTS_DIR)
   manager = checkpointing.create_manager(ckpt_dir, max_to_keep=config.max_checkpoints_to_keep)
   try:  # A run goes on only under the config it was trained with (every process checks).
     run_config.check_resume(config, workdir, manager.latest_step(), logging.warning)
@@ -475,20 +475,3 @@ def _check_finite(first_bad: jax.Array, saved: int) -> None:
 
 def _final_metrics(entry: dict | None) -> dict[str, float]:
   return dict(entry['metrics']) if entry else {}
-
-
-def summary_text(val_metrics: dict[str, float], workdir: str) -> str:
-  """What a run prints when it ends: the final metrics and where its outputs are."""
-  native = {k: round(v, 4) for k, v in val_metrics.items() if not k.startswith('pooled_')}
-  pooled = {k: round(v, 4) for k, v in val_metrics.items() if k.startswith('pooled_')}
-  return '\n'.join([
-      'Final validation, per image at native resolution (the challenge\'s metrics): '
-      + ', '.join(f'{k} {v}' for k, v in native.items()),
-      'Pooled S x S validation: ' + ', '.join(f'{k[len("pooled_"):]} {v}'
-                                              for k, v in pooled.items()),
-      f'Run summary:     {os.path.join(workdir, results.RUN_SUMMARY)}',
-      f'Checkpoints:     {os.path.join(workdir, "checkpoints")} (final and best)',
-      f'TensorBoard:     tensorboard --logdir {workdir}',
-      f'Metrics (JSONL): {os.path.join(workdir, metric_logging.JSONL)}',
-      f'Config:          {run_config.path(workdir)}',
-  ])
