@@ -8,12 +8,13 @@ Examples:
 
 Any config field can be overridden with --config.<field>=<value>; a misspelt field is an error.
 Re-running the same command resumes from the latest checkpoint in --workdir, under the config the
-run was trained with (a changed field its parameters depend on is refused, naming it). SIGTERM,
-SIGINT (Ctrl-C), SIGUSR1 and SIGUSR2 stop the run after its current step, checkpointed, with exit
-status 75; run the same command to resume. A workdir another training process is using is
-refused at once (exit status 73). On several hosts, pass --jax_distributed on each of them (JAX's
-own multi-process runtime; on TPU pods and SLURM/Open MPI clusters the coordinator is found
-automatically, elsewhere add --coordinator_address, --num_processes and --process_id).
+run was trained with (a changed field its parameters depend on is refused, naming it); on a
+finished run it prints the final metrics again, in a second. SIGTERM, SIGINT (Ctrl-C), SIGUSR1 and
+SIGUSR2 stop the run after its current step, checkpointed, with exit status 75; run the same
+command to resume. A workdir another training process is using is refused at once (exit status
+73). On several hosts, pass --jax_distributed on each of them (JAX's own multi-process runtime; on
+TPU pods and SLURM/Open MPI clusters the coordinator is found automatically, elsewhere add
+--coordinator_address, --num_processes and --process_id).
 
 Exit status: 0 done; 1 an error (bad input or config: its message alone); 73 the workdir is in
 use; 75 stopped on a signal, resumable.

@@ -52,7 +52,7 @@ import os
 from collections.abc import Sequence
 from importlib import metadata
 
-from unet_jax import metrics, native_scoring, run_config
+from unet_jax import metrics, native_scoring
 
 RUN_SCHEMA_VERSION = 1
 EVAL_SCHEMA_VERSION = 1
@@ -185,6 +185,9 @@ def finished_metrics(workdir: str) -> dict[str, float] | None:
 def run_ended_text(val_metrics: dict[str, float], workdir: str) -> str:
   """What a training run prints when it ends (or is run again once finished): its final metrics,
   each group in a fixed order, and where its outputs are."""
+  # Imported here: this module stays free of ml_collections for the GPU benchmark's processes.
+  from unet_jax import run_config
+
   def ordered(names, prefix=''):
     values = {k[len(prefix):]: v for k, v in val_metrics.items()
               if k.startswith(prefix) and (prefix or not k.startswith('pooled_'))}
