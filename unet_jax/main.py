@@ -58,7 +58,7 @@ def main(argv):
 
   finished = None if FLAGS.jax_distributed else results.finished_metrics(FLAGS.workdir)
   if finished is not None and run_config.unchanged(FLAGS.config, FLAGS.workdir):
-    # Answered from its files, neither TensorFlow nor a JAX backend started: 2 s, not 7. Any
+    # Answered from its files, neither TensorFlow nor a JAX backend started: 1 s, not 7. Any
     # difference (a changed field, a missing checkpoint) takes the full path below, which
     # decides whether to resume, validate or refuse.
     logging.info('The run in %s finished (step %d) under this config: nothing to train.',
