@@ -9,7 +9,7 @@ predicted at native size through `unet_jax.inference`, the path `unet_jax.predic
 """
 
 import argparse
-import os
+import io
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def main():
   # Imported after the arguments are read: `--help` and a wrong call answer without TensorFlow.
   from PIL import Image
 
-  from unet_jax import figures, inference, input_pipeline, synthetic
+  from unet_jax import figures, inference, input_pipeline, results, synthetic
 
   predictor = inference.load_predictor(args.workdir, checkpoint='final')
   data = predictor.config.data
@@ -38,9 +38,9 @@ def main():
     tile[figures.outline(truth.astype(bool))] = (0, 255, 0)
     tiles.append(tile)
   grid = np.concatenate(tiles, axis=1)
-  partial = f'{args.output}.partial'  # Renamed when whole: an interrupted call leaves no PNG.
-  Image.fromarray(grid).save(partial, format='PNG')
-  os.replace(partial, args.output)
+  png = io.BytesIO()
+  Image.fromarray(grid).save(png, format='PNG')
+  results.write_atomic(args.output, png.getvalue())  # An interrupted call leaves no PNG.
   print(f'Wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}).')
 
 

@@ -131,7 +131,7 @@ def truncate_after(workdir: str, step: int) -> None:
   path = os.path.join(workdir, JSONL)
   if os.path.exists(path):
     rows = [r for r in read_jsonl(path) if r['step'] <= step]
-    _write_atomic_bytes(path, ''.join(json.dumps(r) + '\n' for r in rows).encode())
+    results.write_atomic(path, ''.join(json.dumps(r) + '\n' for r in rows))
   for events in sorted(glob.glob(os.path.join(workdir, _EVENTS))):
     _truncate_events(events, step)
 
@@ -157,11 +157,4 @@ def _truncate_events(path: str, step: int) -> None:
   with tf.io.TFRecordWriter(tmp) as writer:
     for record in kept:
       writer.write(record)
-  os.replace(tmp, path)
-
-
-def _write_atomic_bytes(path: str, data: bytes) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
   os.replace(tmp, path)

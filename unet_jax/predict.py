@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from absl import app, flags
 
-from unet_jax import cli, figures, native_scoring, run_config
+from unet_jax import cli, figures, native_scoring, results, run_config
 
 # TensorFlow and the model (`photos`, `inference`) are imported where an image is read or
 # predicted: `--help` and a wrong call answer in a second, not after their 6 s of start-up.
@@ -67,19 +67,6 @@ def no_images_message(inputs: Sequence[str]) -> str:
 def mask_name(path: str) -> str:
   """'ISIC_0012345_segmentation.png' for any file whose name holds ISIC_0012345."""
   return native_scoring.image_id(path) + '_segmentation.png'
-
-
-def write_atomic(path: str, data: bytes) -> None:
-  """Writes via a hidden temp file in the same folder + rename: never a half-written mask."""
-  folder, name = os.path.split(path)
-  tmp = os.path.join(folder, f'.{name}.{os.getpid()}.tmp')
-  try:
-    with open(tmp, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def encode_png(array: np.ndarray, compression: int = -1) -> bytes:
@@ -148,12 +135,12 @@ def predict_files(
   settings = settings or inference.Settings()
   for (path, name), probs in predictor.predict_images(readable()):
     mask = settings.mask(probs)
-    write_atomic(os.path.join(output_dir, name), encode_png(mask.astype(np.uint8) * 255))
+    results.write_atomic(os.path.join(output_dir, name), encode_png(mask.astype(np.uint8) * 255))
     if overlay_dir:
       stem = name[: -len('_segmentation.png')]
       full, _ = photos.read_photo(path, None)  # The model saw a smaller decode.
-      write_atomic(os.path.join(overlay_dir, stem + '_overlay.png'),
-                   encode_png(overlay(full, mask), _OVERLAY_COMPRESSION))
+      results.write_atomic(os.path.join(overlay_dir, stem + '_overlay.png'),
+                           encode_png(overlay(full, mask), _OVERLAY_COMPRESSION))
     if progress:
       progress.update(os.path.basename(path))
   if progress:

@@ -66,14 +66,19 @@ _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-c
              'numpy', 'unet-jax')
 
 
-def write_atomic(path: str, text: str, before_rename=None) -> None:
-  """Writes `text` to `path` through a temporary file in the same folder and a rename."""
+def write_atomic(path: str, data: str | bytes, before_rename=None) -> None:
+  """Writes `data` (text as UTF-8, or bytes) to `path` through a hidden temporary file in the
+  same folder and a rename, removed if the write fails: never a half-written file."""
   folder = os.path.dirname(path) or '.'
   os.makedirs(folder, exist_ok=True)
   tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
   try:
-    with open(tmp, 'w', encoding='utf-8', newline='') as f:
-      f.write(text)
+    if isinstance(data, bytes):
+      with open(tmp, 'wb') as f:
+        f.write(data)
+    else:
+      with open(tmp, 'w', encoding='utf-8', newline='') as f:
+        f.write(data)
     if before_rename:
       before_rename()
     os.replace(tmp, path)

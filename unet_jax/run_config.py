@@ -97,11 +97,7 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int | No
   file = path(workdir)
   if not os.path.exists(file):
     return
-  with open(file, encoding='utf-8') as f:
-    old_tree = json.load(f)
-  check_renamed(old_tree, file)
-  old = leaves(old_tree)
-  new = leaves(json.loads(config.to_json_best_effort()))
+  old, new = _stored_fields(file), _fields(config)
   changed = [k for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
   refused = [k for k in changed if not _may_change(k)] if step is not None else []
   if refused:
@@ -126,11 +122,22 @@ def unchanged(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Whether `config` is the workdir's config.json field for field (False without a readable
   one): a run that finished under it has nothing left to do."""
   try:
-    with open(path(workdir), encoding='utf-8') as f:
-      old = leaves(json.load(f))
-  except (OSError, ValueError):
+    return _stored_fields(path(workdir)) == _fields(config)
+  except (OSError, ValueError):  # Missing, unreadable or stale: the full path says what is wrong.
     return False
-  return old == leaves(json.loads(config.to_json_best_effort()))
+
+
+def _stored_fields(file: str) -> dict:
+  """{dotted field: value} of a config.json (ValueError naming a field that has moved)."""
+  with open(file, encoding='utf-8') as f:
+    tree = json.load(f)
+  check_renamed(tree, file)
+  return leaves(tree)
+
+
+def _fields(config: ml_collections.ConfigDict) -> dict:
+  """{dotted field: value} of a config as config.json holds it (tuples as lists)."""
+  return leaves(json.loads(config.to_json_best_effort()))
 
 
 def write(config: ml_collections.ConfigDict, workdir: str) -> None:
