@@ -100,3 +100,14 @@ def test_a_metric_no_run_has_is_refused_with_what_there_is(sweep_root, tmp_path,
   assert stop.value.code == 2 and 'threshold_jaccard' in capsys.readouterr().err
   figures.curves({'g': [str(sweep_root / 'loss=bce-seed=0')]}, str(tmp_path / 'c.png'))
   assert (tmp_path / 'c.png').stat().st_size > 1000
+
+
+def test_a_failed_save_leaves_no_file_behind(tmp_path):
+  import matplotlib.pyplot as plt
+
+  figure = plt.figure()
+  figure.text(0.5, 0.5, r'$\notacommand$')  # Mathtext fails only when the figure is drawn.
+  with pytest.raises(ValueError, match='notacommand'):
+    figures._save(figure, str(tmp_path / 'f.png'))
+  assert list(tmp_path.iterdir()) == []
+  assert not plt.fignum_exists(figure.number)

@@ -36,13 +36,14 @@ labelled with their units.
 import argparse
 import collections
 import csv
+import io
 import os
 import sys
 from collections.abc import Sequence
 
 import numpy as np
 
-from unet_jax import cli, native_scoring
+from unet_jax import cli, native_scoring, results
 
 # Okabe & Ito's colour-blind-safe palette.
 COLOURS = ('#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000')
@@ -62,17 +63,19 @@ def _pyplot():
 
 
 def _save(fig, out: str) -> str:
-  """Saves atomically (a temporary name, then a rename), as PNG or PDF by the extension."""
+  """Saves as PNG or PDF by the extension, atomically (rendered in memory, then one atomic write):
+  a failed save leaves neither a half-written figure nor a temporary file."""
   ext = os.path.splitext(out)[1].lower()
   if ext not in ('.png', '.pdf'):
     raise ValueError(f'--out {out!r}: write a .png or a .pdf.')
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f'.{os.path.basename(out)}.tmp{ext}')
-  fig.savefig(tmp)
-  os.replace(tmp, out)
   import matplotlib.pyplot as plt
 
-  plt.close(fig)
+  buffer = io.BytesIO()
+  try:
+    fig.savefig(buffer, format=ext[1:])
+  finally:
+    plt.close(fig)
+  results.write_atomic(out, buffer.getvalue())
   return out
 
 
@@ -148,8 +151,6 @@ def samples(workdir: str, out: str, *, split: str = 'val', count: int = 6) -> st
 def pick_images(workdir: str, which: str, count: int, checkpoint: str = 'final') -> list[str]:
   """Image ids by name ('ID,ID'), or the `count` best / median / worst by Jaccard in the run's
   per-image validation CSV of `checkpoint`."""
-  from unet_jax import results
-
   if which not in ('best', 'median', 'worst'):
     return which.split(',')
   summary = results.read_run_summary(workdir)

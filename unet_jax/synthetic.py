@@ -373,14 +373,6 @@ def make_dataset(
   return images, masks
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-  """Writes via a temp file + rename so an interrupted run never leaves a half-written image."""
-  tmp = path + '.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-  os.replace(tmp, path)
-
-
 def write_folder(
   root: str,
   num: int,
@@ -399,6 +391,8 @@ def write_folder(
   """
   import tensorflow as tf  # Lazy on purpose: only this function needs an encoder.
 
+  from unet_jax import results  # Atomic writes: an interrupted run leaves no half-written image.
+
   image_root = os.path.join(root, image_dir)
   mask_root = os.path.join(root, mask_dir)
   os.makedirs(image_root, exist_ok=True)
@@ -410,7 +404,7 @@ def write_folder(
     ident = f'{k:07d}'
     jpeg = tf.io.encode_jpeg(image, quality=95).numpy()
     png = tf.io.encode_png(mask[..., None] * np.uint8(255)).numpy()
-    _write_atomic(os.path.join(image_root, f'ISIC_{ident}.jpg'), jpeg)
-    _write_atomic(os.path.join(mask_root, f'ISIC_{ident}_segmentation.png'), png)
+    results.write_atomic(os.path.join(image_root, f'ISIC_{ident}.jpg'), jpeg)
+    results.write_atomic(os.path.join(mask_root, f'ISIC_{ident}_segmentation.png'), png)
     ids.append(ident)
   return ids
