@@ -115,6 +115,24 @@ def test_runs_at_once_get_gpus_of_their_own_and_never_more_runs_than_gpus(tmp_pa
   assert not (tmp_path / 'root').exists()
 
 
+def test_a_launch_asks_nvidia_smi_once(tmp_path, monkeypatch):
+  """The early check of --parallel and the launcher each asked nvidia-smi for the GPUs."""
+  calls = tmp_path / 'calls'
+  fake = tmp_path / 'bin' / 'nvidia-smi'
+  fake.parent.mkdir()
+  fake.write_text(f'#!/bin/sh\necho asked >> {calls}\necho "GPU 0: H200 (UUID: GPU-a)"\n'
+                  'echo "GPU 1: H200 (UUID: GPU-b)"\n')
+  fake.chmod(0o755)
+  monkeypatch.setenv('PATH', f'{fake.parent}{os.pathsep}{os.environ["PATH"]}')
+  monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+  given = []
+  monkeypatch.setattr(sweep.LocalLauncher, 'launch',
+                      lambda self, runs, manifest: given.append(self.slots) or {})
+  assert sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'root'), '--parallel', '2']) == 0
+  assert given == [[(None, ['0']), (None, ['1'])]]
+  assert calls.read_text() == 'asked\n'
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

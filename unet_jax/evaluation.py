@@ -69,7 +69,12 @@ def iter_split(config: ml_collections.ConfigDict, split: str,
   'folder' and 'synthetic' yield them in the order of `ids`; 'isic' in the dataset's stored
   order (a TFDS split is read sequentially).
   """
-  every = split_ids(config, split)
+  data = config.data
+  if data.source == 'folder':  # Its listing gives the files' paths too: listed once.
+    input_pipeline.check_split(data, split)
+    every, image_paths, mask_paths = input_pipeline.folder_split(data, split)
+  else:
+    every = split_ids(config, split)
   if ids is None:
     ids = every
   else:
@@ -79,7 +84,6 @@ def iter_split(config: ml_collections.ConfigDict, split: str,
           f'{len(unknown)} id(s) are not images of the {split!r} split of this run: '
           f'{", ".join(unknown[:5])}{", ..." * (len(unknown) > 5)}; its images are '
           f'{", ".join(every[:3])}, ... ({len(every)} in all).')
-  data = config.data
   size = data.image_size
   if data.source == 'isic':
     for x in isic_source.records(data, split, ids, native_mask=True).as_numpy_iterator():
@@ -87,8 +91,7 @@ def iter_split(config: ml_collections.ConfigDict, split: str,
                     x['mask_native'].astype(bool))
     return
   if data.source == 'folder':
-    all_ids, image_paths, mask_paths = input_pipeline.folder_split(data, split)
-    where = {i: (p, m) for i, p, m in zip(all_ids, image_paths, mask_paths, strict=True)}
+    where = {i: (p, m) for i, p, m in zip(every, image_paths, mask_paths, strict=True)}
 
     def load(ident):
       image_path, mask_path = where[ident]

@@ -320,11 +320,12 @@ def local_slots(parallel: int) -> list[tuple[list[int] | None, list[str] | None]
 class LocalLauncher:
   """N runs at once as subprocesses, each with its own devices; stops them all on a signal."""
 
-  def __init__(self, root: str, parallel: int, stream=None):
+  def __init__(self, root: str, parallel: int, stream=None, slots=None):
+    """`slots`: `local_slots(parallel)`, where the caller has it already (it asks nvidia-smi)."""
     self.root, self.parallel = root, max(1, parallel)
     self.stream = stream or sys.stderr
     self.stop_requested = False
-    self.slots = local_slots(self.parallel)
+    self.slots = slots or local_slots(self.parallel)
 
   def _start(self, run: Run, slot):
     cores, gpus = slot
@@ -531,12 +532,13 @@ def busy_line(busy: dict[str, str]) -> str:
           + '; '.join(f'{name} ({why})' for name, why in busy.items()) + '.')
 
 
-def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args) -> dict[str, str] | None:
-  """Runs `runs` here (`args.executor` 'local', `args.parallel` at once) and returns {name:
-  state}; or submits them to SLURM, prints the job ids, and returns their states once they have
+def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args,
+                  slots=None) -> dict[str, str] | None:
+  """Runs `runs` here (`args.executor` 'local', `args.parallel` at once, on `slots` if given:
+  see `local_slots`) and returns {name: state}; or submits them to SLURM, prints the job ids, and returns their states once they have
   ended with `args.wait`, None without it (the next launch finds them: see `plan`)."""
   if args.executor == 'local':
-    return LocalLauncher(root, args.parallel).launch(runs, manifest)
+    return LocalLauncher(root, args.parallel, slots=slots).launch(runs, manifest)
   jobs = submit_slurm(root, runs, manifest, args)
   print(f'Submitted {len(jobs)} job(s): {", ".join(str(j.job_id) for j in jobs)}.', flush=True)
   if not args.wait:
@@ -596,10 +598,10 @@ def add_executor_arguments(parser: argparse.ArgumentParser, parallel_default: in
                       'have: jobs SLURM still holds are not submitted twice).')
 
 
-def check_executor_arguments(args) -> None:
+def check_executor_arguments(args) -> list | None:
   """Raises ValueError naming the option if a count is below 1, a --slurm-param is malformed or
   --parallel asks for more runs than there are GPUs here, before anything is loaded, written or
-  submitted."""
+  submitted. Returns the local runs' `local_slots` (None for SLURM or a dry run)."""
   for option in ('parallel', 'slurm_time', 'slurm_nodes', 'slurm_gpus_per_node',
                  'slurm_cpus_per_task', 'slurm_mem_gb'):
     value = getattr(args, option)
@@ -607,16 +609,17 @@ def check_executor_arguments(args) -> None:
       raise ValueError(f'--{option.replace("_", "-")}={value} must be a whole number >= 1.')
   slurm.params(args.slurm_param)
   if args.executor == 'local' and args.parallel and not getattr(args, 'dry_run', False):
-    local_slots(args.parallel)
+    return local_slots(args.parallel)
+  return None
 
 
 def launch(args) -> int:
-  check_executor_arguments(args)
+  slots = check_executor_arguments(args)
   cli.check_can_be_folder(args.root, '--root')
   runs = load_sweep(args.sweep, parse_sets(args.set))
   root = os.path.abspath(args.root)
   with launcher_lock(root, f'python -m unet_jax.sweep status --root {args.root}', args.dry_run):
-    return _launch(args, runs, root)
+    return _launch(args, runs, root, slots)
 
 
 def launcher_lock(root: str, status_command: str, dry_run: bool = False):
@@ -632,7 +635,7 @@ def launcher_lock(root: str, status_command: str, dry_run: bool = False):
           'launcher that ended, however it ended, holds no lock).')
 
 
-def _launch(args, runs: Sequence[Run], root: str) -> int:
+def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
   to_launch, skipped, busy, manifest = plan(root, runs, retry_failed=args.retry_failed,
                                             label=args.sweep, write=not args.dry_run)
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
@@ -650,7 +653,7 @@ def _launch(args, runs: Sequence[Run], root: str) -> int:
       print(status_table(root), flush=True)  # Lists the failed runs, their errors and logs.
       return 1
     return 0
-  states = run_or_submit(root, to_launch, manifest, args)
+  states = run_or_submit(root, to_launch, manifest, args, slots)
   if states is None:  # Submitted: not ended yet (`status` follows them; launch again after).
     print(f'Follow them with `python -m unet_jax.sweep status --root {args.root}`; launch '
           'again once they have ended (jobs SLURM holds are not submitted twice).', flush=True)

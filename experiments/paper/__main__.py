@@ -40,11 +40,12 @@ from experiments.paper import scales, tables
 from unet_jax import cli, compare, figures, results, slurm, sweep
 
 
-def launch(root: str, runs, args) -> dict:
-  """Launches (or resumes, or submits) `runs` under `root`; returns {name: state}, 'submitted'
-  or 'busy' for runs that are SLURM's or another process's now."""
+def launch(root: str, runs, args, slots=None) -> dict:
+  """Launches (or resumes, or submits) `runs` under `root` (local runs on `slots`: see
+  `sweep.local_slots`); returns {name: state}, 'submitted' or 'busy' for runs that are SLURM's
+  or another process's now."""
   with sweep.launcher_lock(root, f'python -m unet_jax.sweep status --root {root}', args.dry_run):
-    return _launch(root, runs, args)
+    return _launch(root, runs, args, slots)
 
 
 def failure_line(root: str, name: str) -> str:
@@ -54,7 +55,7 @@ def failure_line(root: str, name: str) -> str:
   return f'{part}/' + sweep.failure_line(os.path.join(root, part), run, entry, entry.get('error'))
 
 
-def _launch(root: str, runs, args) -> dict:
+def _launch(root: str, runs, args, slots=None) -> dict:
   to_launch, skipped, busy, manifest = sweep.plan(root, runs, retry_failed=args.retry_failed,
                                                   label='experiments.paper',
                                                   write=not args.dry_run)
@@ -67,7 +68,7 @@ def _launch(root: str, runs, args) -> dict:
   states = {name: manifest['runs'][name]['state'] for name in skipped}  # Finished or failed.
   states.update({name: 'busy' for name in busy})
   if to_launch:
-    ended = sweep.run_or_submit(root, to_launch, manifest, args)
+    ended = sweep.run_or_submit(root, to_launch, manifest, args, slots)
     for run in to_launch:  # A run a signal kept from starting is in no `ended`: 'pending'.
       states[run.name] = 'submitted' if ended is None else ended.get(
           run.name, sweep.run_state(root, run.name))
@@ -338,16 +339,17 @@ def main(argv=None) -> int:
                      'finished).')
   sweep.add_executor_arguments(parser, parallel_default=None)
   args = parser.parse_args(argv)
-  sweep.check_executor_arguments(args)
+  scale = scales.SCALES[args.scale]
+  if not args.report_only:  # It launches nothing: no runs at once to check against the GPUs.
+    args.parallel = args.parallel or scale.parallel
+  slots = sweep.check_executor_arguments(args)
   cli.check_can_be_folder(args.root, '--root')
   cli.check_can_be_folder(args.out, '--out')  # Before the runs, not after them.
   from unet_jax import compilation_cache
 
   # Evaluations and figures compile their forward passes here; a rerun loads them.
   compilation_cache.enable_compilation_cache('~/.cache/unet_jax/xla')
-  scale = scales.SCALES[args.scale]
   root, out = os.path.abspath(args.root), os.path.abspath(args.out)
-  args.parallel = args.parallel or scale.parallel
   parts = (('table1', tables.table1_runs(scale)), ('ablation', tables.ablation_runs(scale)))
   if args.report_only:
     unfinished = [f'{part}/{run.name}' for part, runs in parts for run in runs
@@ -357,7 +359,7 @@ def main(argv=None) -> int:
                        f'finished ({", ".join(unfinished[:3])}{", ..." * (len(unfinished) > 3)}'
                        '); run the command without --report-only to launch them.')
   else:
-    code = _launch_all(root, parts, args)
+    code = _launch_all(root, parts, args, slots)
     if code is not None:
       return code
     if args.executor == 'slurm' and evaluations_to_do(root, scale):
@@ -378,13 +380,13 @@ def main(argv=None) -> int:
   return 0
 
 
-def _launch_all(root: str, parts, args) -> int | None:
+def _launch_all(root: str, parts, args, slots=None) -> int | None:
   """Launches (or submits) every run of the report; the exit status to end with, None once
   every run has finished."""
   states = {}
   for part, runs in parts:
     states.update({f'{part}/{name}': state
-                   for name, state in launch(os.path.join(root, part), runs, args).items()})
+                   for name, state in launch(os.path.join(root, part), runs, args, slots).items()})
   if args.dry_run:
     return 0
   failed = sorted(name for name, state in states.items() if state == 'failed')
