@@ -318,7 +318,9 @@ def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mod
   analytic = spec.analytic_flops()
   achieved = analytic.train * spec.batch_size / step_s
   peak_gib = torch.cuda.max_memory_allocated() / GIB if device == 'cuda' else None
-  row = dict(framework='torch', **dataclasses.asdict(spec), compile_s=None,
+  # PyTorch trains on the float batch, never augmented, whatever the JAX rows beside it do.
+  row = dict(framework='torch', **dataclasses.asdict(dataclasses.replace(spec, augment=False)),
+             compile_s=None,
              first_step_s=first_step_s, step_ms=1e3 * step_s,
              images_per_s=spec.batch_size / step_s, gflop_per_image=analytic.train / 1e9,
              xla_gflop_per_image=None, tflops=achieved / 1e12,
@@ -480,7 +482,8 @@ def _rows_of(spec: Spec, rows: list[dict], frameworks: set[str]) -> list[dict]:
   """`rows` measured for `spec`, if there is one for every framework (errors don't count)."""
   fields = json.loads(json.dumps(dataclasses.asdict(spec)))  # Tuples as JSON gives them back.
   mine = [r for r in rows if r['framework'] in frameworks
-          and all(r.get(k) == v for k, v in fields.items())]
+          and all(r.get(k) == v for k, v in fields.items()
+                  if k != 'augment' or r['framework'] == 'jax')]  # PyTorch's never augments.
   return mine if {r['framework'] for r in mine} == frameworks else []
 
 

@@ -153,11 +153,11 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
   except ImportError:
     use_torch = False
   out = tmp_path / 'results.json'
-  results = benchmark.main([
-      '--image-size', '16', '--base-width', '4', '--depth', '1', '--batch-sizes', '2',
-      '--precisions', 'float32', '--upsample', 'dense_d2s', '--steps', '1', '--warmup', '0',
-      '--matmul-size', '64', '--torch-compile', 'none', '--compilation-cache', '',
-      '--profile-steps', '2', '--torch' if use_torch else '--no-torch', '--out', str(out)])
+  argv = ['--image-size', '16', '--base-width', '4', '--depth', '1', '--batch-sizes', '2',
+          '--precisions', 'float32', '--upsample', 'dense_d2s', '--steps', '1', '--warmup', '0',
+          '--matmul-size', '64', '--torch-compile', 'none', '--compilation-cache', '',
+          '--profile-steps', '2', '--torch' if use_torch else '--no-torch']
+  results = benchmark.main([*argv, '--out', str(out)])
   printed = capsys.readouterr().out
   rows = results['rows']
   assert [r['framework'] for r in rows] == (['jax', 'torch'] if use_torch else ['jax'])
@@ -169,6 +169,7 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
   if use_torch:
     assert jax_row['jax_over_torch'] == pytest.approx(
         jax_row['images_per_s'] / rows[1]['images_per_s'])
+    assert (jax_row['augment'], rows[1]['augment']) == (True, False)  # PyTorch never augments.
   assert json.loads(out.read_text())['complete'] is True
   # The traced steps, read back from JAX's profiler (XLA:CPU's thunks here): every conv layer
   # (2 per level, 2 in the seed head; depth 1) runs its forward convolution in each step.
@@ -179,6 +180,10 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
   assert profile['kinds_from_hlo'] > 0.99  # The step's compiled HLO named every thunk's kind.
   assert sum(v['share'] for v in profile['kinds'].values()) == pytest.approx(1)
   assert 'Device time, batch 2: ' in printed
+  # Resumed from its own file, the same command measures nothing again, PyTorch's row included.
+  again = benchmark.main([*argv, '--resume-from', str(out), '--out', str(tmp_path / 'again.json')])
+  assert [r['resumed_from'] for r in again['rows']] == [str(out)] * len(rows)
+  assert 'kept' in capsys.readouterr().out
 
 
 def test_compile_only_reports_the_plan_without_running(capsys):

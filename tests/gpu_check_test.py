@@ -84,7 +84,8 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   assert (kept['batch_size'], kept['images_per_s'], kept['resumed_from']) == (
       64, 123.0, str(first / 'jax-noaug.json'))
   assert new['batch_size'] == 128 and 'resumed_from' not in new
-  assert [(r['framework'], r['batch_size']) for r in results['torch']['rows']] == [('torch', 128)]
+  assert [(r['framework'], r['batch_size'], r['augment']) for r in results['torch']['rows']] == [
+      ('torch', 128, False)]
   assert results['determinism']['bit_identical'] is True
   assert results['restart']['warm']['process_start_to_first_step_s'] > 0
   assert results['machine']['jax']
