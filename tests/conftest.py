@@ -15,8 +15,18 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')  # As `unet_jax/__init__.py`.
 
+import importlib.util
 
 import pytest
+
+# TensorFlow and Triton (which CUDA builds of PyTorch load for torch.compile and torch.optim) each
+# link an LLVM of their own statically: loading Triton after TensorFlow segfaults in dlopen
+# (`import tensorflow; import triton`: TensorFlow 2.21, triton 3.8, torch 2.14; PythonOT/POT#839
+# met the same). A test worker imports TensorFlow for one file and trains the PyTorch twin in the
+# next, so where Triton is installed (a GPU machine's PyTorch) it is loaded first. CPU builds of
+# PyTorch have no Triton. No command of ours loads both (the benchmark imports no TensorFlow).
+if importlib.util.find_spec('triton') is not None:
+  import triton  # noqa: F401
 
 # The files that take longest, longest first (each file's summed durations in `pytest
 # --durations=0` on 2 cores, 2026-11-28: 139 s down to 54 s). pytest-xdist hands whole files to
