@@ -85,6 +85,26 @@ def test_the_fault_hook_parses_its_schedule():
     faults.parse('kill@restore:3')
 
 
+def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+  """Every writer of run files (results.write_atomic, the events' rewrite) goes through
+  results.atomic_path."""
+  path = tmp_path / 'summary.json'
+  results.write_atomic(str(path), 'old\n')
+  with pytest.raises(RuntimeError, match='disk full'), results.atomic_path(str(path)) as tmp:
+    with open(tmp, 'w') as f:
+      f.write('half')
+    raise RuntimeError('disk full')
+  with pytest.raises(RuntimeError, match='killed'):
+    results.write_atomic(str(path), b'new', before_rename=lambda: _raise(RuntimeError('killed')))
+  assert os.listdir(tmp_path) == ['summary.json'] and path.read_text() == 'old\n'
+  results.write_atomic(str(path), 'n\u00e9w\r\n')  # Text as UTF-8, newlines as given.
+  assert path.read_bytes() == 'n\u00e9w\r\n'.encode()
+
+
+def _raise(error):
+  raise error
+
+
 def _run(workdir, fault):
   # One CPU device, as a user's machine has: the uninterrupted reference runs the same way.
   env = {**os.environ, faults.ENV: fault, 'XLA_FLAGS': '--xla_backend_optimization_level=0'}

@@ -152,9 +152,7 @@ def _truncate_events(path: str, step: int) -> None:
     dropped = True
   if not dropped:
     return
-  # Hidden, and not matching the events pattern: TensorBoard never reads a half-written copy.
-  tmp = os.path.join(os.path.dirname(path), '.' + os.path.basename(path) + '.tmp')
-  with tf.io.TFRecordWriter(tmp) as writer:
+  # Hidden, and not matching the events pattern: never read as a run's events half-written.
+  with results.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
     for record in kept:
       writer.write(record)
-  os.replace(tmp, path)

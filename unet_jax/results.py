@@ -66,25 +66,29 @@ _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-c
              'numpy', 'unet-jax')
 
 
-def write_atomic(path: str, data: str | bytes, before_rename=None) -> None:
-  """Writes `data` (text as UTF-8, or bytes) to `path` through a hidden temporary file in the
-  same folder and a rename, removed if the write fails: never a half-written file."""
+@contextlib.contextmanager
+def atomic_path(path: str):
+  """Yields a hidden temporary path in `path`'s folder for the caller to write, renamed to
+  `path` when the block ends and removed if it raises: never a half-written file."""
   folder = os.path.dirname(path) or '.'
   os.makedirs(folder, exist_ok=True)
   tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
   try:
-    if isinstance(data, bytes):
-      with open(tmp, 'wb') as f:
-        f.write(data)
-    else:
-      with open(tmp, 'w', encoding='utf-8', newline='') as f:
-        f.write(data)
-    if before_rename:
-      before_rename()
+    yield tmp
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def write_atomic(path: str, data: str | bytes, before_rename=None) -> None:
+  """Writes `data` (text as UTF-8, or bytes) to `path` through `atomic_path`; `before_rename`
+  runs once the data is on disk, before the rename."""
+  with atomic_path(path) as tmp:
+    with open(tmp, 'wb') as f:
+      f.write(data.encode('utf-8') if isinstance(data, str) else data)
+    if before_rename:
+      before_rename()
 
 
 def write_json(path: str, value: dict, before_rename=None) -> None:
