@@ -105,6 +105,40 @@ def _raise(error):
   raise error
 
 
+# Logs steps 1-6, then drops 4-6 as a resume does, killed (SIGKILL) just before the rewritten
+# event file would replace the old one.
+_KILLED_MID_REWRITE = '''
+import os, signal, sys
+from unet_jax import metric_logging
+writer = metric_logging.create_writer(sys.argv[1])
+for step in range(1, 7):
+  writer.write_scalars(step, {'train_loss': 1.0 / step})
+writer.close()
+replace = os.replace
+def killed_before_the_events_rename(src, dst):
+  if 'tfevents' in os.path.basename(dst):
+    os.kill(os.getpid(), signal.SIGKILL)
+  replace(src, dst)
+os.replace = killed_before_the_events_rename
+metric_logging.truncate_after(sys.argv[1], 3)
+'''
+
+
+def test_an_events_rewrite_killed_midway_leaves_nothing_tensorboard_reads_twice(tmp_path):
+  """The temporary of the events' rewrite stays behind after a kill; TensorBoard reads every
+  file whose name holds 'tfevents', hidden or not, so its name must not: the run's events are
+  read once, as they were, and the next resume rewrites them."""
+  workdir = str(tmp_path / 'run')
+  os.makedirs(workdir)
+  done = subprocess.run([sys.executable, '-c', _KILLED_MID_REWRITE, workdir], cwd=REPO,
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+  assert any(name.endswith('.tmp') for name in os.listdir(workdir))  # What the kill left.
+  assert _events(workdir) == {'train_loss': [1, 2, 3, 4, 5, 6]}
+  metric_logging.truncate_after(workdir, 3)  # The resume.
+  assert _events(workdir) == {'train_loss': [1, 2, 3]}
+
+
 def _run(workdir, fault):
   # One CPU device, as a user's machine has: the uninterrupted reference runs the same way.
   env = {**os.environ, faults.ENV: fault, 'XLA_FLAGS': '--xla_backend_optimization_level=0'}

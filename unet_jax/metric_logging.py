@@ -152,7 +152,9 @@ def _truncate_events(path: str, step: int) -> None:
     dropped = True
   if not dropped:
     return
-  # Hidden, and not matching the events pattern: never read as a run's events half-written.
-  with results.atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+  # A temporary whose name lacks 'tfevents': TensorBoard reads every file whose name holds it,
+  # hidden ones too, and would read one a kill left mid-rewrite as a second copy of the events.
+  temp_name = f'.events-rewrite.{os.getpid()}.tmp'
+  with results.atomic_path(path, temp_name) as tmp, tf.io.TFRecordWriter(tmp) as writer:
     for record in kept:
       writer.write(record)

@@ -67,12 +67,17 @@ _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-c
 
 
 @contextlib.contextmanager
-def atomic_path(path: str):
+def atomic_path(path: str, temp_name: str | None = None):
   """Yields a hidden temporary path in `path`'s folder for the caller to write, renamed to
-  `path` when the block ends and removed if it raises: never a half-written file."""
+  `path` when the block ends and removed if it raises: never a half-written file.
+
+  The temporary is `.<name>.<pid>.tmp`, or `temp_name` where a reader of the folder must not take
+  even a hidden file of that name for one of its own (TensorBoard reads every file whose name
+  holds 'tfevents'), since a process killed mid-write (kill -9) leaves it behind.
+  """
   folder = os.path.dirname(path) or '.'
   os.makedirs(folder, exist_ok=True)
-  tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
+  tmp = os.path.join(folder, temp_name or f'.{os.path.basename(path)}.{os.getpid()}.tmp')
   try:
     yield tmp
     os.replace(tmp, path)
