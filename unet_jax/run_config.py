@@ -17,6 +17,8 @@ import os
 
 import ml_collections
 
+from unet_jax import results
+
 # Old dotted name -> new dotted name (None: removed, nothing replaces it).
 RENAMED_FIELDS = {
   'eval_every_steps': 'eval.pooled_every_steps',
@@ -142,9 +144,4 @@ def _fields(config: ml_collections.ConfigDict) -> dict:
 
 def write(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the resolved config to config.json (atomically); see `check_resume` first."""
-  file = path(workdir)
-  text = config.to_json_best_effort(indent=2, sort_keys=True)
-  tmp = file + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, file)
+  results.write_atomic(path(workdir), config.to_json_best_effort(indent=2, sort_keys=True))
