@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import shutil
 
 import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
 import numpy as np
@@ -208,6 +209,25 @@ def test_folder_missing_mask_names_the_file(folder, tmp_path):
   with pytest.raises(FileNotFoundError, match=r'ISIC_0000001_segmentation\.png') as error:
     input_pipeline.num_examples(_config(source='folder', dir=root, num_folds=2), 'train')
   assert 'ISIC_0000001.jpg' in str(error.value)
+
+
+def test_the_hidden_files_a_copy_from_macos_leaves_are_not_examples(folder, tmp_path):
+  """Copied from macOS to another file system, a folder gets an AppleDouble file `._<name>`
+  beside each file, with no image in it. The folder source reads the copy as the original, as
+  the TFDS builder, `evaluate` and `predict` do."""
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(folder, copy)
+  for parent, _, names in os.walk(copy):
+    for name in names:
+      with open(os.path.join(parent, '._' + name), 'wb') as f:
+        f.write(b'\x00\x05\x16\x07' + bytes(78))  # AppleDouble's magic number, then nothing.
+  original, copied = (_config(source='folder', dir=d, num_folds=5, fold=1) for d in (folder, copy))
+  for split in ('train', 'val'):
+    assert input_pipeline.folder_split(copied.data, split)[0] == input_pipeline.folder_split(
+        original.data, split)[0]
+  for a, b in zip(_train(original, 3) + _eval(original), _train(copied, 3) + _eval(copied),
+                  strict=True):
+    _assert_batches_equal(a, b)
 
 
 def test_folder_errors_name_the_field(tmp_path):

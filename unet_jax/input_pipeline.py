@@ -389,7 +389,11 @@ def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], 
   if not tf.io.gfile.isdir(data.dir):
     raise FileNotFoundError(f'config.data.dir={data.dir!r} is not a directory.')
   pattern = os.path.join(data.dir, data.image_dir, '*' + data.image_ext)
-  image_paths = sorted(tf.io.gfile.glob(pattern))
+  # Not hidden files, which tf.io.gfile's glob matches (Python's does not): a copy from macOS
+  # leaves an AppleDouble file `._<name>` beside each file, no image. Every reader of a folder
+  # (the TFDS builder, evaluate, predict) skips them.
+  image_paths = sorted(p for p in tf.io.gfile.glob(pattern)
+                       if not os.path.basename(p).startswith('.'))
   if not image_paths:
     raise FileNotFoundError(
       f'No images match {pattern!r}; check config.data.dir, config.data.image_dir and '
