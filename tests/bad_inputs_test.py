@@ -187,6 +187,37 @@ def test_a_training_workdir_that_cannot_be_a_folder_is_refused_in_one_line(tmp_p
           'file; give another folder.') in done.stderr
 
 
+def test_a_path_with_a_tilde_the_shell_left_is_refused_or_explained(tmp_path, monkeypatch):
+  """`--workdir=~/runs/x` reaches a command as '~/runs/x': the shell expands a '~' only at the
+  start of a word. An output folder is refused, naming the path meant, before a folder named '~'
+  is made here; an input that is not found says which path was meant."""
+  from unet_jax import figures, predict, run_config, sweep, train
+
+  monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+  monkeypatch.chdir(tmp_path)
+  meant = str(tmp_path / 'home' / 'runs' / 'x')
+  refused = f".*starts with a '~' the shell left as it is.*give '{re.escape(meant)}'"
+  # Data that is not there: were the workdir not refused first, this would fail in a second.
+  config = _config(str(tmp_path / 'no_data'))
+  config.batch_size = config.eval.batch_size = 8
+  with pytest.raises(OSError, match="^The workdir '~/runs/x'" + refused):
+    train.train_and_evaluate(config, '~/runs/x')
+  with pytest.raises(OSError, match="^--root '~/runs/x'" + refused):
+    sweep.main(['launch', 'smoke', '--root', '~/runs/x'])
+  with pytest.raises(OSError, match=re.escape(f"give '{tmp_path / 'home'}'")):
+    figures.main(['curves', str(tmp_path), '--out', '~/curves.png'])
+  assert os.listdir(tmp_path) == []  # No folder named '~', nor anything else.
+  hint = f"the shell leaves a '~' after '=' as it is: did you mean '{meant}'?"
+  for read in (lambda: input_pipeline.num_examples(_config('~/runs/x'), 'train'),
+               lambda: native_scoring.list_masks('~/runs/x'),
+               lambda: predict.list_inputs(['~/runs/x']),
+               lambda: run_config.load('~/runs/x')):
+    with pytest.raises(FileNotFoundError, match=re.escape(hint)):
+      read()
+  os.makedirs(tmp_path / '~' / 'runs')  # A folder actually named '~' here is taken as it is.
+  assert cli.unexpanded_home('~/runs/x') is None
+
+
 def test_extra_predictions_are_named(tmp_path):
   truth, pred = tmp_path / 't', tmp_path / 'p'
   truth.mkdir()

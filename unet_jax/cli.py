@@ -92,10 +92,33 @@ def define_inference_flags(prefix: str = '') -> None:
                     "run's config.inference.fill_holes.")
 
 
+def unexpanded_home(path: str) -> str | None:
+  """What `path` meant if it starts with a '~' the shell left as it is (it expands one only at
+  the start of a word: `--workdir=~/runs` reaches us as '~/runs'), else None. A folder actually
+  named '~' here is taken as it is."""
+  head = path.split(os.sep)[0]
+  if not head.startswith('~') or os.path.lexists(head):
+    return None
+  expanded = os.path.expanduser(path)
+  return expanded if expanded != path else None
+
+
+def home_hint(path: str) -> str:
+  """'' or, for a path with an unexpanded '~', a clause naming the path it meant."""
+  meant = unexpanded_home(path)
+  return f" (the shell leaves a '~' after '=' as it is: did you mean {meant!r}?)" if meant else ''
+
+
 def check_can_be_folder(folder: str, what: str) -> None:
   """Raises OSError, naming `what` (a flag, 'The workdir') and the fix, unless `folder` is a
   folder or can be made one that is written in: its nearest existing part must be a writable
-  folder. Creates nothing, so it can come before the checks that must leave nothing behind."""
+  folder. Creates nothing, so it can come before the checks that must leave nothing behind.
+
+  A path starting with an unexpanded '~' is refused: it would make a folder named '~' in the
+  current one, which a user deleting it by that name (`rm -rf ~`) would mistake for home."""
+  if meant := unexpanded_home(folder):
+    raise OSError(f"{what} {folder!r} starts with a '~' the shell left as it is (it expands one "
+                  f"only at the start of a word, not after '='); give {meant!r}.")
   path = os.path.abspath(folder)
   while not os.path.lexists(path):
     path = os.path.dirname(path)

@@ -50,7 +50,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from unet_jax import folds, isic_source, normalization, photos, resize_policy, synthetic
+from unet_jax import cli, folds, isic_source, normalization, photos, resize_policy, synthetic
 
 for _kind in ('GPU', 'TPU'):
   # RuntimeError: TF was initialized already; ValueError: no such device type in this build.
@@ -387,7 +387,8 @@ def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], 
       f'{data.image_dir!r} and {data.mask_dir!r}.'
     )
   if not tf.io.gfile.isdir(data.dir):
-    raise FileNotFoundError(f'config.data.dir={data.dir!r} is not a directory.')
+    raise FileNotFoundError(f'config.data.dir={data.dir!r} is not a directory'
+                            f'{cli.home_hint(data.dir)}.')
   pattern = os.path.join(data.dir, data.image_dir, '*' + data.image_ext)
   # Not hidden files, which tf.io.gfile's glob matches (Python's does not): a copy from macOS
   # leaves an AppleDouble file `._<name>` beside each file, no image. Every reader of a folder

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from unet_jax import metrics
+from unet_jax import cli, metrics
 
 THRESHOLD = 0.65
 METRICS = ('accuracy', 'sensitivity', 'specificity', 'jaccard', 'threshold_jaccard', 'dice')
@@ -159,7 +159,7 @@ def read_mask(path: str) -> np.ndarray:
 def list_masks(directory: str) -> dict[str, str]:
   """{id: path} of the mask PNGs in a folder; other files (LICENSE.txt, ...) are ignored."""
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f'{directory!r} is not a directory.')
+    raise FileNotFoundError(f'{directory!r} is not a directory{cli.home_hint(directory)}.')
   found: dict[str, str] = {}
   for name in sorted(os.listdir(directory)):
     if name.startswith('.') or not name.lower().endswith(_MASK_EXTS):

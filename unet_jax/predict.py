@@ -50,7 +50,7 @@ def list_inputs(inputs: Sequence[str]) -> list[str]:
     elif os.path.exists(entry):
       paths.append(entry)
     else:
-      raise FileNotFoundError(f'--input {entry!r} does not exist.')
+      raise FileNotFoundError(f'--input {entry!r} does not exist{cli.home_hint(entry)}.')
   return paths
 
 

@@ -17,7 +17,7 @@ import os
 
 import ml_collections
 
-from unet_jax import results
+from unet_jax import cli, results
 
 # Old dotted name -> new dotted name (None: removed, nothing replaces it).
 RENAMED_FIELDS = {
@@ -84,7 +84,7 @@ def load(workdir: str) -> ml_collections.ConfigDict:
   file = path(workdir)
   if not os.path.exists(file):
     raise FileNotFoundError(f'{file!r} does not exist: is {workdir!r} the workdir of a training '
-                            'run (python -m unet_jax.main --workdir ...)?')
+                            f'run (python -m unet_jax.main --workdir ...)?{cli.home_hint(workdir)}')
   with open(file, encoding='utf-8') as f:
     tree = json.load(f)
   check_renamed(tree, file)

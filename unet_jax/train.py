@@ -209,11 +209,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         stop: preemption.StopSignals, stop_after_step: int | None,
                         held: contextlib.ExitStack) -> dict[str, float]:
-  workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
   mesh = parallel.make_mesh()
   config_checks.check(config, mesh.devices.size)
   determinism.check(config.deterministic, jax.default_backend())
-  cli.check_can_be_folder(workdir, 'The workdir')
+  cli.check_can_be_folder(workdir, 'The workdir')  # As given: '~/runs' is refused, not made.
+  workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
   # The data source answers before the workdir exists: a wrong folder or missing data leaves
   # nothing behind (the 'isic' source prepares its TFDS data here if it can).
   for split in ('train', 'val'):
