@@ -204,6 +204,9 @@ def test_a_path_with_a_tilde_the_shell_left_is_refused_or_explained(tmp_path, mo
     train.train_and_evaluate(config, '~/runs/x')
   with pytest.raises(OSError, match="^--root '~/runs/x'" + refused):
     sweep.main(['launch', 'smoke', '--root', '~/runs/x'])
+  config = _config('', source='isic', tfds_data_dir='~/runs/x')
+  with pytest.raises(ValueError, match=r"^config\.data\.tfds_data_dir='~/runs/x'" + refused):
+    input_pipeline.num_examples(config, 'train')
   with pytest.raises(OSError, match=re.escape(f"give '{tmp_path / 'home'}'")):
     figures.main(['curves', str(tmp_path), '--out', '~/curves.png'])
   assert os.listdir(tmp_path) == []  # No folder named '~', nor anything else.
