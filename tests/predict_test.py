@@ -74,6 +74,24 @@ def test_predict_files_in_process_matches_the_predictor(run, tmp_path):
   assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]  # No temp files left.
 
 
+def test_two_inputs_that_would_write_one_mask_are_refused_before_any_work(tmp_path):
+  """ISIC 2017's photo folders hold a superpixel map beside each photo: predicting the folder
+  would write the map's mask over the photo's. Refused, naming both files, nothing written."""
+  photos_dir = tmp_path / 'ISIC-2017_Training_Data'
+  photos_dir.mkdir()
+  for name in ('ISIC_0000000.jpg', 'ISIC_0000000_superpixels.png', 'ISIC_0000001.jpg'):
+    (photos_dir / name).write_bytes(b'')
+  paths = predict.list_inputs([str(photos_dir)])
+  out = tmp_path / 'masks'
+  with pytest.raises(ValueError, match=r"ISIC_0000000\.jpg' and '.*ISIC_0000000_superpixels\.png' "
+                     r"would both be written as 'ISIC_0000000_segmentation\.png'; give --input "
+                     'the photos alone'):
+    predict.predict_files(None, paths, str(out))  # Refused before the predictor is used.
+  assert not out.exists()
+  assert predict.mask_names(paths[::2]) == ['ISIC_0000000_segmentation.png',
+                                            'ISIC_0000001_segmentation.png']
+
+
 def test_list_inputs_and_names(tmp_path):
   (tmp_path / 'b.png').write_bytes(b'')
   (tmp_path / 'ISIC_0000007.JPG').write_bytes(b'')
@@ -85,12 +103,6 @@ def test_list_inputs_and_names(tmp_path):
   assert predict.mask_name('/x/lesion.jpeg') == 'lesion_segmentation.png'
   with pytest.raises(FileNotFoundError, match='nowhere'):
     predict.list_inputs(['/nowhere'])
-
-
-def test_duplicate_output_names_are_refused(tmp_path):
-  with pytest.raises(ValueError, match='both be written'):
-    predict.predict_files(None, ['/a/ISIC_0000001.jpg', '/b/ISIC_0000001.png'], str(tmp_path),
-                          show_progress=False)
 
 
 def test_progress_bar_without_a_terminal():

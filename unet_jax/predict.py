@@ -69,6 +69,21 @@ def mask_name(path: str) -> str:
   return native_scoring.image_id(path) + '_segmentation.png'
 
 
+def mask_names(paths: Sequence[str]) -> list[str]:
+  """Each input's mask name; two inputs that would write the same mask are an error, not an
+  overwrite (ISIC 2017's photo folders hold `ISIC_<id>_superpixels.png` beside each photo)."""
+  seen: dict[str, str] = {}
+  for path in paths:
+    name = mask_name(path)
+    if name in seen:
+      raise ValueError(
+          f'{seen[name]!r} and {path!r} would both be written as {name!r}; give --input the '
+          'photos alone: a folder of photos only, or the files, comma-separated (e.g. '
+          '"$(ls DIR/ISIC_???????.jpg | paste -sd, -)").')
+    seen[name] = path
+  return list(seen)
+
+
 def encode_png(array: np.ndarray, compression: int = -1) -> bytes:
   """PNG bytes of uint8 [H, W] (mode L) or [H, W, 3] (RGB); `compression` is zlib's level
   (-1: its default, 6)."""
@@ -108,12 +123,7 @@ def predict_files(
   """
   from unet_jax import inference, photos
 
-  names = [mask_name(p) for p in paths]
-  seen: dict[str, str] = {}
-  for path, name in zip(paths, names, strict=True):
-    if name in seen:
-      raise ValueError(f'{seen[name]!r} and {path!r} would both be written as {name!r}.')
-    seen[name] = path
+  names = mask_names(paths)
   os.makedirs(output_dir, exist_ok=True)
   if overlay_dir:
     os.makedirs(overlay_dir, exist_ok=True)
@@ -176,6 +186,7 @@ def main(argv) -> int:
   paths = list_inputs(FLAGS.input)
   if not paths:
     raise ValueError(no_images_message(FLAGS.input))
+  mask_names(paths)  # Before the model is loaded.
   from unet_jax import inference  # After the checks that need no model.
 
   config = run_config.load(FLAGS.workdir[0])
