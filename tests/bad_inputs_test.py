@@ -204,6 +204,8 @@ def test_a_path_with_a_tilde_the_shell_left_is_refused_or_explained(tmp_path, mo
     train.train_and_evaluate(config, '~/runs/x')
   with pytest.raises(OSError, match="^--root '~/runs/x'" + refused):
     sweep.main(['launch', 'smoke', '--root', '~/runs/x'])
+  with pytest.raises(ValueError, match=re.escape(f"give data.dir={meant}.")):
+    sweep.main(['launch', 'smoke', '--root', 'r', '--set', 'data.dir=~/runs/x', '--dry-run'])
   config = _config('', source='isic', tfds_data_dir='~/runs/x')
   with pytest.raises(ValueError, match=r"^config\.data\.tfds_data_dir='~/runs/x'" + refused):
     input_pipeline.num_examples(config, 'train')
