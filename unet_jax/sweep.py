@@ -132,7 +132,7 @@ def parse_sets(items: Sequence[str]) -> dict:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text
-    if isinstance(value, str) and (meant := cli.unexpanded_home(value)):  # Every run would fail.
+    if isinstance(value, str) and (meant := cli.unexpanded_home(value)):  # Each run gets it so.
       raise ValueError(f"--set {item!r}: the shell leaves a '~' after '=' as it is; give "
                        f'{key}={meant}.')
     overrides[hyper.normalize_key(key)] = value
