@@ -109,6 +109,15 @@ def home_hint(path: str) -> str:
   return f" (the shell leaves a '~' after '=' as it is: did you mean {meant!r}?)" if meant else ''
 
 
+def refuse_unexpanded_home(path: str, named: str, error: type[Exception] = ValueError) -> None:
+  """Raises `error` naming the path meant if `path` starts with an unexpanded '~' (for a path
+  that would be made or written: TFDS and `os.makedirs` would make a folder named '~' here);
+  `named` says where it was given, e.g. "--root '~/x'"."""
+  if meant := unexpanded_home(path):
+    raise error(f"{named} starts with a '~' the shell left as it is (it expands one only at the "
+                f"start of a word, not after '='); give {meant!r}.")
+
+
 def check_can_be_folder(folder: str, what: str) -> None:
   """Raises OSError, naming `what` (a flag, 'The workdir') and the fix, unless `folder` is a
   folder or can be made one that is written in: its nearest existing part must be a writable
@@ -116,9 +125,7 @@ def check_can_be_folder(folder: str, what: str) -> None:
 
   A path starting with an unexpanded '~' is refused: it would make a folder named '~' in the
   current one, which a user deleting it by that name (`rm -rf ~`) would mistake for home."""
-  if meant := unexpanded_home(folder):
-    raise OSError(f"{what} {folder!r} starts with a '~' the shell left as it is (it expands one "
-                  f"only at the start of a word, not after '='); give {meant!r}.")
+  refuse_unexpanded_home(folder, f'{what} {folder!r}', OSError)
   path = os.path.abspath(folder)
   while not os.path.lexists(path):
     path = os.path.dirname(path)

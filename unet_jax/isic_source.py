@@ -34,10 +34,8 @@ def builder(data: ml_collections.ConfigDict):
 
   from unet_jax import cli, isic2018
 
-  if meant := cli.unexpanded_home(data.tfds_data_dir):  # TFDS would make a folder named '~'.
-    raise ValueError(f"config.data.tfds_data_dir={data.tfds_data_dir!r} starts with a '~' the "
-                     f"shell left as it is (it expands one only at the start of a word, not after "
-                     f"'='); give {meant!r}.")
+  cli.refuse_unexpanded_home(data.tfds_data_dir,
+                             f'config.data.tfds_data_dir={data.tfds_data_dir!r}')
   found = tfds.builder(isic2018.NAME, config=isic2018.builder_config(data.image_size),
                        data_dir=data.tfds_data_dir or None)
   if found.is_prepared():
