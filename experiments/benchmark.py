@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from unet_jax import augment, compilation_cache, device_profile, flops, models, optim, parallel
+from unet_jax import augment, cli, compilation_cache, device_profile, flops, models, optim, parallel
 from unet_jax import results as results_io
 from unet_jax import train_step as ts
 
@@ -649,6 +649,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None):
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
+  if args.out:  # Written after the measurements: a path that cannot be fails now, not then.
+    cli.check_can_be_file(args.out, '--out')
   # JAX would otherwise take 75% of GPU memory at start, leaving PyTorch the rest. Read when
   # the backend starts (the first device query), so setting it here is early enough.
   os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')

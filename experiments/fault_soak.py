@@ -33,6 +33,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from unet_jax import (
   checkpointing,
+  cli,
   metric_logging,
   models,
   optim,
@@ -99,6 +100,7 @@ def main(argv=None) -> int:
   parser.add_argument('--out', default=os.path.join(REPO, 'workdirs', 'soak'),
                       help='Folder for the two runs (replaced).')
   args = parser.parse_args(argv)
+  cli.check_can_be_folder(args.out, '--out')
 
   shutil.rmtree(args.out, ignore_errors=True)
   os.makedirs(args.out)

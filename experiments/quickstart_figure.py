@@ -21,6 +21,9 @@ def main():
   parser.add_argument('--count', type=int, default=6, help='Images in the row.')
   parser.add_argument('--size', type=int, default=160, help='Size the images are drawn at.')
   args = parser.parse_args()
+  from unet_jax import cli
+
+  cli.check_can_be_file(args.output, '--output')  # Before the model loads, not after.
   # Imported after the arguments are read: `--help` and a wrong call answer without TensorFlow.
   from PIL import Image
 

@@ -211,6 +211,11 @@ def test_a_path_with_a_tilde_the_shell_left_is_refused_or_explained(tmp_path, mo
     input_pipeline.num_examples(config, 'train')
   with pytest.raises(OSError, match=re.escape(f"give '{tmp_path / 'home'}'")):
     figures.main(['curves', str(tmp_path), '--out', '~/curves.png'])
+  # The benchmark writes its JSON after minutes of measuring: refused before the first.
+  from experiments import benchmark
+
+  with pytest.raises(OSError, match=re.escape(f"give '{tmp_path / 'home'}'")):
+    benchmark.main(['--preset', 'cpu-small', '--out', '~/bench.json'])
   assert os.listdir(tmp_path) == []  # No folder named '~', nor anything else.
   hint = f"the shell leaves a '~' after '=' as it is: did you mean '{meant}'?"
   for read in (lambda: input_pipeline.num_examples(_config('~/runs/x'), 'train'),

@@ -139,6 +139,15 @@ def check_can_be_folder(folder: str, what: str) -> None:
                   'give a folder of yours.')
 
 
+def check_can_be_file(path: str, what: str) -> None:
+  """Raises OSError, naming `what` (a flag) and the fix, unless `path` can be written as a file:
+  not a folder, and its folder is one or can be made one (`check_can_be_folder`). For an output
+  written at the end of a long command (a benchmark's JSON, a figure): checked at its start."""
+  if os.path.isdir(path):
+    raise OSError(f"{what} {path!r} is a folder: give the file's path in it.")
+  check_can_be_folder(os.path.dirname(path) or os.curdir, f'{what} {path!r}: its folder')
+
+
 def ensure_writable(folder: str, flag: str) -> None:
   """Creates `folder` and checks a file can be written there, before any work is done: an
   unwritable output fails in a second, with the flag named, not after an hour of predicting."""

@@ -357,8 +357,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if os.path.isdir(args.out):
     parser.error(f'--out {args.out!r} is a folder: give the figure\'s file, FILE.png or FILE.pdf.')
-  cli.check_can_be_folder(os.path.dirname(args.out) or os.curdir,
-                         f'--out {args.out!r}: its folder')
+  cli.check_can_be_file(args.out, '--out')
   group_by = [f for f in args.group_by.split(',') if f] or None
   if (args.kind in ('distribution', 'profile') and args.metric
       and args.metric not in native_scoring.METRICS):
