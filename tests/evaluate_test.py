@@ -17,6 +17,7 @@ import numpy as np
 import official_scorer  # tests/official_scorer.py
 import pytest
 from isic_challenge_scoring.segmentation import SegmentationScore
+from PIL import Image
 
 from configs import quickstart
 from unet_jax import (
@@ -88,6 +89,41 @@ def test_predict_then_score_equals_evaluate_the_validation_and_the_official_scor
   for ident, values in reference.items():
     for metric in native_scoring.METRICS:
       assert per_image[ident][metric] == pytest.approx(values[metric], abs=1e-12)
+
+
+def test_evaluate_on_a_folder_of_photos_scores_them_as_the_run_scores_its_split(run, tmp_path):
+  """`evaluate --images DIR --truth DIR`: the run's validation photos copied to a folder, as
+  ISIC 2017 lays one out (a superpixel map beside each photo, scored under the photo's id), give
+  the split's per-image scores; the same photo also as a PNG is refused before any model loads,
+  as is a photo folder that is not there."""
+  workdir, _, predictor = run
+  _, image_paths, mask_paths = input_pipeline.folder_split(predictor.config.data, 'val')
+  images_dir, truth_dir = tmp_path / 'images', tmp_path / 'truth'
+  images_dir.mkdir()
+  truth_dir.mkdir()
+  for image, mask in zip(image_paths, mask_paths, strict=True):
+    shutil.copy(image, images_dir)
+    shutil.copy(mask, truth_dir)
+    ident = native_scoring.image_id(image)
+    noise = np.random.default_rng(0).integers(0, 256, (5, 7, 3), np.uint8)
+    Image.fromarray(noise).save(images_dir / f'{ident}_superpixels.png')
+  split = evaluate.evaluate_run(workdir, output_dir=str(tmp_path / 'split'), predictor=predictor)
+  folder = evaluate.evaluate_run(workdir, images_dir=str(images_dir), truth_dir=str(truth_dir),
+                                 output_dir=str(tmp_path / 'folder'), predictor=predictor)
+  assert folder['num_images'] == 4 and folder['source']['split'] == 'folder'
+  assert folder['macro_average'] == split['macro_average']
+  assert (results.read_per_image_csv(str(tmp_path / 'folder' / 'per_image.csv'))
+          == results.read_per_image_csv(str(tmp_path / 'split' / 'per_image.csv')))
+
+  ident = native_scoring.image_id(image_paths[0])
+  shutil.copy(image_paths[0], images_dir / f'{ident}.png')
+  no_such_run = str(tmp_path / 'no_run')  # Refused before it is looked for.
+  with pytest.raises(ValueError, match=rf"'{ident}.jpg' and '{ident}.png' in .* are both "
+                     rf"images of '{ident}'; keep one"):
+    evaluate.evaluate_run(no_such_run, images_dir=str(images_dir), truth_dir=str(truth_dir))
+  with pytest.raises(FileNotFoundError, match=r"--images '.*photos' is not a directory"):
+    evaluate.evaluate_run(no_such_run, images_dir=str(tmp_path / 'photos'),
+                          truth_dir=str(truth_dir))
 
 
 def _predictor(policy: str, tta: str = 'none') -> inference.Predictor:

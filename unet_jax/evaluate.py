@@ -71,6 +71,10 @@ def evaluate_run(
   from unet_jax import evaluation, inference, input_pipeline
 
   workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
+  if bool(images_dir) != bool(truth_dir):
+    raise ValueError('--images and --truth go together.')
+  if images_dir:  # Their pairing is checked before any checkpoint loads.
+    evaluation.dir_ids(images_dir, truth_dir)
   if len(workdirs) > 1 and not output_dir:
     raise ValueError('An ensemble (several --workdir) needs --output: its results belong to no '
                      'single run.')
@@ -105,8 +109,6 @@ def evaluate_run(
 def _examples(predictor, split, images_dir, truth_dir):
   from unet_jax import evaluation
 
-  if bool(images_dir) != bool(truth_dir):
-    raise ValueError('--images and --truth go together.')
   if images_dir:
     ids, _ = evaluation.dir_ids(images_dir, truth_dir)
     return ids, evaluation.iter_dirs(images_dir, truth_dir, predictor.size), 'folder'

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from unet_jax import (
+  cli,
   faults,
   inference,
   input_pipeline,
@@ -120,12 +121,26 @@ def folder_example(ident: str, image_path: str, mask_path: str, size: int) -> Ex
 
 
 def dir_ids(images_dir: str, truth_dir: str) -> tuple[list[str], dict[str, tuple[str, str]]]:
-  """Every mask in `truth_dir` with its image in `images_dir`, paired by id: (ids, {id: paths})."""
+  """Every mask in `truth_dir` with its image in `images_dir`, paired by id: (ids, {id: paths}).
+
+  A file named as its id (`ISIC_0000000.jpg`) is the image of that id before any other file the
+  id is found in (ISIC 2017's `ISIC_0000000_superpixels.png` beside it); two such files (the
+  photo as .jpg and as .png) are an error, not a guess."""
   truth = native_scoring.list_masks(truth_dir)
-  images = {}
+  if not os.path.isdir(images_dir):
+    raise FileNotFoundError(f'--images {images_dir!r} is not a directory'
+                            f'{cli.home_hint(images_dir)}.')
+  found: dict[str, list[str]] = {}
   for name in sorted(os.listdir(images_dir)):
     if not name.startswith('.') and name.lower().endswith(native_scoring.IMAGE_EXTS):
-      images.setdefault(native_scoring.image_id(name), os.path.join(images_dir, name))
+      found.setdefault(native_scoring.image_id(name), []).append(name)
+  images = {}
+  for ident, names in found.items():
+    named_as_id = [n for n in names if os.path.splitext(n)[0] == ident] or names
+    if len(named_as_id) > 1 and ident in truth:
+      raise ValueError(f'{named_as_id[0]!r} and {named_as_id[1]!r} in {images_dir!r} are both '
+                       f"images of {ident!r}; keep one of them there (or move the other out).")
+    images[ident] = os.path.join(images_dir, named_as_id[0])
   missing = sorted(set(truth) - set(images))
   if missing:
     raise FileNotFoundError(f'{len(missing)} truth mask(s) have no image in {images_dir!r}, '
