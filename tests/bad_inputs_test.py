@@ -240,6 +240,30 @@ def test_extra_predictions_are_named(tmp_path):
     evaluate.evaluate_folders(str(pred), str(truth))
 
 
+def test_the_parent_of_the_archives_folders_given_for_one_names_the_subfolder(tmp_path):
+  """The ISIC archives unpack to a folder each: `--truth` (or `--images`) given the folder above
+  them scored nothing ('Nothing to summarize', after the model loaded) or listed every id as
+  missing; the error now names the subfolder to give."""
+  from unet_jax import evaluation
+
+  photos_dir = tmp_path / 'ISIC2018_Task1-2_Training_Input'
+  truth = tmp_path / 'ISIC2018_Task1_Training_GroundTruth'
+  photos_dir.mkdir()
+  truth.mkdir()
+  Image.fromarray(np.zeros((6, 7), np.uint8), 'L').save(truth / 'ISIC_0000001_segmentation.png')
+  Image.fromarray(np.zeros((6, 7, 3), np.uint8)).save(photos_dir / 'ISIC_0000001.jpg')
+  named = re.escape(f"No mask PNGs in the truth folder '{tmp_path}'; its subfolder "
+                    f"'{truth.name}' holds 1: give '{truth}'.")
+  with pytest.raises(FileNotFoundError, match=named):
+    evaluation.dir_ids(str(photos_dir), str(tmp_path))
+  with pytest.raises(FileNotFoundError, match=named):
+    evaluate.evaluate_folders(str(truth), str(tmp_path))
+  with pytest.raises(FileNotFoundError, match=re.escape(
+      f"its subfolder '{photos_dir.name}' holds them: give '{photos_dir}'.")):
+    evaluation.dir_ids(str(tmp_path), str(truth))
+  assert evaluation.dir_ids(str(photos_dir), str(truth))[0] == ['ISIC_0000001']
+
+
 def test_a_mistyped_config_value_on_the_command_line_names_the_field(tmp_path):
   done = subprocess.run(
       [sys.executable, '-m', 'unet_jax.main', '--config', 'quickstart', '--workdir',

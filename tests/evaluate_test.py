@@ -112,6 +112,19 @@ def test_evaluate_on_a_folder_of_photos_scores_them_as_the_run_scores_its_split(
                                  output_dir=str(tmp_path / 'folder'), predictor=predictor)
   assert folder['num_images'] == 4 and folder['source']['split'] == 'folder'
   assert folder['macro_average'] == split['macro_average']
+  assert folder['source']['images_in_training_split'] == 0
+  # A photo the run trained on is counted (the CLI prints a note: optimistic), by id.
+  _, train_images, train_masks = input_pipeline.folder_split(predictor.config.data, 'train')
+  shutil.copy(train_images[0], images_dir)
+  shutil.copy(train_masks[0], truth_dir)
+  mixed = evaluate.evaluate_run(workdir, images_dir=str(images_dir), truth_dir=str(truth_dir),
+                                output_dir=str(tmp_path / 'mixed'), predictor=predictor)
+  assert mixed['num_images'] == 5 and mixed['source']['images_in_training_split'] == 1
+  moved = predictor.config.copy_and_resolve_references()
+  moved.data.dir = str(tmp_path / 'moved')  # The run's data is not here: unknown, not an error.
+  assert evaluate._images_in_splits(moved, ['x'], 'folder') == {'train': None, 'val': None}
+  os.remove(images_dir / os.path.basename(train_images[0]))
+  os.remove(truth_dir / os.path.basename(train_masks[0]))
   assert (results.read_per_image_csv(str(tmp_path / 'folder' / 'per_image.csv'))
           == results.read_per_image_csv(str(tmp_path / 'split' / 'per_image.csv')))
 

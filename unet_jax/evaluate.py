@@ -91,6 +91,8 @@ def evaluate_run(
   ids, examples, split = _examples(predictor, split, images_dir, truth_dir)
   if isinstance(predictor, inference.Ensemble):
     _refuse_seen_images(predictor, workdirs, ids, split)
+  seen = _images_in_splits(predictor.config, ids, split)
+  tuned_on = _tuned_on(workdirs[0])
   progress = cli.Progress(len(ids), 'evaluate ') if show_progress else None
   scores = evaluation.score(predictor, examples, settings=settings, progress=progress)
   scores.sort(key=lambda s: s.image_id)
@@ -98,11 +100,12 @@ def evaluate_run(
   output_dir = output_dir or default_output(workdirs[0], split, which)
   source = {'workdir': [os.path.abspath(w) for w in workdirs] if len(workdirs) > 1 else
             os.path.abspath(workdirs[0]), 'split': split, 'checkpoint': which,
-            'step': predictor.step, 'selected_on_this_split': which == 'best' and split == 'val',
+            'step': predictor.step, 'selected_on_this_split': which == 'best' and bool(seen['val']),
+            'images_in_training_split': seen['train'],
             'resize_policy': predictor.policy, 'image_size': predictor.size,
             **dataclasses.asdict(settings),
-            'threshold_tuned_on_this_split': _tuned_on(workdirs[0]) == split
-                                             and threshold is None}
+            'threshold_tuned_on_this_split': threshold is None and bool(
+                seen.get(tuned_on) if split == 'folder' else tuned_on == split)}
   return results.write_evaluation(scores, output_dir, source)
 
 
@@ -152,6 +155,20 @@ def _tuned_on(workdir: str) -> str | None:
 
   path = os.path.join(workdir, inference.TUNED)
   return results.read_json(path)['tuned_on'] if os.path.exists(path) else None
+
+
+def _images_in_splits(config, ids: Sequence[str], split: str) -> dict[str, int | None]:
+  """How many of the scored images are in the run's training and validation splits: a split's
+  own by definition, a folder's by id (None where the run's data is not here to tell)."""
+  from unet_jax import evaluation
+
+  if split != 'folder':
+    return {name: len(ids) if split == name else 0 for name in ('train', 'val')}
+  counts = {}
+  for name in ('train', 'val'):
+    known = evaluation.split_ids_here(config, name)
+    counts[name] = None if known is None else len(set(ids) & set(known))
+  return counts
 
 
 def _refuse_seen_images(ensemble: inference.Ensemble, workdirs: Sequence[str],
@@ -252,11 +269,19 @@ def main(argv) -> int:
           f"threshold {source['threshold']}, largest component {source['largest_component']}, "
           f"fill holes {source['fill_holes']}.", flush=True)
     if source['selected_on_this_split']:
-      print("Note: the 'best' checkpoint was selected on this split; its numbers here are "
-            'optimistic. Report the final checkpoint, or another split.', flush=True)
+      print("Note: the 'best' checkpoint was selected on the validation split, which holds "
+            'these images (or some of them): its numbers here are optimistic. Report the final '
+            'checkpoint, or other images.', flush=True)
     if source['threshold_tuned_on_this_split']:
-      print('Note: the threshold was tuned on this split; its numbers here are optimistic.',
-            flush=True)
+      print('Note: the threshold was tuned on these images (or some of them); its numbers here '
+            'are optimistic.', flush=True)
+    if source['images_in_training_split']:
+      print(f"Note: {source['images_in_training_split']} of the {summary['num_images']} images "
+            "are in this run's training split: its numbers on them are optimistic. Score "
+            'images it did not train on (its validation split, or another folder).', flush=True)
+    elif source['images_in_training_split'] is None:
+      print("Note: this run's data is not on this machine, so whether it trained on these "
+            'images is unknown.', flush=True)
   print(format_summary(summary), flush=True)
   if FLAGS.predictions:
     out = FLAGS.output or os.path.normpath(FLAGS.predictions) + '_eval'

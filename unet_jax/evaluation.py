@@ -63,6 +63,18 @@ def split_ids(config: ml_collections.ConfigDict, split: str) -> list[str]:
                    "('synthetic', 'folder', 'isic').")
 
 
+def split_ids_here(config: ml_collections.ConfigDict, split: str) -> list[str] | None:
+  """`split_ids`, or None where the run's data is not on this machine (its folder moved, its
+  TFDS dataset not prepared here), which `split_ids` would fail on or prepare: for checks that
+  a missing dataset must not stop."""
+  data = config.data
+  if data.source == 'folder' and not os.path.isdir(data.dir):
+    return None
+  if data.source == 'isic' and not isic_source.is_prepared(data):
+    return None
+  return split_ids(config, split)
+
+
 def iter_split(config: ml_collections.ConfigDict, split: str,
                ids: Sequence[str] | None = None) -> Iterator[Example]:
   """The examples of `ids` (default: all of the split), decoded a few ahead in threads.
@@ -126,7 +138,7 @@ def dir_ids(images_dir: str, truth_dir: str) -> tuple[list[str], dict[str, tuple
   A file named as its id (`ISIC_0000000.jpg`) is the image of that id before any other file the
   id is found in (ISIC 2017's `ISIC_0000000_superpixels.png` beside it); two such files (the
   photo as .jpg and as .png) are an error, not a guess."""
-  truth = native_scoring.list_masks(truth_dir)
+  truth = native_scoring.list_truth_masks(truth_dir)
   if not os.path.isdir(images_dir):
     raise FileNotFoundError(f'--images {images_dir!r} is not a directory'
                             f'{cli.home_hint(images_dir)}.')
@@ -143,10 +155,24 @@ def dir_ids(images_dir: str, truth_dir: str) -> tuple[list[str], dict[str, tuple
     images[ident] = os.path.join(images_dir, named_as_id[0])
   missing = sorted(set(truth) - set(images))
   if missing:
+    hint = '' if images else _subfolder_hint(images_dir, set(truth))
     raise FileNotFoundError(f'{len(missing)} truth mask(s) have no image in {images_dir!r}, '
-                            f'e.g. {missing[:5]}.')
+                            f'e.g. {missing[:5]}{hint}.')
   ids = sorted(truth)
   return ids, {i: (images[i], truth[i]) for i in ids}
+
+
+def _subfolder_hint(folder: str, ids: set[str]) -> str:
+  """'; its subfolder X holds them: give PATH' for the first subfolder holding photos of `ids`
+  (the parent of the ISIC archive's photo folder given for it, say), else ''."""
+  for name in sorted(os.listdir(folder)):
+    inside = os.path.join(folder, name)
+    if name.startswith('.') or not os.path.isdir(inside):
+      continue
+    if any(n.lower().endswith(native_scoring.IMAGE_EXTS) and native_scoring.image_id(n) in ids
+           for n in os.listdir(inside)):
+      return f'; its subfolder {name!r} holds them: give {inside!r}'
+  return ''
 
 
 def iter_dirs(images_dir: str, truth_dir: str, size: int) -> Iterator[Example]:

@@ -59,6 +59,16 @@ def builder(data: ml_collections.ConfigDict):
   return found
 
 
+def is_prepared(data: ml_collections.ConfigDict) -> bool:
+  """Whether the dataset `builder` would return is prepared here (it would prepare it if not)."""
+  import tensorflow_datasets as tfds
+
+  from unet_jax import isic2018
+
+  return tfds.builder(isic2018.NAME, config=isic2018.builder_config(data.image_size),
+                      data_dir=data.tfds_data_dir or None).is_prepared()
+
+
 _IDS: dict[tuple[str, str], list[str]] = {}
 
 

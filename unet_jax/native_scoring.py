@@ -172,6 +172,21 @@ def list_masks(directory: str) -> dict[str, str]:
   return found
 
 
+def list_truth_masks(directory: str) -> dict[str, str]:
+  """`list_masks` of a truth folder, which must hold some: a folder without any (the parent of
+  the ISIC archive's mask folder, say) is an error that names the subfolder holding them."""
+  truth = list_masks(directory)
+  if not truth:
+    hint = ''
+    for name in sorted(os.listdir(directory)):
+      inside = os.path.join(directory, name)
+      if not name.startswith('.') and os.path.isdir(inside) and (count := len(list_masks(inside))):
+        hint = f'; its subfolder {name!r} holds {count}: give {inside!r}'
+        break
+    raise FileNotFoundError(f'No mask PNGs in the truth folder {directory!r}{hint}.')
+  return truth
+
+
 def score_folders(predictions_dir: str, truth_dir: str) -> list[ImageScore]:
   """Scores every truth mask against the prediction with the same id (sorted by id).
 
@@ -179,9 +194,7 @@ def score_folders(predictions_dir: str, truth_dir: str) -> list[ImageScore]:
   fails such a submission) or a prediction without a truth mask (the wrong folder?) is an error
   that names them.
   """
-  truth = list_masks(truth_dir)
-  if not truth:
-    raise FileNotFoundError(f'No mask PNGs in the truth folder {truth_dir!r}.')
+  truth = list_truth_masks(truth_dir)
   predictions = list_masks(predictions_dir)
   missing = sorted(set(truth) - set(predictions))
   if missing:

@@ -34,9 +34,12 @@ name, then a rename): a reader never sees half a file, also after a crash.
      overall                 the macro threshold Jaccard (the key the official scorer uses)
      macro_average           {metric: mean over images}; pooled: metrics of the summed counts
      num_images, per_image_csv ("per_image.csv", beside it)
-     source                  what was scored: {"workdir", "split", "checkpoint", "step",
-                             "selected_on_this_split", "resize_policy", "image_size", "tta",
-                             "threshold"} for a run, {"predictions", "truth"} for a folder
+     source                  what was scored: {"workdir", "split" ("folder" for --images),
+                             "checkpoint", "step", "selected_on_this_split",
+                             "images_in_training_split" (of a folder: by id; null where the
+                             run's data is not there to tell), "threshold_tuned_on_this_split",
+                             "resize_policy", "image_size", "tta", "threshold", ...} for a run,
+                             {"predictions", "truth"} for a folder of masks
 
 3. Per-image CSVs (`CSV_COLUMNS`): one row per image, its confusion counts at native resolution
    and its metrics, floats written exactly (repr), so averages recompute to the last bit.
