@@ -29,6 +29,7 @@ from unet_jax import (
   predict,
   resize_policy,
   results,
+  run_config,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +60,8 @@ def test_evaluate_run_scores_each_val_image_at_native_size(run):
   assert native_scoring.summarize(scores)['macro_average'] == summary['macro_average']
   assert summary['source']['step'] == 1 and summary['source']['resize_policy'] == 'crop'
   assert summary['kind'] == 'evaluation' and not summary['source']['selected_on_this_split']
+  # Trained with config.data.dir='data' from its folder, scored from this one (conftest).
+  assert run_config.load(workdir).data.dir == data_dir != os.path.abspath('data')
 
 
 def test_predict_then_score_equals_evaluate_the_validation_and_the_official_scorer(run, tmp_path):

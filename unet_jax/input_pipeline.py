@@ -387,8 +387,12 @@ def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], 
       f'{data.image_dir!r} and {data.mask_dir!r}.'
     )
   if not tf.io.gfile.isdir(data.dir):
+    relative = '' if os.path.isabs(data.dir) or cli.unexpanded_home(data.dir) else (
+        f', relative to the current folder {os.getcwd()!r} (the config.json of a run started '
+        'before runs recorded their data paths absolute holds them as given: run this from the '
+        'folder it started in, or edit them there)')
     raise FileNotFoundError(f'config.data.dir={data.dir!r} is not a directory'
-                            f'{cli.home_hint(data.dir)}.')
+                            f'{relative}{cli.home_hint(data.dir)}.')
   pattern = os.path.join(data.dir, data.image_dir, '*' + data.image_ext)
   # Not hidden files, which tf.io.gfile's glob matches (Python's does not): a copy from macOS
   # leaves an AppleDouble file `._<name>` beside each file, no image. Every reader of a folder

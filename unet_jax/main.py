@@ -56,8 +56,10 @@ def main(argv):
     determinism.set_xla_flags()  # Before JAX starts its backend.
   from unet_jax import results, run_config
 
+  # Data paths absolute, as the run records them (and as the fast path compares them).
+  config = run_config.with_absolute_data_paths(FLAGS.config)
   finished = None if FLAGS.jax_distributed else results.finished_metrics(FLAGS.workdir)
-  if finished is not None and run_config.unchanged(FLAGS.config, FLAGS.workdir):
+  if finished is not None and run_config.unchanged(config, FLAGS.workdir):
     # Answered from its files, neither TensorFlow nor a JAX backend started: 1 s, not 7. Any
     # difference (a changed field, a missing checkpoint) takes the full path below, which
     # decides whether to resume, validate or refuse.
@@ -81,7 +83,7 @@ def main(argv):
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.default_backend())
   try:
-    val_metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    val_metrics = train.train_and_evaluate(config, FLAGS.workdir)
   except preemption.Stopped as stopped:
     if jax.process_index() == 0:
       print(f'The run {stopped}.', flush=True)

@@ -75,6 +75,28 @@ def check_renamed(tree: dict, path: str) -> None:
     '(keeping the run\'s values) and run again, or start a new workdir.')
 
 
+DATA_PATH_FIELDS = ('data.dir', 'data.tfds_data_dir')
+
+
+def with_absolute_data_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with its data paths (`DATA_PATH_FIELDS`) absolute, as config.json records them, so
+  that the run's `evaluate`, `predict`, figures and a resume find its data from any current
+  folder (a SLURM job's, a notebook's), not only the one the run started in. A copy where one
+  was relative; a path with an unexpanded '~' is left as it is, to be refused with its fix."""
+  relative = []
+  for field in DATA_PATH_FIELDS:
+    value = config.get(field.split('.')[0], {}).get(field.split('.')[1])
+    if value and not os.path.isabs(value) and not cli.unexpanded_home(value):
+      relative.append(field)
+  if not relative:
+    return config
+  config = config.copy_and_resolve_references()
+  for field in relative:
+    group, name = field.split('.')
+    config[group][name] = os.path.abspath(config[group][name])
+  return config
+
+
 def path(workdir: str) -> str:
   return os.path.join(workdir, 'config.json')
 

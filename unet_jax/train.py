@@ -211,6 +211,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         held: contextlib.ExitStack) -> dict[str, float]:
   mesh = parallel.make_mesh()
   config_checks.check(config, mesh.devices.size)
+  config = run_config.with_absolute_data_paths(config)  # As config.json records them.
   determinism.check(config.deterministic, jax.default_backend())
   cli.check_can_be_folder(workdir, 'The workdir')  # As given: '~/runs' is refused, not made.
   workdir = os.path.abspath(workdir)  # Orbax requires absolute paths.
