@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from unet_jax import compare
+from unet_jax import compare, run_config
 
 
 def _run(name, seed, fold, values, **config):
@@ -26,6 +26,21 @@ def test_groups_are_the_runs_that_differ_only_by_seed_or_fold():
       'loss=bce': ['a0', 'a1'], 'loss=dice': ['b0', 'b1']}
   groups, fields = compare.group_runs(runs, ['seed'])
   assert list(groups) == ['seed=0', 'seed=1'] and fields == ['seed']
+
+
+def test_a_run_resumed_with_another_validation_cadence_stays_with_its_seeds():
+  """A resume may change how often a run validates or logs (run_config.MAY_CHANGE_ON_RESUME),
+  which changes neither what it trains nor its final scores: such a run must not become a group
+  of its own, one seed short in each half."""
+  runs = [_run('a0', 0, 0, {'i1': 0.5}, loss='bce', **{'eval.every_steps': 100}),
+          _run('a1', 1, 0, {'i1': 0.6}, loss='bce', **{'eval.every_steps': 50,
+                                                        'log_every_steps': 5}),
+          _run('b0', 0, 0, {'i1': 0.7}, loss='dice', **{'eval.every_steps': 100})]
+  groups, fields = compare.group_runs(runs, None)
+  assert fields == ['loss'] and [len(v) for v in groups.values()] == [2, 1]
+  assert list(compare.group_runs(runs, ['eval.every_steps'])[0]) == [  # When asked for.
+      'every_steps=100', 'every_steps=50']
+  assert all(run_config._may_change(f) for f in compare.CADENCE_FIELDS)
 
 
 def test_holm_matches_a_hand_computation():

@@ -10,7 +10,8 @@ the validation of the final checkpoint (or the best one, --checkpoint best; it w
 that same split, so its numbers are optimistic, and the table says so).
 
 Groups. Runs that differ only by seed or fold (config.seed, config.data.fold) form a group: the
-seeds or folds of one configuration. --group-by FIELD,... groups by those config fields instead.
+seeds or folds of one configuration. How often a run logs, validates and checkpoints
+(CADENCE_FIELDS: a resume may change them) does not split a group. --group-by FIELD,... groups by those config fields instead.
 The table shows, per group, only the config fields that differ between groups, then:
 
   runs              how many runs the group has (seeds x folds)
@@ -54,6 +55,12 @@ import numpy as np
 from unet_jax import cli, config_files, native_scoring, results, run_config
 
 SPLIT_FIELDS = ('seed', 'data.fold')  # What varies inside a group.
+# How often a run logs, validates and checkpoints, and how it caches: what a resume may change
+# (run_config.MAY_CHANGE_ON_RESUME) without changing what the run trains or its final scores.
+# A run resumed with another of them still belongs with its seeds.
+CADENCE_FIELDS = ('log_every_steps', 'checkpoint_every_steps', 'max_checkpoints_to_keep',
+                  'profile_steps', 'data.cache', 'eval.every_steps', 'eval.pooled_every_steps',
+                  'eval.batch_size', 'eval.metrics')
 DEFAULT_METRICS = ('threshold_jaccard', 'jaccard', 'dice')
 
 
@@ -135,7 +142,7 @@ def group_runs(runs: Sequence[RunScores], group_by: Sequence[str] | None):
       raise ValueError(f'--group-by {unknown[0]!r} is no config field of the runs ('
                        f'{config_files.unknown_field_hint(unknown[0], known)}).')
   else:
-    keys = sorted({k for r in runs for k in r.config} - set(SPLIT_FIELDS))
+    keys = sorted({k for r in runs for k in r.config} - set(SPLIT_FIELDS) - set(CADENCE_FIELDS))
     fields = [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
   grouped = collections.OrderedDict()
   for run in runs:
