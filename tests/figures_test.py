@@ -111,3 +111,26 @@ def test_a_failed_save_leaves_no_file_behind(tmp_path):
     figures._save(figure, str(tmp_path / 'f.png'))
   assert list(tmp_path.iterdir()) == []
   assert not plt.fignum_exists(figure.number)
+
+
+def test_a_run_validated_once_is_a_point_and_long_labels_do_not_cover_the_curves(tmp_path,
+                                                                                monkeypatch):
+  """A curve of one validation was a line of one point: drawn as nothing. Group labels naming
+  several fields (`dir=..., num_train_steps=60`) made a legend that 'best' placed over the axis
+  label; it goes under the axes, clear of the curves."""
+  once = _run(tmp_path, 'once', 0, 'bce', logged=((10, 0.4),))
+  twice = _run(tmp_path, 'twice', 0, 'dice')
+  drawn = []
+  monkeypatch.setattr(figures, '_save', lambda fig, out: drawn.append(fig) or out)
+  figures.curves({'short': [str(once)], 'long': [str(twice)]}, 'x.png')
+  lines = drawn[0].axes[0].get_lines()
+  assert [line.get_marker() for line in lines] == ['o', 'None']  # A point, then a line.
+  assert drawn[0].axes[0].get_legend().get_bbox_to_anchor() == drawn[0].axes[0].bbox  # Inside.
+  label = 'dir=/data/isic_sample, num_train_steps=60'
+  figures.curves({label: [str(once)], 'other': [str(twice)]}, 'x.png')
+  figures.profile({label: {'a': 0.7}, 'other': {'a': 0.5}}, 'x.png')
+  for fig in drawn[1:]:
+    legend, axes = fig.axes[0].get_legend(), fig.axes[0]
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    assert box.y1 < axes.get_window_extent().y0  # Wholly under the axes.

@@ -62,6 +62,19 @@ def _pyplot():
   return plt
 
 
+# A legend whose longest label is longer than this goes under the axes: inside them it covers
+# the curves, and matplotlib's 'best' place for it spills over the axis label.
+_LEGEND_INSIDE_CHARS = 32
+
+
+def _legend(ax, loc: str) -> None:
+  labels = ax.get_legend_handles_labels()[1]
+  if max(map(len, labels), default=0) <= _LEGEND_INSIDE_CHARS:
+    ax.legend(loc=loc)
+  else:
+    ax.legend(loc='upper left', bbox_to_anchor=(0, -0.2), frameon=False, fontsize=7)
+
+
 def _save(fig, out: str) -> str:
   """Saves as PNG or PDF by the extension, atomically (rendered in memory, then one atomic write):
   a failed save leaves neither a half-written figure nor a temporary file."""
@@ -272,14 +285,14 @@ def curves(groups: dict[str, Sequence[str]], out: str, *, metric: str = 'val_thr
     if not steps:
       continue
     values = np.array([[s[step] for step in steps] for s in series])
-    ax.plot(steps, values.mean(0), color=colour, lw=1.6,
-            label=f'{label} ({len(members)} run{"s" if len(members) > 1 else ""})')
+    ax.plot(steps, values.mean(0), color=colour, lw=1.6, marker='o' if len(steps) == 1 else None,
+            ms=4, label=f'{label} ({len(members)} run{"s" if len(members) > 1 else ""})')
     if len(members) > 1:
       ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.2, lw=0)
   ax.set_xlabel('training step')
   ax.set_ylabel(metric.replace('val_', 'validation ').replace('_', ' '))
   ax.grid(alpha=0.3)
-  ax.legend(loc='best')
+  _legend(ax, 'best')
   ax.set_title(title or 'validation during training: mean over runs, band: lowest to highest')
   return _save(fig, out)
 
@@ -325,7 +338,7 @@ def profile(values: dict[str, dict[str, float]], out: str, *, metric: str = 'jac
   ax.set_xlim(0, 1)
   ax.set_ylim(0, 1.02)
   ax.grid(alpha=0.3)
-  ax.legend(loc='lower left')
+  _legend(ax, 'lower left')
   ax.set_title(title or 'performance profile')
   return _save(fig, out)
 
