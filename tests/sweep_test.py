@@ -82,6 +82,11 @@ def test_a_dry_run_writes_nothing_and_a_misspelt_field_stops_the_sweep_before_an
                'eval_batch_size=4', '--dry-run')
   assert "'eval_batch_size', which is no field of quickstart.py (it is now 'eval.batch_size')" in (
       moved.stderr), moved.stderr
+  # A data path is taken from the launcher's folder once: launching again from another folder
+  # (to resume) must give the runs the same data.
+  assert sweep.parse_sets(['data.dir=../d', 'config.data.tfds_data_dir=t', 'optim.lr=0.1']) == {
+      'data.dir': os.path.abspath('../d'), 'data.tfds_data_dir': os.path.abspath('t'),
+      'optim.lr': 0.1}
   bad_config = tmp_path / 'bad_config.py'  # A run's config neither a file nor a preset.
   bad_config.write_text("def get_sweep(arg=None):\n  return {'config': 'quickstrat', "
                         "'runs': [{}]}\n")

@@ -76,7 +76,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import cli, config_files, hyper, results, slurm, workdir_lock
+from unet_jax import cli, config_files, hyper, results, run_config, slurm, workdir_lock
 
 MANIFEST = 'sweep.json'
 LOG = 'log.txt'
@@ -135,7 +135,10 @@ def parse_sets(items: Sequence[str]) -> dict:
     if isinstance(value, str) and (meant := cli.unexpanded_home(value)):  # Each run gets it so.
       raise ValueError(f"--set {item!r}: the shell leaves a '~' after '=' as it is; give "
                        f'{key}={meant}.')
-    overrides[hyper.normalize_key(key)] = value
+    key = hyper.normalize_key(key)
+    if key in run_config.DATA_PATH_FIELDS and isinstance(value, str) and value:
+      value = os.path.abspath(value)  # From here: launching again from elsewhere changes nothing.
+    overrides[key] = value
   return overrides
 
 
