@@ -116,6 +116,11 @@ def test_evaluate_on_a_folder_of_photos_scores_them_as_the_run_scores_its_split(
   assert folder['num_images'] == 4 and folder['source']['split'] == 'folder'
   assert folder['macro_average'] == split['macro_average']
   assert folder['source']['images_in_training_split'] == 0
+  assert (folder['source']['images'], folder['source']['truth']) == (str(images_dir),
+                                                                     str(truth_dir))
+  # Named by its truth folder: scoring the validation folder, then the test one, keeps both.
+  assert evaluate.default_output('w', 'folder', 'best', str(truth_dir) + '/') == os.path.join(
+      'w', 'eval_folder_truth_best')
   # A photo the run trained on is counted (the CLI prints a note: optimistic), by id.
   _, train_images, train_masks = input_pipeline.folder_split(predictor.config.data, 'train')
   shutil.copy(train_images[0], images_dir)

@@ -97,9 +97,11 @@ def evaluate_run(
   scores = evaluation.score(predictor, examples, settings=settings, progress=progress)
   scores.sort(key=lambda s: s.image_id)
   which = predictor.checkpoint or str(predictor.step)
-  output_dir = output_dir or default_output(workdirs[0], split, which)
+  output_dir = output_dir or default_output(workdirs[0], split, which, truth_dir)
+  folders = {'images': os.path.abspath(images_dir), 'truth': os.path.abspath(truth_dir)} if (
+      images_dir) else {}
   source = {'workdir': [os.path.abspath(w) for w in workdirs] if len(workdirs) > 1 else
-            os.path.abspath(workdirs[0]), 'split': split, 'checkpoint': which,
+            os.path.abspath(workdirs[0]), 'split': split, **folders, 'checkpoint': which,
             'step': predictor.step, 'selected_on_this_split': which == 'best' and bool(seen['val']),
             'images_in_training_split': seen['train'],
             'resize_policy': predictor.policy, 'image_size': predictor.size,
@@ -185,9 +187,13 @@ def _refuse_seen_images(ensemble: inference.Ensemble, workdirs: Sequence[str],
         'none of its members trained on (--images/--truth, or a held-out split).')
 
 
-def default_output(workdir: str, split: str, checkpoint: str) -> str:
-  """<workdir>/eval_<split> for the final checkpoint, eval_<split>_<checkpoint> for another."""
+def default_output(workdir: str, split: str, checkpoint: str, truth_dir: str | None = None) -> str:
+  """<workdir>/eval_<split> for the final checkpoint, eval_<split>_<checkpoint> for another; a
+  folder of photos (split 'folder') is named by its truth folder, eval_folder_<name>[...], so
+  that scoring a second folder does not overwrite the first."""
   suffix = '' if checkpoint == 'final' else f'_{checkpoint}'
+  if split == 'folder' and truth_dir:
+    split = f'folder_{os.path.basename(os.path.normpath(os.path.abspath(truth_dir)))}'
   return os.path.join(workdir, f'eval_{split}{suffix}')
 
 
@@ -223,7 +229,8 @@ def define_flags() -> None:
   flags.DEFINE_string('predictions', None, 'Mode 2: a folder of predicted masks to score.')
   flags.DEFINE_string('output', None, 'Where per_image.csv and summary.json go. Default: '
                       '<workdir>/eval_<split> for the final checkpoint, '
-                      '<workdir>/eval_<split>_<checkpoint> for another (mode 1), '
+                      '<workdir>/eval_<split>_<checkpoint> for another (mode 1; with --images, '
+                      '<split> is folder_<name of the --truth folder>), '
                       '<predictions>_eval (mode 2).')
   cli.define_inference_flags('Mode 1: ')
   flags.DEFINE_bool('tune_threshold', False, 'Mode 1: first pick the threshold with the best '
@@ -287,7 +294,7 @@ def main(argv) -> int:
     out = FLAGS.output or os.path.normpath(FLAGS.predictions) + '_eval'
   else:
     out = FLAGS.output or default_output(FLAGS.workdir[0], summary['source']['split'],
-                                         summary['source']['checkpoint'])
+                                         summary['source']['checkpoint'], FLAGS.truth)
   print(f'Wrote {os.path.join(out, "per_image.csv")} and summary.json.', flush=True)
   logging.flush()
   return 0

@@ -34,7 +34,8 @@ name, then a rename): a reader never sees half a file, also after a crash.
      overall                 the macro threshold Jaccard (the key the official scorer uses)
      macro_average           {metric: mean over images}; pooled: metrics of the summed counts
      num_images, per_image_csv ("per_image.csv", beside it)
-     source                  what was scored: {"workdir", "split" ("folder" for --images),
+     source                  what was scored: {"workdir", "split" ("folder" for --images,
+                             with "images" and "truth", the two folders),
                              "checkpoint", "step", "selected_on_this_split",
                              "images_in_training_split" (of a folder: by id; null where the
                              run's data is not there to tell), "threshold_tuned_on_this_split",
