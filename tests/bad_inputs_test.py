@@ -129,6 +129,10 @@ def test_a_workdir_without_a_checkpoint_says_to_train_it(tmp_path):
     inference.load_predictor(str(workdir), checkpoint='final')
   with pytest.raises(FileNotFoundError, match=r'is not a directory|does not exist'):
     inference.load_predictor(str(tmp_path / 'nowhere'))
+  # A sweep's root given for one of its runs (evaluate, predict, figures): names a run of it.
+  with pytest.raises(FileNotFoundError, match=re.escape(
+      f"'{tmp_path}' is a folder of 1 run, not a run: give one of them, e.g. '{workdir}'.")):
+    inference.load_predictor(str(tmp_path))
 
 
 def test_a_checkpoint_of_another_model_names_the_parameter_and_both_shapes(

@@ -105,6 +105,13 @@ def load(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config a run wrote into its workdir."""
   file = path(workdir)
   if not os.path.exists(file):
+    runs = sorted(n for n in os.listdir(workdir) if os.path.exists(path(os.path.join(
+        workdir, n)))) if os.path.isdir(workdir) else []
+    if runs:  # A sweep's root (or any folder of runs), given for one of its runs.
+      raise FileNotFoundError(
+          f'{workdir!r} is a folder of {len(runs)} run{"s" * (len(runs) > 1)}, not a run: give '
+          'one of them, e.g. '
+          f'{os.path.join(workdir, runs[0])!r}.')
     raise FileNotFoundError(f'{file!r} does not exist: is {workdir!r} the workdir of a training '
                             f'run (python -m unet_jax.main --workdir ...)?{cli.home_hint(workdir)}')
   with open(file, encoding='utf-8') as f:
