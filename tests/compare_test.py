@@ -47,6 +47,23 @@ def test_holm_matches_a_hand_computation():
   # Sorted p: 0.01 (x3), 0.02 (x2), 0.04 (x1) -> 0.03, 0.04, 0.04; back in input order.
   assert compare.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
   assert compare.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # Capped at 1.
+  # No test (NaN) is not one of the m tests: 0.04 and 0.01 are adjusted as a family of two.
+  assert compare.holm([0.04, float('nan'), 0.01]) == pytest.approx([0.04, np.nan, 0.02],
+                                                                    nan_ok=True)
+
+
+def test_groups_that_scored_no_image_in_common_get_no_test_not_p_1():
+  """Two folds' runs share no image: nothing can be paired. The comparison said p = 1.000
+  (Holm-adjusting the others as if it were a test) and a difference of +nan."""
+  runs = [_run('a', 0, 0, {'i1': 0.5, 'i2': 0.6}, loss='bce'),
+          _run('b', 0, 1, {'i3': 0.7, 'i4': 0.1}, loss='dice'),
+          _run('c', 0, 0, {'i1': 0.7, 'i2': 0.9}, loss='x')]
+  rows, fields = compare.compare(runs, ['jaccard'], bootstrap=200)
+  dice, other = rows[1], rows[2]
+  assert dice['paired_images'] == 0 and np.isnan(dice['p']) and np.isnan(dice['p_holm'])
+  assert other['p_holm'] == other['p'] == stats.wilcoxon([0.2, 0.3]).pvalue  # A family of one.
+  assert '| n/a: no image scored by both | n/a | 0 / 0 of 0 |' in compare.markdown(
+      rows, fields, 'final')
 
 
 def test_paired_comparison_against_scipy_and_numpy():

@@ -191,12 +191,14 @@ def bootstrap_runs_images(per_run: Sequence[np.ndarray], rng: np.random.Generato
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
-  """Holm's step-down adjustment: p_(i) * (m - i), made monotone, capped at 1."""
-  order = np.argsort(p_values)
-  adjusted = np.empty(len(p_values))
+  """Holm's step-down adjustment: p_(i) * (m - i), made monotone, capped at 1. A NaN (no test:
+  the groups share no image) stays NaN and is not one of the m tests."""
+  p_values = np.asarray(p_values, float)
+  tested = np.flatnonzero(~np.isnan(p_values))
+  adjusted = np.full(len(p_values), np.nan)
   running = 0.0
-  for rank, i in enumerate(order):
-    running = max(running, (len(p_values) - rank) * p_values[i])
+  for rank, i in enumerate(tested[np.argsort(p_values[tested])]):
+    running = max(running, (len(tested) - rank) * p_values[i])
     adjusted[i] = min(1.0, running)
   return adjusted.tolist()
 
@@ -211,7 +213,9 @@ def paired(group: dict[str, float], baseline: dict[str, float], rng: np.random.G
   out = {'paired_images': len(shared), 'better': int((diff > 0).sum()),
          'worse': int((diff < 0).sum()), 'diff': float(diff.mean()) if len(diff) else float('nan')}
   out['diff_ci'] = bootstrap_images(diff, rng, n) if len(diff) else (float('nan'),) * 2
-  if np.any(diff != 0):
+  if not len(diff):
+    out['p'] = float('nan')  # Nothing to pair (other folds, other images): no test, not p = 1.
+  elif np.any(diff != 0):
     out['p'] = float(stats.wilcoxon(diff, zero_method='pratt').pvalue)
   else:
     out['p'] = 1.0  # Identical on every image: no evidence of a difference.
@@ -301,6 +305,8 @@ def markdown(rows: Sequence[dict], fields: Sequence[str], checkpoint: str) -> st
                f"[{_fmt(r['ci_runs_images'][0])}, {_fmt(r['ci_runs_images'][1])}]"]
       if r['baseline']:
         cells += ['—', '—', '—']
+      elif not r['paired_images']:
+        cells += ['n/a: no image scored by both', 'n/a', '0 / 0 of 0']
       else:
         cells += [f"{r['diff']:+.4f} [{r['diff_ci'][0]:+.4f}, {r['diff_ci'][1]:+.4f}]",
                   f"{_fmt(r['p'], 3)} ({_fmt(r['p_holm'], 3)})",
