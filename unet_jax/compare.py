@@ -28,6 +28,7 @@ The table shows, per group, only the config fields that differ between groups, t
                     group's runs): the mean difference with its bootstrap 95% CI; the Wilcoxon
                     signed-rank test's two-sided p-value, Holm-corrected over the groups compared
                     with the baseline (per metric); and how many images are better / worse.
+                    Groups that share no image (other folds) get no test: n/a.
                     Ties (a difference of exactly 0, common under the threshold Jaccard, where
                     every image below 0.65 scores 0 for both) are kept in the ranking and then
                     dropped (Pratt's method, scipy's zero_method='pratt'), so they neither count
