@@ -64,15 +64,16 @@ def split_ids(config: ml_collections.ConfigDict, split: str) -> list[str]:
 
 
 def split_ids_here(config: ml_collections.ConfigDict, split: str) -> list[str] | None:
-  """`split_ids`, or None where the run's data is not on this machine (its folder moved, its
-  TFDS dataset not prepared here), which `split_ids` would fail on or prepare: for checks that
-  a missing dataset must not stop."""
+  """`split_ids`, or None where the run's data is not on this machine as it was (its folder
+  moved or changed, its TFDS dataset not prepared here), which `split_ids` would fail on or
+  prepare: for notes that such data must not stop."""
   data = config.data
-  if data.source == 'folder' and not os.path.isdir(data.dir):
-    return None
   if data.source == 'isic' and not isic_source.is_prepared(data):
     return None
-  return split_ids(config, split)
+  try:
+    return split_ids(config, split)
+  except (FileNotFoundError, ValueError):  # The folder source's checks of its folder.
+    return None
 
 
 def iter_split(config: ml_collections.ConfigDict, split: str,
