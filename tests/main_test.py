@@ -13,7 +13,11 @@ def _run(*args):
 
 
 def test_help_explains_the_flags():
-  result = _run('unet_jax.main', '--help')  # absl's --help exits with status 1 after printing.
+  result = _run('unet_jax.main', '--help')
+  # absl ends --help with status 1, as a wrong call; ours with 0 (`cli.run_absl`).
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert _run('unet_jax.main', '--config', 'quickstart', '--workdir', 'x', '--nonsense'
+              ).returncode == 1
   for text in ('--config', '--workdir', '--jax_distributed', '--config.<field>=<value>'):
     assert text in result.stdout
   # Every preset that ships (each configs/*.py) is named; the list was once written by hand, and

@@ -48,6 +48,24 @@ def short_errors(main):
   return wrapped
 
 
+# absl's help flags (app.HelpFlag and its kin, each also with one dash).
+_HELP_FLAGS = {f'{dashes}{name}' for dashes in ('-', '--')
+               for name in ('help', 'helpshort', 'helpfull', 'helpxml')} | {'-?'}
+
+
+def run_absl(main, **run_kwargs) -> None:
+  """absl's `app.run` of `short_errors(main)`, except that help asked for exits with status 0:
+  absl ends `--help` with status 1, as it ends a wrong call, so `cmd --help && ...` failed."""
+  from absl import app
+
+  try:
+    app.run(short_errors(main), **run_kwargs)
+  except SystemExit as stop:
+    if stop.code == 1 and _HELP_FLAGS & set(sys.argv[1:]):
+      raise SystemExit(0) from None
+    raise
+
+
 class LibraryNoise(logging.Filter):
   """Drops what libraries log that says nothing to a user of our commands, keeping their warnings:
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -302,4 +301,4 @@ def main(argv) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  sys.exit(app.run(cli.short_errors(main)))
+  cli.run_absl(main)

@@ -101,4 +101,4 @@ if __name__ == '__main__':
   from unet_jax import cli
 
   sys.argv = config_files.resolved_argv(sys.argv)  # --config quickstart: a preset by name.
-  sys.exit(app.run(cli.short_errors(main), flags_parser=config_files.parse_flags))
+  cli.run_absl(main, flags_parser=config_files.parse_flags)

@@ -219,4 +219,4 @@ def main(argv) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(cli.short_errors(main))
+  cli.run_absl(main)

@@ -15,7 +15,6 @@ processes need it prepared beforehand.
 """
 
 import os
-import sys
 
 from absl import app, flags
 
@@ -61,4 +60,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  sys.exit(app.run(cli.short_errors(main)))
+  cli.run_absl(main)

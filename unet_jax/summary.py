@@ -85,4 +85,4 @@ def main(argv):
 
 if __name__ == '__main__':
   sys.argv = config_files.resolved_argv(sys.argv)  # --config seed: a preset by name.
-  sys.exit(app.run(cli.short_errors(main), flags_parser=config_files.parse_flags))
+  cli.run_absl(main, flags_parser=config_files.parse_flags)
