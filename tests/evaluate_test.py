@@ -253,6 +253,7 @@ def test_cli_scores_a_prediction_folder_and_explains_both_modes(tmp_path):
   helped = subprocess.run([sys.executable, '-m', 'unet_jax.evaluate', '--helpfull'],
                           capture_output=True, text=True, cwd=REPO, env=env, check=False)
   assert '--predictions' in helped.stdout and '--workdir' in helped.stdout
+  assert helped.returncode == 0, helped.stderr[-2000:]
 
 
 def test_an_ensemble_averages_its_members_probabilities():
