@@ -40,7 +40,7 @@ def test_a_run_resumed_with_another_validation_cadence_stays_with_its_seeds():
   assert fields == ['loss'] and [len(v) for v in groups.values()] == [2, 1]
   assert list(compare.group_runs(runs, ['eval.every_steps'])[0]) == [  # When asked for.
       'every_steps=100', 'every_steps=50']
-  assert all(run_config._may_change(f) for f in compare.CADENCE_FIELDS)
+  assert all(run_config.may_change(f) for f in compare.CADENCE_FIELDS)
 
 
 def test_holm_matches_a_hand_computation():

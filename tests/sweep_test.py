@@ -145,6 +145,13 @@ def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path
   done = _cli('unet_jax.sweep', 'launch', str(changed), '--root', trained_sweep['root'],
               '--dry-run')
   assert done.returncode != 0 and "Run 'loss=bce-seed=0'" in done.stderr
+  # What a resume may change (how often a run validates, where its data is) is no other run:
+  # launched again so, the sweep goes on, as each run's training does.
+  changed.write_text(changed.read_text().replace("'num_train_steps': 30", "'num_train_steps': 24")
+                     .replace("'eval.every_steps': 12", "'eval.every_steps': 6"))
+  done = _cli('unet_jax.sweep', 'launch', str(changed), '--root', trained_sweep['root'],
+              '--set', 'data.tfds_data_dir=elsewhere', '--dry-run')
+  assert done.returncode == 0 and '0 to launch, 5 skipped' in done.stdout, done.stderr
 
 
 def test_compare_prints_the_statistics_and_writes_the_tables(trained_sweep, tmp_path):

@@ -37,7 +37,8 @@ MAY_CHANGE_ON_RESUME = (
   'deterministic')
 
 
-def _may_change(field: str) -> bool:
+def may_change(field: str) -> bool:
+  """Whether a resume may change `field` (dotted): `MAY_CHANGE_ON_RESUME` names it or its group."""
   return any(field == f or (f.endswith('.') and field.startswith(f))
              for f in MAY_CHANGE_ON_RESUME)
 
@@ -130,7 +131,7 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int | No
     return
   old, new = _stored_fields(file), _fields(config)
   changed = [k for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
-  refused = [k for k in changed if not _may_change(k)] if step is not None else []
+  refused = [k for k in changed if not may_change(k)] if step is not None else []
   if refused:
     shown = '; '.join(f'{k}: {old[k]!r} there, {new[k]!r} now' for k in refused[:4])
     more = f' (and {len(refused) - 4} more)' if len(refused) > 4 else ''

@@ -207,14 +207,26 @@ def write_manifest(root: str, manifest: dict) -> None:
   results.write_json(os.path.join(root, MANIFEST), manifest)
 
 
+def _what_it_trains(config: str, overrides: dict) -> str:
+  """A run's config file and the overrides its parameters depend on, as JSON: not those a resume
+  may change (`run_config.MAY_CHANGE_ON_RESUME`: where the data lives, how often the run logs,
+  validates and checkpoints), which a sweep launched again may change as `main` allows."""
+  fixed = {k: v for k, v in overrides.items() if not run_config.may_change(k)}
+  return json.dumps({'config': os.path.basename(config), 'overrides': fixed}, sort_keys=True,
+                    default=str)
+
+
 def _check_unchanged(manifest: dict, runs: Sequence[Run]) -> None:
   for run in runs:
     recorded = manifest['runs'].get(run.name)
-    if recorded and recorded['hash'] != run.hash:
+    if recorded and (_what_it_trains(recorded.get('config', run.config), recorded['overrides'])
+                     != _what_it_trains(run.config, run.overrides)):
       raise ValueError(
         f'Run {run.name!r} in {MANIFEST} was launched with other overrides '
         f'({recorded["overrides"]}); the sweep file now gives {run.overrides}. Use another '
         '--root, or rename the run by changing its overrides.')
+    if recorded:  # The same run, maybe with its data elsewhere: recorded as launched now.
+      recorded.update(overrides=run.overrides, hash=run.hash)
 
 
 def run_state(root: str, name: str) -> str:
