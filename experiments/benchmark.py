@@ -414,16 +414,11 @@ def environment() -> dict:
   import flax
   import optax
 
-  cpu = platform.processor()
-  try:
-    with open('/proc/cpuinfo', encoding='utf-8') as f:
-      cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-  except (OSError, StopIteration):
-    pass
+  host = results_io.host()
   env = dict(date=datetime.datetime.now().isoformat(timespec='seconds'),
              device=str(jax.devices()[0].device_kind), backend=jax.default_backend(),
-             num_devices=jax.device_count(), cpu=cpu, cpu_cores=os.cpu_count(),
-             usable_cores=len(os.sched_getaffinity(0)), python=platform.python_version(),
+             num_devices=jax.device_count(), cpu=host['cpu'], cpu_cores=os.cpu_count(),
+             usable_cores=host['usable_cores'], python=platform.python_version(),
              jax=jax.__version__, jaxlib=jax.lib.__version__ if hasattr(jax.lib, '__version__')
              else None, flax=flax.__version__, optax=optax.__version__,
              xla_flags=os.environ.get('XLA_FLAGS', ''))

@@ -71,6 +71,9 @@ def test_a_run_writes_its_summary_csvs_and_logs(run):
       ts.create_train_state(models.create_model(config.model), optim.create_optimizer(
           config.optim, 30), jax.random.key(0), 32).params)
   assert summary['devices'] == {'backend': 'cpu', 'kind': 'cpu', 'count': 8, 'processes': 1}
+  # On CPU the last bits depend on the CPU model and the cores: recorded beside the versions.
+  assert summary['host']['usable_cores'] == len(os.sched_getaffinity(0))
+  assert f": {summary['host']['cpu']}\n" in pathlib.Path('/proc/cpuinfo').read_text()
   assert summary['versions']['jax'] == jax.__version__
   assert summary['config']['model']['base_width'] == 8
   assert summary['train_images_per_sec'] > 0 and 0 <= summary['data_wait_fraction'] < 1

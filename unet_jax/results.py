@@ -22,7 +22,9 @@ name, then a rename): a reader never sees half a file, also after a crash.
      best                    {"step", "value", "metrics", "per_image_csv"} of the best checkpoint
      final                   like latest, at step num_train_steps; null until the run finishes
      config                  the resolved config; versions: package versions; devices: {"backend",
-                             "kind", "count", "processes"}; updated: ISO 8601 time of the write
+                             "kind", "count", "processes"}; host: {"cpu", "usable_cores"} (the
+                             CPU's model name and the cores the run could use: on CPU its last
+                             bits depend on both); updated: ISO 8601 time of the write
 
    `metrics` holds the native per-image macro averages under their names ("threshold_jaccard",
    "jaccard", "dice", ...; unet_jax.native_scoring.METRICS) and the pooled S x S pass of the same
@@ -164,6 +166,19 @@ def package_versions() -> dict[str, str]:
     with contextlib.suppress(metadata.PackageNotFoundError):
       versions[name] = metadata.version(name)
   return versions
+
+
+def host() -> dict:
+  """{"cpu": the CPU's model name, "usable_cores": cores this process may run on}: on CPU, what
+  a run's last bits depend on besides its config and seed (XLA:CPU compiles for the CPU in hand
+  and splits its sums over the threads it has)."""
+  import platform
+
+  cpu = platform.processor()
+  with contextlib.suppress(OSError, StopIteration), open('/proc/cpuinfo', encoding='utf-8') as f:
+    cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  return {'cpu': cpu, 'usable_cores': cores}
 
 
 def read_run_summary(workdir: str) -> dict | None:

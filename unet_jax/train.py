@@ -112,6 +112,7 @@ class _Record:
         'versions': results.package_versions(),
         'devices': {'backend': jax.default_backend(), 'kind': jax.devices()[0].device_kind,
                     'count': jax.device_count(), 'processes': jax.process_count()},
+        'host': results.host(),  # Process 0's.
     }
     self.previous_state = previous.get('state')
     self._entries = {}
