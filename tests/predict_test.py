@@ -92,6 +92,20 @@ def test_two_inputs_that_would_write_one_mask_are_refused_before_any_work(tmp_pa
                                             'ISIC_0000001_segmentation.png']
 
 
+def test_masks_are_written_neither_among_the_photos_nor_among_the_overlays(tmp_path):
+  """`--output` the photos' folder wrote the masks among them (the next predict of the folder
+  read them as photos); `--overlay_dir` equal to `--output` put overlays where the scorer reads
+  every PNG as a mask. Both refused before the model is loaded (`main` checks first)."""
+  photos_dir = tmp_path / 'photos'
+  photos_dir.mkdir()
+  with pytest.raises(ValueError, match=r"--output '.*photos/' is a folder of --input"):
+    predict.check_output_folders([str(photos_dir)], f'{photos_dir}/', None)
+  with pytest.raises(ValueError, match=r"--overlay_dir '.*masks' is --output"):
+    predict.check_output_folders([str(photos_dir / 'a.jpg')], str(tmp_path / 'masks'),
+                                 str(tmp_path / '.' / 'masks'))
+  predict.check_output_folders([str(photos_dir)], str(tmp_path / 'masks'), str(tmp_path / 'o'))
+
+
 def test_list_inputs_and_names(tmp_path):
   (tmp_path / 'b.png').write_bytes(b'')
   (tmp_path / 'ISIC_0000007.JPG').write_bytes(b'')

@@ -84,6 +84,19 @@ def mask_names(paths: Sequence[str]) -> list[str]:
   return list(seen)
 
 
+def check_output_folders(inputs: Sequence[str], output: str, overlay_dir: str | None) -> None:
+  """The masks' folder is neither a folder of the inputs (the masks would lie among the photos,
+  and be read as photos by the next `predict` of it) nor the overlays' folder (the challenge's
+  scorer, and `evaluate --predictions`, read every PNG of it as a mask)."""
+  where = os.path.realpath(output)
+  if any(os.path.isdir(p) and os.path.realpath(p) == where for p in inputs):
+    raise ValueError(f'--output {output!r} is a folder of --input: the masks would be written '
+                     'among the photos; give them a folder of their own.')
+  if overlay_dir and os.path.realpath(overlay_dir) == where:
+    raise ValueError(f'--overlay_dir {overlay_dir!r} is --output: the scorer reads every PNG of '
+                     '--output as a mask; give the overlays a folder of their own.')
+
+
 def encode_png(array: np.ndarray, compression: int = -1) -> bytes:
   """PNG bytes of uint8 [H, W] (mode L) or [H, W, 3] (RGB); `compression` is zlib's level
   (-1: its default, 6)."""
@@ -187,6 +200,7 @@ def main(argv) -> int:
   if not paths:
     raise ValueError(no_images_message(FLAGS.input))
   mask_names(paths)  # Before the model is loaded.
+  check_output_folders(FLAGS.input, FLAGS.output, FLAGS.overlay_dir)
   from unet_jax import inference  # After the checks that need no model.
 
   config = run_config.load(FLAGS.workdir[0])
