@@ -226,6 +226,13 @@ def test_a_tuned_threshold_is_recorded_and_used_by_evaluate_and_predict(run, tmp
   config = inference.run_config.load(str(tuned_dir))
   assert inference.settings(config, str(tuned_dir)).threshold == record['threshold']
   assert inference.settings(config, str(tuned_dir), threshold=0.5).threshold == 0.5
+  # A pick at the end of the thresholds tried says the best may lie beyond them.
+  for threshold, edge in ((0.8, 'the highest'), (0.2, 'the lowest'), (0.5, None)):
+    text = evaluate.tuned_text({**record, 'threshold': threshold, 'macro_threshold_jaccard': {
+        str(threshold): 0.5}}, 'f')
+    assert text.startswith(f"Tuned threshold {threshold} on 'val' (macro threshold Jaccard "
+                           '0.5000); recorded in f.')
+    assert (f'It is {edge} of those tried (0.2 to 0.8)' in text) if edge else text.endswith('f.')
 
 
 def test_cli_scores_a_prediction_folder_and_explains_both_modes(tmp_path):

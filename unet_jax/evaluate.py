@@ -151,6 +151,17 @@ def tune_threshold(workdir: str, *, checkpoint: str = 'final', split: str = 'val
   return record
 
 
+def tuned_text(tuned: dict, path: str) -> str:
+  """What `--tune_threshold` says of its pick (`tune_threshold`'s record, written to `path`); a
+  pick at the end of THRESHOLDS says so: the best threshold may lie beyond those tried."""
+  edge = tuned['threshold'] in (THRESHOLDS[0], THRESHOLDS[-1])
+  return (f"Tuned threshold {tuned['threshold']} on {tuned['tuned_on']!r} (macro threshold "
+          f"Jaccard {tuned['macro_threshold_jaccard'][str(tuned['threshold'])]:.4f}); recorded "
+          f'in {path}.' + (f' It is the {"lowest" if tuned["threshold"] == THRESHOLDS[0] else "highest"}'
+                           f' of those tried ({THRESHOLDS[0]} to {THRESHOLDS[-1]}): the best '
+                           'may lie beyond them (an undertrained model?).' if edge else ''))
+
+
 def _tuned_on(workdir: str) -> str | None:
   from unet_jax import inference
 
@@ -261,9 +272,7 @@ def main(argv) -> int:
         raise app.UsageError('--tune_threshold tunes one run at a time.')
       tuned = tune_threshold(FLAGS.workdir[0], checkpoint=FLAGS.checkpoint, split=FLAGS.split,
                              tta=FLAGS.tta, show_progress=True)
-      print(f"Tuned threshold {tuned['threshold']} on {tuned['tuned_on']!r} (macro threshold "
-            f"Jaccard {tuned['macro_threshold_jaccard'][str(tuned['threshold'])]:.4f}); recorded "
-            f'in {os.path.join(FLAGS.workdir[0], inference.TUNED)}.', flush=True)
+      print(tuned_text(tuned, os.path.join(FLAGS.workdir[0], inference.TUNED)), flush=True)
     summary = evaluate_run(FLAGS.workdir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
                            images_dir=FLAGS.images, truth_dir=FLAGS.truth,
                            output_dir=FLAGS.output, tta=FLAGS.tta, threshold=FLAGS.threshold,
