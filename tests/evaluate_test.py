@@ -62,6 +62,9 @@ def test_evaluate_run_scores_each_val_image_at_native_size(run):
   assert summary['kind'] == 'evaluation' and not summary['source']['selected_on_this_split']
   # Trained with config.data.dir='data' from its folder, scored from this one (conftest).
   assert run_config.load(workdir).data.dir == data_dir != os.path.abspath('data')
+  cloud = run_config.load(workdir)
+  cloud.data.dir = 'gs://bucket/isic'  # tf.io.gfile reads it: a URL, not a relative path.
+  assert run_config.with_absolute_data_paths(cloud).data.dir == 'gs://bucket/isic'
 
 
 def test_predict_then_score_equals_evaluate_the_validation_and_the_official_scorer(run, tmp_path):

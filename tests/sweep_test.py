@@ -87,6 +87,8 @@ def test_a_dry_run_writes_nothing_and_a_misspelt_field_stops_the_sweep_before_an
   assert sweep.parse_sets(['data.dir=../d', 'config.data.tfds_data_dir=t', 'optim.lr=0.1']) == {
       'data.dir': os.path.abspath('../d'), 'data.tfds_data_dir': os.path.abspath('t'),
       'optim.lr': 0.1}
+  assert sweep.parse_sets(['data.tfds_data_dir=gs://bucket/tfds']) == {  # A URL stays one.
+      'data.tfds_data_dir': 'gs://bucket/tfds'}
   bad_config = tmp_path / 'bad_config.py'  # A run's config neither a file nor a preset.
   bad_config.write_text("def get_sweep(arg=None):\n  return {'config': 'quickstrat', "
                         "'runs': [{}]}\n")

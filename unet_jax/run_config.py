@@ -87,15 +87,23 @@ def with_absolute_data_paths(config: ml_collections.ConfigDict) -> ml_collection
   relative = []
   for field in DATA_PATH_FIELDS:
     value = config.get(field.split('.')[0], {}).get(field.split('.')[1])
-    if value and not os.path.isabs(value) and not cli.unexpanded_home(value):
+    if value and absolute_data_path(value) != value:
       relative.append(field)
   if not relative:
     return config
   config = config.copy_and_resolve_references()
   for field in relative:
     group, name = field.split('.')
-    config[group][name] = os.path.abspath(config[group][name])
+    config[group][name] = absolute_data_path(config[group][name])
   return config
+
+
+def absolute_data_path(path: str) -> str:
+  """A local relative path made absolute; others as they are: absolute ones, URLs that tf.io.gfile
+  and TFDS read (gs://bucket/isic), and a path with an unexpanded '~' (refused later)."""
+  if not path or '://' in path or os.path.isabs(path) or cli.unexpanded_home(path):
+    return path
+  return os.path.abspath(path)
 
 
 def path(workdir: str) -> str:

@@ -136,8 +136,9 @@ def parse_sets(items: Sequence[str]) -> dict:
       raise ValueError(f"--set {item!r}: the shell leaves a '~' after '=' as it is; give "
                        f'{key}={meant}.')
     key = hyper.normalize_key(key)
-    if key in run_config.DATA_PATH_FIELDS and isinstance(value, str) and value:
-      value = os.path.abspath(value)  # From here: launching again from elsewhere changes nothing.
+    if key in run_config.DATA_PATH_FIELDS and isinstance(value, str):
+      # From here: launching again from elsewhere changes nothing.
+      value = run_config.absolute_data_path(value)
     overrides[key] = value
   return overrides
 
