@@ -387,7 +387,8 @@ def _folder_ids(data: ml_collections.ConfigDict) -> tuple[list[str], list[str], 
       f'{data.image_dir!r} and {data.mask_dir!r}.'
     )
   if not tf.io.gfile.isdir(data.dir):
-    relative = '' if os.path.isabs(data.dir) or cli.unexpanded_home(data.dir) else (
+    relative = '' if (os.path.isabs(data.dir) or '://' in data.dir
+                      or cli.unexpanded_home(data.dir)) else (
         f', relative to the current folder {os.getcwd()!r} (the config.json of a run started '
         'before runs recorded their data paths absolute holds them as given: run this from the '
         'folder it started in, or edit them there)')
