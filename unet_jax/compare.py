@@ -11,7 +11,8 @@ that same split, so its numbers are optimistic, and the table says so).
 
 Groups. Runs that differ only by seed or fold (config.seed, config.data.fold) form a group: the
 seeds or folds of one configuration. How often a run logs, validates and checkpoints
-(CADENCE_FIELDS: a resume may change them) does not split a group. --group-by FIELD,... groups by those config fields instead.
+(CADENCE_FIELDS: a resume may change them) does not split a group. --group-by FIELD,... groups
+by those config fields instead.
 The table shows, per group, only the config fields that differ between groups, then:
 
   runs              how many runs the group has (seeds x folds)

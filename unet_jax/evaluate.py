@@ -72,8 +72,8 @@ def evaluate_run(
   workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
   if bool(images_dir) != bool(truth_dir):
     raise ValueError('--images and --truth go together.')
-  if images_dir:  # Their pairing is checked before any checkpoint loads.
-    evaluation.dir_ids(images_dir, truth_dir)
+  # Their pairing is checked before any checkpoint loads.
+  folder = evaluation.dir_ids(images_dir, truth_dir) if images_dir else None
   if len(workdirs) > 1 and not output_dir:
     raise ValueError('An ensemble (several --workdir) needs --output: its results belong to no '
                      'single run.')
@@ -87,7 +87,7 @@ def evaluate_run(
   settings = inference.settings(predictor.config, workdirs[0], tta=predictor.tta,
                                 threshold=threshold, largest_component=largest_component,
                                 fill_holes=fill_holes)
-  ids, examples, split = _examples(predictor, split, images_dir, truth_dir)
+  ids, examples, split = _examples(predictor, split, folder)
   if isinstance(predictor, inference.Ensemble):
     _refuse_seen_images(predictor, workdirs, ids, split)
   seen = _images_in_splits(predictor.config, ids, split)
@@ -110,12 +110,13 @@ def evaluate_run(
   return results.write_evaluation(scores, output_dir, source)
 
 
-def _examples(predictor, split, images_dir, truth_dir):
+def _examples(predictor, split, folder=None):
+  """(ids, examples, what was scored) of a split, or of `folder` (`evaluation.dir_ids`'s pairs)."""
   from unet_jax import evaluation
 
-  if images_dir:
-    ids, _ = evaluation.dir_ids(images_dir, truth_dir)
-    return ids, evaluation.iter_dirs(images_dir, truth_dir, predictor.size), 'folder'
+  if folder:
+    ids, paths = folder
+    return ids, evaluation.iter_pairs(ids, paths, predictor.size), 'folder'
   ids = evaluation.split_ids(predictor.config, split)
   if not ids:
     raise ValueError(f'The {split!r} split has no examples.')
@@ -136,7 +137,7 @@ def tune_threshold(workdir: str, *, checkpoint: str = 'final', split: str = 'val
   config = inference.run_config.load(workdir)
   base = inference.settings(config, None, tta=tta)  # Not an earlier tuned threshold.
   predictor = inference.load_predictor(workdir, checkpoint=checkpoint, tta=base.tta)
-  ids, examples, split = _examples(predictor, split, None, None)
+  ids, examples, split = _examples(predictor, split)
   progress = cli.Progress(len(ids), 'tune ') if show_progress else None
   per_image = evaluation.score(predictor, examples, settings=base, progress=progress,
                                thresholds=THRESHOLDS)
@@ -154,12 +155,14 @@ def tune_threshold(workdir: str, *, checkpoint: str = 'final', split: str = 'val
 def tuned_text(tuned: dict, path: str) -> str:
   """What `--tune_threshold` says of its pick (`tune_threshold`'s record, written to `path`); a
   pick at the end of THRESHOLDS says so: the best threshold may lie beyond those tried."""
-  edge = tuned['threshold'] in (THRESHOLDS[0], THRESHOLDS[-1])
-  return (f"Tuned threshold {tuned['threshold']} on {tuned['tuned_on']!r} (macro threshold "
-          f"Jaccard {tuned['macro_threshold_jaccard'][str(tuned['threshold'])]:.4f}); recorded "
-          f'in {path}.' + (f' It is the {"lowest" if tuned["threshold"] == THRESHOLDS[0] else "highest"}'
-                           f' of those tried ({THRESHOLDS[0]} to {THRESHOLDS[-1]}): the best '
-                           'may lie beyond them (an undertrained model?).' if edge else ''))
+  threshold = tuned['threshold']
+  text = (f"Tuned threshold {threshold} on {tuned['tuned_on']!r} (macro threshold Jaccard "
+          f"{tuned['macro_threshold_jaccard'][str(threshold)]:.4f}); recorded in {path}.")
+  edge = {THRESHOLDS[0]: 'lowest', THRESHOLDS[-1]: 'highest'}.get(threshold)
+  if edge:
+    text += (f' It is the {edge} of those tried ({THRESHOLDS[0]} to {THRESHOLDS[-1]}): the best '
+             'may lie beyond them (an undertrained model?).')
+  return text
 
 
 def _tuned_on(workdir: str) -> str | None:

@@ -156,28 +156,20 @@ def dir_ids(images_dir: str, truth_dir: str) -> tuple[list[str], dict[str, tuple
     images[ident] = os.path.join(images_dir, named_as_id[0])
   missing = sorted(set(truth) - set(images))
   if missing:
-    hint = '' if images else _subfolder_hint(images_dir, set(truth))
+    inside = None if images else native_scoring.subfolder_holding(images_dir, lambda d: any(
+        n.lower().endswith(native_scoring.IMAGE_EXTS) and native_scoring.image_id(n) in truth
+        for n in os.listdir(d)))
+    hint = f'; its subfolder {os.path.basename(inside)!r} holds them: give {inside!r}' if (
+        inside) else ''
     raise FileNotFoundError(f'{len(missing)} truth mask(s) have no image in {images_dir!r}, '
                             f'e.g. {missing[:5]}{hint}.')
   ids = sorted(truth)
   return ids, {i: (images[i], truth[i]) for i in ids}
 
 
-def _subfolder_hint(folder: str, ids: set[str]) -> str:
-  """'; its subfolder X holds them: give PATH' for the first subfolder holding photos of `ids`
-  (the parent of the ISIC archive's photo folder given for it, say), else ''."""
-  for name in sorted(os.listdir(folder)):
-    inside = os.path.join(folder, name)
-    if name.startswith('.') or not os.path.isdir(inside):
-      continue
-    if any(n.lower().endswith(native_scoring.IMAGE_EXTS) and native_scoring.image_id(n) in ids
-           for n in os.listdir(inside)):
-      return f'; its subfolder {name!r} holds them: give {inside!r}'
-  return ''
-
-
-def iter_dirs(images_dir: str, truth_dir: str, size: int) -> Iterator[Example]:
-  ids, paths = dir_ids(images_dir, truth_dir)
+def iter_pairs(ids: Sequence[str], paths: dict[str, tuple[str, str]],
+               size: int) -> Iterator[Example]:
+  """The examples of `dir_ids`'s pairs, in the order of `ids`, decoded a few ahead in threads."""
   yield from _prefetch(lambda i: folder_example(i, *paths[i], size), ids)
 
 

@@ -30,14 +30,12 @@ def builder(data: ml_collections.ConfigDict):
   single-process run: concurrent processes would all write the same files.
   """
   import jax
-  import tensorflow_datasets as tfds
 
   from unet_jax import cli, isic2018
 
   cli.refuse_unexpanded_home(data.tfds_data_dir,
                              f'config.data.tfds_data_dir={data.tfds_data_dir!r}')
-  found = tfds.builder(isic2018.NAME, config=isic2018.builder_config(data.image_size),
-                       data_dir=data.tfds_data_dir or None)
+  found = _tfds_builder(data)
   if found.is_prepared():
     return found
   prepare = (f'python -m unet_jax.prepare_isic --size={data.image_size} '
@@ -61,12 +59,16 @@ def builder(data: ml_collections.ConfigDict):
 
 def is_prepared(data: ml_collections.ConfigDict) -> bool:
   """Whether the dataset `builder` would return is prepared here (it would prepare it if not)."""
+  return _tfds_builder(data).is_prepared()
+
+
+def _tfds_builder(data: ml_collections.ConfigDict):
   import tensorflow_datasets as tfds
 
   from unet_jax import isic2018
 
   return tfds.builder(isic2018.NAME, config=isic2018.builder_config(data.image_size),
-                      data_dir=data.tfds_data_dir or None).is_prepared()
+                      data_dir=data.tfds_data_dir or None)
 
 
 _IDS: dict[tuple[str, str], list[str]] = {}

@@ -172,17 +172,24 @@ def list_masks(directory: str) -> dict[str, str]:
   return found
 
 
+def subfolder_holding(folder: str, holds) -> str | None:
+  """The first subfolder of `folder` (sorted, not hidden) for which `holds(path)` is true, else
+  None: where the files are when a folder above the ISIC archive's folder was given for it."""
+  for name in sorted(os.listdir(folder)):
+    inside = os.path.join(folder, name)
+    if not name.startswith('.') and os.path.isdir(inside) and holds(inside):
+      return inside
+  return None
+
+
 def list_truth_masks(directory: str) -> dict[str, str]:
   """`list_masks` of a truth folder, which must hold some: a folder without any (the parent of
   the ISIC archive's mask folder, say) is an error that names the subfolder holding them."""
   truth = list_masks(directory)
   if not truth:
-    hint = ''
-    for name in sorted(os.listdir(directory)):
-      inside = os.path.join(directory, name)
-      if not name.startswith('.') and os.path.isdir(inside) and (count := len(list_masks(inside))):
-        hint = f'; its subfolder {name!r} holds {count}: give {inside!r}'
-        break
+    inside = subfolder_holding(directory, list_masks)
+    hint = (f'; its subfolder {os.path.basename(inside)!r} holds {len(list_masks(inside))}: '
+            f'give {inside!r}') if inside else ''
     raise FileNotFoundError(f'No mask PNGs in the truth folder {directory!r}{hint}.')
   return truth
 

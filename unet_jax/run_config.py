@@ -84,17 +84,17 @@ def with_absolute_data_paths(config: ml_collections.ConfigDict) -> ml_collection
   that the run's `evaluate`, `predict`, figures and a resume find its data from any current
   folder (a SLURM job's, a notebook's), not only the one the run started in. A copy where one
   was relative; a path with an unexpanded '~' is left as it is, to be refused with its fix."""
-  relative = []
+  made = {}
   for field in DATA_PATH_FIELDS:
-    value = config.get(field.split('.')[0], {}).get(field.split('.')[1])
-    if value and absolute_data_path(value) != value:
-      relative.append(field)
-  if not relative:
+    group, name = field.split('.')
+    value = config.get(group, {}).get(name)
+    if value and (absolute := absolute_data_path(value)) != value:
+      made[group, name] = absolute
+  if not made:
     return config
   config = config.copy_and_resolve_references()
-  for field in relative:
-    group, name = field.split('.')
-    config[group][name] = absolute_data_path(config[group][name])
+  for (group, name), absolute in made.items():
+    config[group][name] = absolute
   return config
 
 
