@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unet_jax import cli, inference, photos, predict
+from unet_jax import cli, inference, input_pipeline, photos, predict, run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,6 +43,13 @@ def test_cli_skips_a_corrupt_file_names_it_and_fails(run, tmp_path):
     env={**os.environ, 'PYTHONPATH': REPO})
   assert done.returncode != 0
   assert "Checkpoint 'best': step 1;" in done.stdout  # The default for new images, named.
+  # The run's own training photos among them are counted (the folder source's split, read the
+  # way evaluate_test's reference reads it).
+  config = run_config.load(workdir)
+  _, train_images, _ = input_pipeline.folder_split(config.data, 'train')
+  trained = len({os.path.basename(p) for p in train_images} & set(names))
+  assert 0 < trained < len(names)
+  assert f'Note: {trained} of the 4 photos are in the training split of the run' in done.stdout
   assert 'ISIC_0999999.jpg' in done.stderr
   assert 'predict [' in done.stderr  # The progress bar.
   # No library's INFO chatter: orbax's dozen lines per restore, JAX's "Unable to initialize

@@ -121,6 +121,22 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
   return out
 
 
+def photos_trained_on(predictor, paths: Sequence[str]) -> int | None:
+  """How many of the photos (by ISIC id) the run, or any run of an ensemble, trained on: its
+  masks of those show what it learned, not what it does on new photos. None where a run's data
+  is not on this machine to tell (new photos are predict's usual work; nothing to say then)."""
+  from unet_jax import evaluation
+
+  ids = {native_scoring.image_id(p) for p in paths}
+  seen: set[str] = set()
+  for member in getattr(predictor, 'members', [predictor]):
+    known = evaluation.split_ids_here(member.config, 'train')
+    if known is None:
+      return None
+    seen |= ids & set(known)
+  return len(seen)
+
+
 def predict_files(
   predictor,
   paths: Sequence[str],
@@ -219,6 +235,12 @@ def main(argv) -> int:
         f'{settings.fill_holes}'
         f'{f"; an ensemble of {len(FLAGS.workdir)} runs" if len(FLAGS.workdir) > 1 else ""}.',
         flush=True)
+  trained_on = photos_trained_on(predictor, paths)
+  if trained_on:
+    print(f"Note: {trained_on} of the {len(paths)} photos are in the training split of "
+          f"{'a run of the ensemble' if len(FLAGS.workdir) > 1 else 'the run'} (by ISIC id): "
+          'their masks show what it learned, not how it does on photos it has not seen.',
+          flush=True)
   failures = predict_files(predictor, paths, FLAGS.output, overlay_dir=FLAGS.overlay_dir,
                            settings=settings)
   written = len(paths) - len(failures)
