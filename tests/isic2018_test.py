@@ -277,6 +277,36 @@ def test_prepare_command_builds_the_dataset(tmp_path, monkeypatch):
   assert builder.info.splits['train'].num_examples == len(info['ids']['train'])
 
 
+def test_a_failed_preparation_leaves_no_folder_it_made_but_keeps_what_it_fetched(tmp_path,
+                                                                                 monkeypatch):
+  from unet_jax import prepare_isic
+
+  # No archive and no network, into a data dir that did not exist: nothing of it is left.
+  monkeypatch.setattr(isic2018, '_unreachable', lambda url: 'offline')
+  (tmp_path / 'empty_manual').mkdir()
+  with pytest.raises(FileNotFoundError, match='could not download 6 archive'):
+    prepare_isic.prepare([SIZE], manual_dir=str(tmp_path / 'empty_manual'),
+                         data_dir=str(tmp_path / 'fresh'))
+  assert not (tmp_path / 'fresh').exists()
+  # An unreadable photo, into a data dir that holds another dataset: that dataset is untouched,
+  # no folder of this one is left, and the extracted archives stay for the next try.
+  info = fake_isic.make_fake_isic(str(tmp_path / 'manual'), zipped=True, corrupt=[3])
+  monkeypatch.setattr(isic2018.Isic2018Task1, 'EXPECTED_COUNTS',
+                      {split: len(ids) for split, ids in info['ids'].items()})
+  other = tmp_path / 'tfds' / 'other_dataset' / '1.0.0'
+  other.mkdir(parents=True)
+  (tmp_path / 'tfds' / 'other_dataset' / 'empty_before').mkdir()
+  with pytest.raises(ValueError, match=r'ISIC_0000003\.jpg'):
+    prepare_isic.prepare([SIZE], manual_dir=info['root'], data_dir=str(tmp_path / 'tfds'))
+  assert not (tmp_path / 'tfds' / isic2018.NAME).exists()
+  assert other.is_dir() and (tmp_path / 'tfds' / 'other_dataset' / 'empty_before').is_dir()
+  empty = [folder for folder, subfolders, files in os.walk(tmp_path / 'tfds' / 'downloads')
+           if not subfolders and not files]
+  assert empty == []
+  extracted = [name for _, _, files in os.walk(tmp_path / 'tfds' / 'downloads') for name in files]
+  assert 'ISIC_0000001.jpg' in extracted
+
+
 def test_prepare_command_help():
   import subprocess
 

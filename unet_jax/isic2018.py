@@ -46,9 +46,11 @@ TensorFlow is imported inside functions only: `import tensorflow_datasets` does 
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import re
+import shutil
 import socket
 import urllib.parse
 
@@ -208,6 +210,29 @@ class Isic2018Task1(tfds.core.GeneratorBasedBuilder):
     size = self.builder_config.size
     with concurrent.futures.ThreadPoolExecutor(self.NUM_WORKERS) as pool:
       yield from pool.map(lambda pair: prepare_example(*pair, size), pairs)
+
+
+def download_and_prepare(builder: tfds.core.DatasetBuilder, download_config=None) -> None:
+  """`builder.download_and_prepare`, leaving no trace where it fails (an archive missing, a
+  photo unreadable): the empty folders it made, and TFDS's metadata of a dataset folder it made,
+  are removed. What it fetched (downloads, extracted archives) stays for the next try."""
+  root = os.fspath(builder.data_dir_root)
+  before = {folder for folder, _, _ in os.walk(root)}
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except BaseException:
+    _remove_made_folders(root, before)
+    raise
+
+
+def _remove_made_folders(root: str, before: set[str]) -> None:
+  for folder, _, _ in os.walk(root, topdown=False):
+    if folder in before:
+      continue
+    if os.path.basename(folder) == '.config' and os.path.dirname(folder) not in before:
+      shutil.rmtree(folder, ignore_errors=True)  # metadata.json of the dataset folder it made.
+    with contextlib.suppress(OSError):  # Not empty: it holds what was fetched.
+      os.rmdir(folder)
 
 
 def _locate_archives(dl_manager) -> dict[str, str]:

@@ -53,7 +53,7 @@ def builder(data: ml_collections.ConfigDict):
     raise FileNotFoundError(
       f'The TFDS dataset {isic2018.NAME}/{data.image_size} is not prepared in '
       f'{found.data_dir!r}. Prepare it once from one process first: {prepare}')
-  found.download_and_prepare()
+  isic2018.download_and_prepare(found)
   return found
 
 

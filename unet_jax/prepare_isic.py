@@ -8,6 +8,8 @@ r"""Prepares the ISIC 2018 Task 1 TFDS dataset once, before training reads it.
 without it they are downloaded from the ISIC archive. Each full-resolution photo is decoded once
 at the libjpeg scale for the training resolution (`--size`; unet_jax.photos), with its native
 mask. A dataset prepared by an older version of the builder is prepared again under the new one.
+A preparation that fails (an archive missing, a photo unreadable) removes the folders it made;
+what it downloaded or extracted stays for the next try.
 
 The same as `tfds build --imports=unet_jax isic2018_task1/<size>`, which needs apache_beam in this
 TFDS version; a single training process also prepares the dataset on first use, but several
@@ -43,7 +45,7 @@ def prepare(sizes, *, manual_dir: str | None = None, data_dir: str | None = None
   for size in sizes:
     builder = tfds.builder(isic2018.NAME, config=isic2018.builder_config(size),
                            data_dir=data_dir and os.path.expanduser(data_dir))
-    builder.download_and_prepare(download_config=download_config)
+    isic2018.download_and_prepare(builder, download_config)
     counts = {name: split.num_examples for name, split in builder.info.splits.items()}
     lines.append(f'{isic2018.NAME}/{size} prepared in {builder.data_dir}: {counts}')
   return lines
