@@ -191,6 +191,42 @@ def test_resume_is_exact_and_logs_each_step_once(tmp_path, run):
   assert summary['state'] == 'finished' and summary['timing']['timed_steps'] == 37
 
 
+def test_a_run_resumed_under_other_devices_or_packages_says_so_and_records_each(tmp_path, caplog):
+  """The environment of a session is what JAX and the installed packages report; an earlier
+  session's is what it recorded (edited here, as if it had run on 4 devices of another jax)."""
+  config = tiny_config(num_train_steps=6, checkpoint_every_steps=2, log_every_steps=2,
+                       **{'eval.every_steps': 0, 'eval.pooled_every_steps': 0})
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir, stop_after_step=2)
+  path = os.path.join(workdir, results.RUN_SUMMARY)
+  summary = results.read_json(path)
+  here = {'devices': summary['devices'], 'host': summary['host'], 'versions': summary['versions']}
+  assert summary['devices']['count'] == jax.device_count() == 8
+  assert summary['environments'] == [{'from_step': 0, **here}]
+  elsewhere = json.loads(json.dumps(here))
+  elsewhere['devices']['count'] = 4
+  elsewhere['versions']['jax'] = '0.0.1'
+  results.write_json(path, {**summary, 'environments': [{'from_step': 0, **elsewhere}]})
+  with caplog.at_level('WARNING'):
+    train.train_and_evaluate(config, workdir, stop_after_step=4)
+  warned = [r.getMessage() for r in caplog.records if 'it goes on with' in r.getMessage()]
+  assert len(warned) == 1
+  assert 'trained to step 2 with devices.count 4, versions.jax 0.0.1' in warned[0]
+  assert f"goes on with devices.count 8, versions.jax {jax.__version__}" in warned[0]
+  expected = [{'from_step': 0, **elsewhere}, {'from_step': 2, **here}]
+  assert results.read_json(path)['environments'] == expected
+  # Under the same environment again: nothing said, nothing added.
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    train.train_and_evaluate(config, workdir)
+  assert not [r for r in caplog.records if 'it goes on with' in r.getMessage()]
+  assert results.read_json(path)['environments'] == expected
+  # A summary written before the field counts as one environment from step 0; a restart from
+  # step 0 (no checkpoint) starts the list again.
+  assert train._environments(here, here, 4) == [{'from_step': 0, **here}]
+  assert train._environments({'environments': expected}, here, 0) == [{'from_step': 0, **here}]
+
+
 def test_the_logged_loss_is_the_mean_over_its_window(tmp_path, run):
   """The shared run logs every 5 steps; the same run logging every step (validation off, which
   changes no parameter) gives the per-step losses its windows must average."""

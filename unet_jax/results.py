@@ -25,6 +25,10 @@ name, then a rename): a reader never sees half a file, also after a crash.
                              "kind", "count", "processes"}; host: {"cpu", "usable_cores"} (the
                              CPU's model name and the cores the run could use: on CPU its last
                              bits depend on both); updated: ISO 8601 time of the write
+     environments            [{"from_step", "devices", "host", "versions"}]: each environment
+                             the run trained in, from the step it resumed there (one entry
+                             unless a resume changed devices, packages or, on CPU, the CPU;
+                             such a run does not end to the last bit as an uninterrupted one)
 
    `metrics` holds the native per-image macro averages under their names ("threshold_jaccard",
    "jaccard", "dice", ...; unet_jax.native_scoring.METRICS) and the pooled S x S pass of the same

@@ -114,6 +114,7 @@ class _Record:
                     'count': jax.device_count(), 'processes': jax.process_count()},
         'host': results.host(),  # Process 0's.
     }
+    self.static['environments'] = _environments(previous, self.static, start_step)
     self.previous_state = previous.get('state')
     self._entries = {}
     self.latest = None
@@ -174,6 +175,40 @@ class _Record:
       summary['error'] = error
     results.write_run_summary(self.workdir, summary,
                               before_rename=lambda: faults.fire('summary', step))
+
+
+_ENVIRONMENT = ('devices', 'host', 'versions')
+
+
+def _environments(previous: dict, now: dict, start_step: int) -> list[dict]:
+  """Each environment the run trained in, with the step it began there: devices, packages and,
+  on CPU, the CPU and its cores set a run's last bits, so a run resumed under others does not end
+  as an uninterrupted run under either would. It says so when it resumes, and its summary keeps
+  the list (a summary from before this field counts as one environment from step 0)."""
+  past = previous.get('environments')
+  if past is None and previous.get('devices'):
+    past = [{'from_step': 0, **{k: previous[k] for k in _ENVIRONMENT if k in previous}}]
+  past = [e for e in past or [] if e['from_step'] < start_step]  # Not what a resume dropped.
+  current = {k: now[k] for k in _ENVIRONMENT}
+  if past:
+    changed = _changes(past[-1], current)
+    if not changed:
+      return past
+    logging.warning(
+        'This run trained to step %d with %s; it goes on with %s: it will not end as an '
+        'uninterrupted run under either would, to the last bits (summary.json lists each under '
+        "'environments').", start_step,
+        ', '.join(f'{key} {old}' for key, old, _ in changed),
+        ', '.join(f'{key} {new}' for key, _, new in changed))
+  return [*past, {'from_step': start_step, **current}]
+
+
+def _changes(before: dict, now: dict) -> list[tuple[str, object, object]]:
+  """(dotted key, before, now) of what differs; the host only on CPU, and only keys both have."""
+  keys = [(group, key) for group in _ENVIRONMENT if group != 'host' or
+          now['devices']['backend'] == 'cpu' for key in now[group] if key in before.get(group, {})]
+  return [(f'{group}.{key}', before[group][key], now[group][key]) for group, key in keys
+          if before[group][key] != now[group][key]]
 
 
 def _validated_steps(workdir: str) -> list[int]:
