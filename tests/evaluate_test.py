@@ -333,3 +333,33 @@ def test_a_split_the_source_lacks_is_refused_not_taken_for_the_validation(run, s
                         timeout=300, check=False)
   assert done.returncode == 1 and "Error: split='test' needs" in done.stderr, done.stderr[-2000:]
   assert not os.path.exists(os.path.join(run[0], 'eval_test'))
+
+
+def test_compare_keeps_runs_evaluated_otherwise_apart(tiny_folder_run, tmp_path, capsys):
+  """`compare --evaluation`: a run evaluated with TTA is not another seed of one evaluated
+  without (the folder's name says neither); a threshold tuned per run splits no group, and a
+  group scored at several thresholds is named under the table."""
+  from unet_jax import compare
+
+  workdir, _ = tiny_folder_run
+  plain = inference.load_predictor(workdir, checkpoint='final')
+  flips = inference.load_predictor(workdir, checkpoint='final', tta='flips')
+  root = tmp_path / 'sweep'
+  for name, predictor, threshold in (('a', plain, None), ('b', plain, 0.4), ('c', flips, None)):
+    (root / name).mkdir(parents=True)
+    shutil.copy(os.path.join(workdir, results.RUN_SUMMARY), root / name)
+    shutil.copytree(os.path.join(workdir, results.VALIDATION_DIR), root / name / 'validation')
+    evaluate.evaluate_run(str(root / name), predictor=predictor, threshold=threshold,
+                          output_dir=str(root / name / 'eval_val'))
+  runs = [compare.load_run(str(root / n), 'final', ['dice'], 'eval_val') for n in 'abc']
+  groups, fields = compare.group_runs(runs, None)
+  assert fields == ['evaluation.tta']
+  assert {k: [r.name for r in v] for k, v in groups.items()} == {'tta=none': ['a', 'b'],
+                                                                 'tta=flips': ['c']}
+  assert compare.main([str(root), '--evaluation', 'eval_val', '--bootstrap', '10']) == 0
+  out = capsys.readouterr().out
+  assert '| tta=none (baseline) | none | 2 |' in out and '| tta=flips | flips | 1 |' in out
+  assert "The runs of 'tta=none' were thresholded at 0.4, 0.5" in out
+  # Their training validation is one config's: one group.
+  assert list(compare.group_runs([compare.load_run(str(root / n), 'final', ['dice'])
+                                  for n in 'abc'], None)[0]) == ['all runs']

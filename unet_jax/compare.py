@@ -1,7 +1,8 @@
 r"""Compare runs with honest statistics: per-image values, paired tests, confidence intervals.
 
   python -m unet_jax.compare DIR_OR_WORKDIR... [--baseline NAME] [--metric M[,M...]]
-      [--group-by FIELD[,FIELD...]] [--checkpoint final|best] [--out DIR] [--bootstrap 2000]
+      [--group-by FIELD[,FIELD...]] [--checkpoint final|best] [--evaluation FOLDER] [--out DIR]
+      [--bootstrap 2000]
 
 Each argument is a run's workdir or a folder of them (a sweep's --root; files among them, as
 `ROOT/*` brings, are skipped). Runs are read only
@@ -12,7 +13,10 @@ that same split, so its numbers are optimistic, and the table says so).
 Groups. Runs that differ only by seed or fold (config.seed, config.data.fold) form a group: the
 seeds or folds of one configuration. How often a run logs, validates and checkpoints
 (CADENCE_FIELDS: a resume may change them) does not split a group. --group-by FIELD,... groups
-by those config fields instead.
+by those config fields instead. With --evaluation, how each run was evaluated counts as its
+config does (EVALUATION_FIELDS: split, checkpoint, TTA, post-processing), but for the threshold,
+which `evaluate --tune_threshold` tunes per run: a group scored at several is named under the
+table.
 The table shows, per group, only the config fields that differ between groups, then:
 
   runs              how many runs the group has (seeds x folds)
@@ -64,6 +68,14 @@ CADENCE_FIELDS = ('log_every_steps', 'checkpoint_every_steps', 'max_checkpoints_
                   'profile_steps', 'data.cache', 'eval.every_steps', 'eval.pooled_every_steps',
                   'eval.batch_size', 'eval.metrics')
 DEFAULT_METRICS = ('threshold_jaccard', 'jaccard', 'dice')
+# With --evaluation: what an evaluation's scores depend on besides the run, which `evaluate`'s
+# flags set (its summary's source). Runs scored otherwise (one with --tta dihedral, one without)
+# are other groups, as runs of other configs are.
+EVALUATION_FIELDS = ('split', 'images', 'truth', 'checkpoint', 'tta', 'largest_component',
+                     'fill_holes')
+# A threshold tuned per run (`evaluate --tune_threshold`) differs between seeds by design: it
+# splits no group, and a group scored at several is named under the table.
+THRESHOLD_FIELD = 'evaluation.threshold'
 
 
 @dataclasses.dataclass
@@ -113,9 +125,12 @@ def load_run(workdir: str, checkpoint: str, metrics: Sequence[str],
     path = os.path.join(workdir, evaluation, 'summary.json')
     if not os.path.exists(path):
       return None
-    step = results.read_json(path)['source']['step']
-    csv_path = os.path.join(workdir, evaluation, 'per_image.csv')
+    source = results.read_json(path)['source']
+    step, csv_path = source['step'], os.path.join(workdir, evaluation, 'per_image.csv')
+    scored_by = {f'evaluation.{k}': source.get(k) for k in EVALUATION_FIELDS}
+    scored_by[THRESHOLD_FIELD] = source.get('threshold')
   else:
+    scored_by = {}
     entry = summary.get(checkpoint)
     if not entry or not entry.get('per_image_csv'):
       return None
@@ -123,7 +138,7 @@ def load_run(workdir: str, checkpoint: str, metrics: Sequence[str],
   scores = results.read_per_image_csv(csv_path)
   per_image = {m: {s.image_id: s.metrics()[m] for s in scores} for m in metrics}
   return RunScores(os.path.basename(os.path.normpath(workdir)), workdir,
-                   _flatten(summary['config']), step, per_image)
+                   {**_flatten(summary['config']), **scored_by}, step, per_image)
 
 
 def load_run_config(workdir: str) -> RunScores:
@@ -144,7 +159,8 @@ def group_runs(runs: Sequence[RunScores], group_by: Sequence[str] | None):
       raise ValueError(f'--group-by {unknown[0]!r} is no config field of the runs ('
                        f'{config_files.unknown_field_hint(unknown[0], known)}).')
   else:
-    keys = sorted({k for r in runs for k in r.config} - set(SPLIT_FIELDS) - set(CADENCE_FIELDS))
+    keys = sorted({k for r in runs for k in r.config} - set(SPLIT_FIELDS) - set(CADENCE_FIELDS)
+                  - {THRESHOLD_FIELD})
     fields = [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
   grouped = collections.OrderedDict()
   for run in runs:
@@ -287,6 +303,17 @@ def _fmt(value, digits=4) -> str:
   return str(value)
 
 
+def mixed_thresholds(groups: dict[str, Sequence[RunScores]]) -> str:
+  """A line per group whose runs' evaluations thresholded at different values ('' if none)."""
+  lines = []
+  for label, members in groups.items():
+    values = sorted({r.config[THRESHOLD_FIELD] for r in members if THRESHOLD_FIELD in r.config})
+    if len(values) > 1:
+      lines.append(f'The runs of {label!r} were thresholded at {", ".join(map(str, values))} '
+                   '(each its tuned threshold, or evaluate --threshold).')
+  return '\n'.join(lines)
+
+
 def markdown(rows: Sequence[dict], fields: Sequence[str], checkpoint: str) -> str:
   out = []
   if checkpoint == 'best':
@@ -370,7 +397,9 @@ def main(argv=None) -> int:
   parser.add_argument('--checkpoint', choices=('final', 'best'), default='final')
   parser.add_argument('--evaluation', default=None, help="Read each run's per-image CSV from "
                       'this folder of the run (e.g. eval_val, written by `evaluate --workdir`, '
-                      "with the run's inference settings) instead of its training validation.")
+                      "with the run's inference settings) instead of its training validation. "
+                      'Runs evaluated otherwise (split, checkpoint, TTA, post-processing) are '
+                      'other groups.')
   parser.add_argument('--out', help='Folder for comparison.md, comparison.csv, results_long.csv.')
   parser.add_argument('--bootstrap', type=int, default=2000, help='Bootstrap resamples.')
   args = parser.parse_args(argv)
@@ -396,10 +425,13 @@ def main(argv=None) -> int:
   if not runs:
     print('No run to compare.', file=sys.stderr)
     return 1
-  rows, fields = compare(runs, metrics, baseline=args.baseline,
-                         group_by=[f for f in args.group_by.split(',') if f] or None,
+  group_by = [f for f in args.group_by.split(',') if f] or None
+  rows, fields = compare(runs, metrics, baseline=args.baseline, group_by=group_by,
                          bootstrap=args.bootstrap)
   text = markdown(rows, fields, args.checkpoint)
+  thresholds = mixed_thresholds(group_runs(runs, group_by)[0])
+  if thresholds:
+    text += '\n' + thresholds + '\n'
   print(text)
   if args.out:
     write_outputs(args.out, runs, rows, fields, text)
