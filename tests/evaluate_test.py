@@ -360,6 +360,17 @@ def test_compare_keeps_runs_evaluated_otherwise_apart(tiny_folder_run, tmp_path,
   out = capsys.readouterr().out
   assert '| tta=none (baseline) | none | 2 |' in out and '| tta=flips | flips | 1 |' in out
   assert "The runs of 'tta=none' were thresholded at 0.4, 0.5" in out
+  assert 'Optimistic' not in out
+  # The best checkpoint, evaluated on the split it was selected on: said under the table.
+  evaluate.evaluate_run(str(root / 'c'), predictor=inference.load_predictor(
+      workdir, checkpoint='best', tta='flips'), output_dir=str(root / 'c' / 'eval_val'))
+  assert compare.main([str(root), '--evaluation', 'eval_val', '--bootstrap', '10']) == 0
+  out = capsys.readouterr().out
+  assert "Optimistic: in 'checkpoint=best, selected_on_this_split=True, tta=flips', the best " \
+      'checkpoint was selected on the images scored.' in out
+  with pytest.raises(SystemExit):  # Which checkpoint is the evaluation's.
+    compare.main([str(root), '--evaluation', 'eval_val', '--checkpoint', 'best'])
+  assert '--checkpoint best with --evaluation eval_val' in capsys.readouterr().err
   # Their training validation is one config's: one group.
   assert list(compare.group_runs([compare.load_run(str(root / n), 'final', ['dice'])
                                   for n in 'abc'], None)[0]) == ['all runs']

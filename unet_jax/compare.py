@@ -72,7 +72,7 @@ DEFAULT_METRICS = ('threshold_jaccard', 'jaccard', 'dice')
 # flags set (its summary's source). Runs scored otherwise (one with --tta dihedral, one without)
 # are other groups, as runs of other configs are.
 EVALUATION_FIELDS = ('split', 'images', 'truth', 'checkpoint', 'tta', 'largest_component',
-                     'fill_holes')
+                     'fill_holes', 'selected_on_this_split', 'threshold_tuned_on_this_split')
 # A threshold tuned per run (`evaluate --tune_threshold`) differs between seeds by design: it
 # splits no group, and a group scored at several is named under the table.
 THRESHOLD_FIELD = 'evaluation.threshold'
@@ -303,14 +303,22 @@ def _fmt(value, digits=4) -> str:
   return str(value)
 
 
-def mixed_thresholds(groups: dict[str, Sequence[RunScores]]) -> str:
-  """A line per group whose runs' evaluations thresholded at different values ('' if none)."""
+def evaluation_notes(groups: dict[str, Sequence[RunScores]]) -> str:
+  """What the table must say of the runs' evaluations ('' if nothing): a group whose runs were
+  thresholded at different values; groups whose numbers are optimistic (their evaluation chose
+  the checkpoint or tuned the threshold on the images it scored)."""
   lines = []
   for label, members in groups.items():
     values = sorted({r.config[THRESHOLD_FIELD] for r in members if THRESHOLD_FIELD in r.config})
     if len(values) > 1:
       lines.append(f'The runs of {label!r} were thresholded at {", ".join(map(str, values))} '
                    '(each its tuned threshold, or evaluate --threshold).')
+    why = [what for field, what in (
+        ('evaluation.selected_on_this_split', 'the best checkpoint was selected'),
+        ('evaluation.threshold_tuned_on_this_split', 'the threshold was tuned'))
+           if any(r.config.get(field) for r in members)]
+    if why:
+      lines.append(f'Optimistic: in {label!r}, {" and ".join(why)} on the images scored.')
   return '\n'.join(lines)
 
 
@@ -394,7 +402,9 @@ def main(argv=None) -> int:
                       help=f'Metrics, comma-separated, from {native_scoring.METRICS}.')
   parser.add_argument('--group-by', default='', help='Config fields to group by, e.g. loss,optim.lr;'
                       ' default: every field but seed and fold.')
-  parser.add_argument('--checkpoint', choices=('final', 'best'), default='final')
+  parser.add_argument('--checkpoint', choices=('final', 'best'), default=None,
+                      help="Whose training validation: 'final' (the default) or 'best'. With "
+                      '--evaluation, the checkpoint is the one the evaluation scored.')
   parser.add_argument('--evaluation', default=None, help="Read each run's per-image CSV from "
                       'this folder of the run (e.g. eval_val, written by `evaluate --workdir`, '
                       "with the run's inference settings) instead of its training validation. "
@@ -405,6 +415,11 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.out:
     cli.check_can_be_folder(args.out, '--out')
+  if args.checkpoint and args.evaluation:
+    parser.error(f'--checkpoint {args.checkpoint} with --evaluation {args.evaluation}: the '
+                 'evaluation scored the checkpoint it was given (evaluate --checkpoint); give '
+                 'one of the two.')
+  args.checkpoint = args.checkpoint or 'final'
   if args.bootstrap < 1:
     parser.error(f'--bootstrap {args.bootstrap}: the number of resamples, 1 or more (2000 by '
                  'default).')
@@ -429,9 +444,9 @@ def main(argv=None) -> int:
   rows, fields = compare(runs, metrics, baseline=args.baseline, group_by=group_by,
                          bootstrap=args.bootstrap)
   text = markdown(rows, fields, args.checkpoint)
-  thresholds = mixed_thresholds(group_runs(runs, group_by)[0])
-  if thresholds:
-    text += '\n' + thresholds + '\n'
+  notes = evaluation_notes(group_runs(runs, group_by)[0])
+  if notes:
+    text += '\n' + notes + '\n'
   print(text)
   if args.out:
     write_outputs(args.out, runs, rows, fields, text)
