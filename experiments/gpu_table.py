@@ -34,8 +34,11 @@ def machine(path: str) -> dict:
       info[module] = __import__(module, fromlist=['_']).__version__
     except Exception as error:
       info[module] = f'missing ({type(error).__name__})'
-  with open(path, 'w', encoding='utf-8') as f:
+  # Renamed whole: a part's timeout leaves no torn file for the table to misread.
+  temp = os.path.join(os.path.dirname(path), f'.{os.path.basename(path)}.tmp')
+  with open(temp, 'w', encoding='utf-8') as f:
     json.dump(info, f, indent=1)
+  os.replace(temp, path)
   return info
 
 
