@@ -27,20 +27,7 @@ import time
 if __package__ in (None, ''):  # `python experiments/fault_soak.py`
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax
-import numpy as np
-from tensorboard.backend.event_processing import event_accumulator
-
-from unet_jax import (
-  checkpointing,
-  cli,
-  metric_logging,
-  models,
-  optim,
-  results,
-  run_config,
-  train_step,
-)
+from unet_jax import cli  # The rest after the arguments: --help answers in a second, not 7.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = [
@@ -101,6 +88,19 @@ def main(argv=None) -> int:
                       help='Folder for the two runs (replaced).')
   args = parser.parse_args(argv)
   cli.check_can_be_folder(args.out, '--out')
+  import jax
+  import numpy as np
+  from tensorboard.backend.event_processing import event_accumulator
+
+  from unet_jax import (
+    checkpointing,
+    metric_logging,
+    models,
+    optim,
+    results,
+    run_config,
+    train_step,
+  )
 
   shutil.rmtree(args.out, ignore_errors=True)
   os.makedirs(args.out)

@@ -26,7 +26,7 @@ if __package__ in (None, ''):  # `python experiments/native_validation_cost.py`
 
 import numpy as np
 
-from unet_jax import native_scoring, photos, resize_policy
+from unet_jax import native_scoring  # photos, resize_policy (TensorFlow) where they work.
 
 FOLD_IMAGES = 519  # One of 5 folds of the 2594 ISIC 2018 training photos.
 
@@ -49,6 +49,8 @@ def _count(truth, probs):
 
 
 def measure(data: str, sizes, policies, repeats: int) -> list[dict]:
+  from unet_jax import photos, resize_policy
+
   image_dir = os.path.join(data, 'ISIC2018_Task1-2_Training_Input')
   truth_dir = os.path.join(data, 'ISIC2018_Task1_Training_GroundTruth')
   names = sorted(n for n in os.listdir(image_dir) if n.endswith('.jpg'))

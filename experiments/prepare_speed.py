@@ -23,12 +23,18 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')  # As `unet_jax/__init__.py`.
 
 import numpy as np
-import tensorflow as tf
 
-from unet_jax import isic2018, photos, resize_policy
+from unet_jax import isic2018
+
+# TensorFlow (and `photos`, `resize_policy`, which import it) where a photo is decoded: --help
+# answers at once.
 
 
 def _tf_decode_resize(image_path: str, size: int, use_ratio: bool) -> np.ndarray:
+  import tensorflow as tf
+
+  from unet_jax import photos, resize_policy
+
   data = tf.io.read_file(image_path)
   height, width = (int(v) for v in tf.io.extract_jpeg_shape(data)[:2])
   ratio = photos.jpeg_ratio(height, width, size) if use_ratio else 1
@@ -63,6 +69,10 @@ def main():
   parser.add_argument('--size', type=int, default=224)
   parser.add_argument('--repeats', type=int, default=3, help='Timed passes over the images.')
   args = parser.parse_args()
+  import tensorflow as tf
+
+  from unet_jax import photos
+
   # One thread per op pool: per-core figures even when not pinned (pinning is still better).
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -91,8 +101,10 @@ def main():
     import skimage
 
     print(f', pillow {PIL.__version__}, scikit-image {skimage.__version__}')
-  except ImportError:
-    print(' (pillow / scikit-image missing: the seed rows will fail)')
+  except ImportError as missing:
+    print(f' ({missing.name} is not installed: the seed rows are left out; '
+          '`pip install scikit-image` measures them)')
+    methods = {k: v for k, v in methods.items() if not k.startswith('seed:')}
 
   print('\n| method | ms / image (median) | images/s per core |')
   print('|---|---:|---:|')
