@@ -60,6 +60,10 @@ def test_evaluate_run_scores_each_val_image_at_native_size(run):
   assert native_scoring.summarize(scores)['macro_average'] == summary['macro_average']
   assert summary['source']['step'] == 1 and summary['source']['resize_policy'] == 'crop'
   assert summary['kind'] == 'evaluation' and not summary['source']['selected_on_this_split']
+  # Where it was computed, as a run records it: a number in a table names its machine.
+  assert summary['versions']['jax'] == jax.__version__
+  assert (summary['devices']['count'], summary['devices']['backend']) == (8, 'cpu')
+  assert summary['host'] == results.read_run_summary(workdir)['host']
   # Trained with config.data.dir='data' from its folder, scored from this one (conftest).
   assert run_config.load(workdir).data.dir == data_dir != os.path.abspath('data')
   cloud = run_config.load(workdir)

@@ -107,7 +107,7 @@ def evaluate_run(
             **dataclasses.asdict(settings),
             'threshold_tuned_on_this_split': threshold is None and bool(
                 seen.get(tuned_on) if split == 'folder' else tuned_on == split)}
-  return results.write_evaluation(scores, output_dir, source)
+  return results.write_evaluation(scores, output_dir, source, results.devices())
 
 
 def _examples(predictor, split, folder=None):

@@ -47,6 +47,8 @@ name, then a rename): a reader never sees half a file, also after a crash.
                              run's data is not there to tell), "threshold_tuned_on_this_split",
                              "resize_policy", "image_size", "tta", "threshold", ...} for a run,
                              {"predictions", "truth"} for a folder of masks
+     versions, host          as in the run summary: the packages, the CPU and its cores
+     devices                 as in the run summary, for a run's checkpoint (where it ran)
 
 3. Per-image CSVs (`CSV_COLUMNS`): one row per image, its confusion counts at native resolution
    and its metrics, floats written exactly (repr), so averages recompute to the last bit.
@@ -148,11 +150,13 @@ def validation_csv(step: int) -> str:
 
 
 def write_evaluation(scores: Sequence[native_scoring.ImageScore], output_dir: str,
-                     source: dict) -> dict:
-  """Writes `per_image.csv` and the evaluation summary under `output_dir`; returns the summary."""
+                     source: dict, devices: dict | None = None) -> dict:
+  """Writes `per_image.csv` and the evaluation summary under `output_dir`; returns the summary.
+  `devices`: those the model ran on, for a run's checkpoint."""
   summary = {'kind': 'evaluation', 'schema_version': EVAL_SCHEMA_VERSION,
              **native_scoring.summarize(scores), 'per_image_csv': 'per_image.csv',
-             'source': source}
+             'source': source, 'versions': package_versions(), 'host': host(),
+             **({'devices': devices} if devices else {})}
   write_per_image_csv(os.path.join(output_dir, 'per_image.csv'), scores)
   write_json(os.path.join(output_dir, 'summary.json'), summary)
   return summary
@@ -170,6 +174,14 @@ def package_versions() -> dict[str, str]:
     with contextlib.suppress(metadata.PackageNotFoundError):
       versions[name] = metadata.version(name)
   return versions
+
+
+def devices() -> dict:
+  """{"backend", "kind", "count", "processes"}: the devices this process computes on."""
+  import jax
+
+  return {'backend': jax.default_backend(), 'kind': jax.devices()[0].device_kind,
+          'count': jax.device_count(), 'processes': jax.process_count()}
 
 
 def host() -> dict:

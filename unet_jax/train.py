@@ -110,8 +110,7 @@ class _Record:
         'selection': {'metric': config.eval.best_metric, 'split': 'val'},
         'config': config.to_dict(),
         'versions': results.package_versions(),
-        'devices': {'backend': jax.default_backend(), 'kind': jax.devices()[0].device_kind,
-                    'count': jax.device_count(), 'processes': jax.process_count()},
+        'devices': results.devices(),
         'host': results.host(),  # Process 0's.
     }
     self.static['environments'] = _environments(previous, self.static, start_step)
