@@ -223,8 +223,11 @@ def test_a_run_resumed_under_other_devices_or_packages_says_so_and_records_each(
   assert results.read_json(path)['environments'] == expected
   # A summary written before the field counts as one environment from step 0; a restart from
   # step 0 (no checkpoint) starts the list again.
-  assert train._environments(here, here, 4) == [{'from_step': 0, **here}]
-  assert train._environments({'environments': expected}, here, 0) == [{'from_step': 0, **here}]
+  assert train._environments(here, here, 4, 6) == [{'from_step': 0, **here}]
+  assert train._environments({'environments': expected}, here, 0, 6) == [
+      {'from_step': 0, **here}]
+  # A finished run started again elsewhere (it only validates, if anything) trains nowhere new.
+  assert train._environments({'environments': expected[:1]}, here, 6, 6) == expected[:1]
 
 
 def test_the_logged_loss_is_the_mean_over_its_window(tmp_path, run):

@@ -113,7 +113,8 @@ class _Record:
         'devices': results.devices(),
         'host': results.host(),  # Process 0's.
     }
-    self.static['environments'] = _environments(previous, self.static, start_step)
+    self.static['environments'] = _environments(previous, self.static, start_step,
+                                                config.num_train_steps)
     self.previous_state = previous.get('state')
     self._entries = {}
     self.latest = None
@@ -179,16 +180,20 @@ class _Record:
 _ENVIRONMENT = ('devices', 'host', 'versions')
 
 
-def _environments(previous: dict, now: dict, start_step: int) -> list[dict]:
+def _environments(previous: dict, now: dict, start_step: int,
+                  num_train_steps: int) -> list[dict]:
   """Each environment the run trained in, with the step it began there: devices, packages and,
   on CPU, the CPU and its cores set a run's last bits, so a run resumed under others does not end
   as an uninterrupted run under either would. It says so when it resumes, and its summary keeps
-  the list (a summary from before this field counts as one environment from step 0)."""
+  the list (a summary from before this field counts as one environment from step 0). A run
+  trained to the end trains no more: its list stays as it is."""
   past = previous.get('environments')
   if past is None and previous.get('devices'):
     past = [{'from_step': 0, **{k: previous[k] for k in _ENVIRONMENT if k in previous}}]
   past = [e for e in past or [] if e['from_step'] < start_step]  # Not what a resume dropped.
   current = {k: now[k] for k in _ENVIRONMENT}
+  if past and start_step >= num_train_steps:
+    return past
   if past:
     changed = _changes(past[-1], current)
     if not changed:
