@@ -147,3 +147,12 @@ def test_no_bootstrap_resample_is_a_usage_error_not_a_traceback(capsys):
     compare.main(['some_runs', '--bootstrap', '0'])
   assert exit_info.value.code == 2
   assert '--bootstrap 0: the number of resamples, 1 or more' in capsys.readouterr().err
+
+
+def test_runs_resumed_under_other_devices_are_named_under_the_table():
+  runs = [_run('a0', 0, 0, {'i1': 0.5}, loss='bce'), _run('a1', 1, 0, {'i1': 0.6}, loss='bce'),
+          _run('b0', 0, 0, {'i1': 0.7}, loss='dice')]
+  assert compare.notes(compare.group_runs(runs, None)[0]) == ''
+  runs[1].environments = 2
+  said = compare.notes(compare.group_runs(runs, None)[0])
+  assert said.startswith('Resumed under other devices or packages') and said.endswith(': a1.')

@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from configs import quickstart
 from unet_jax import (
   checkpointing,
+  compare,
   evaluate,
   metric_logging,
   models,
@@ -221,6 +222,7 @@ def test_a_run_resumed_under_other_devices_or_packages_says_so_and_records_each(
     train.train_and_evaluate(config, workdir)
   assert not [r for r in caplog.records if 'it goes on with' in r.getMessage()]
   assert results.read_json(path)['environments'] == expected
+  assert compare.load_run(workdir, 'final', ['dice']).environments == 2  # Named by compare.
   # A summary written before the field counts as one environment from step 0; a restart from
   # step 0 (no checkpoint) starts the list again.
   assert train._environments(here, here, 4, 6) == [{'from_step': 0, **here}]

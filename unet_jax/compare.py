@@ -85,6 +85,7 @@ class RunScores:
   config: dict  # Flattened: {'optim.lr': ..., ...}
   step: int
   per_image: dict  # metric -> {image_id: value}
+  environments: int = 1  # How many its summary lists: >1, resumed under other devices/packages.
 
 
 def _flatten(tree: dict) -> dict:
@@ -138,7 +139,8 @@ def load_run(workdir: str, checkpoint: str, metrics: Sequence[str],
   scores = results.read_per_image_csv(csv_path)
   per_image = {m: {s.image_id: s.metrics()[m] for s in scores} for m in metrics}
   return RunScores(os.path.basename(os.path.normpath(workdir)), workdir,
-                   {**_flatten(summary['config']), **scored_by}, step, per_image)
+                   {**_flatten(summary['config']), **scored_by}, step, per_image,
+                   len(summary.get('environments') or [None]))
 
 
 def load_run_config(workdir: str) -> RunScores:
@@ -303,11 +305,16 @@ def _fmt(value, digits=4) -> str:
   return str(value)
 
 
-def evaluation_notes(groups: dict[str, Sequence[RunScores]]) -> str:
-  """What the table must say of the runs' evaluations ('' if nothing): a group whose runs were
-  thresholded at different values; groups whose numbers are optimistic (their evaluation chose
-  the checkpoint or tuned the threshold on the images it scored)."""
+def notes(groups: dict[str, Sequence[RunScores]]) -> str:
+  """What the table must say of its runs ('' if nothing): a group whose runs were thresholded at
+  different values; groups whose numbers are optimistic (their evaluation chose the checkpoint
+  or tuned the threshold on the images it scored); runs resumed under other devices or
+  packages (their numbers are right, but would not repeat to the last bit)."""
   lines = []
+  resumed = [r.name for members in groups.values() for r in members if r.environments > 1]
+  if resumed:
+    lines.append(f'Resumed under other devices or packages (their summary.json lists each under '
+                 f"'environments'; they would not repeat to the last bit): {', '.join(resumed)}.")
   for label, members in groups.items():
     values = sorted({r.config[THRESHOLD_FIELD] for r in members if THRESHOLD_FIELD in r.config})
     if len(values) > 1:
@@ -444,9 +451,9 @@ def main(argv=None) -> int:
   rows, fields = compare(runs, metrics, baseline=args.baseline, group_by=group_by,
                          bootstrap=args.bootstrap)
   text = markdown(rows, fields, args.checkpoint)
-  notes = evaluation_notes(group_runs(runs, group_by)[0])
-  if notes:
-    text += '\n' + notes + '\n'
+  said = notes(group_runs(runs, group_by)[0])
+  if said:
+    text += '\n' + said + '\n'
   print(text)
   if args.out:
     write_outputs(args.out, runs, rows, fields, text)
