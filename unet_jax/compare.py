@@ -42,6 +42,9 @@ The table shows, per group, only the config fields that differ between groups, t
 k-fold cross-validation is a comparison over folds: `sweep launch experiments/sweeps/cv5.py:CFG`
 then `compare ROOT` gives nnU-Net's cross-validation summary, with confidence intervals.
 
+Under the table: groups whose runs were thresholded at different values, groups whose numbers
+are optimistic (with --evaluation), and runs resumed under other devices or packages.
+
 Outputs (with --out): comparison.md and comparison.csv (the table, one row per group and metric),
 and results_long.csv, every per-image value in one long table (run, group, fold, seed, image,
 metric, value) that any other tool can read.
