@@ -83,6 +83,15 @@ def test_the_smoke_scale_writes_the_report_with_its_tables_and_figures(smoke_pap
   for text in ('## Table 1', '## Table 2', "| seed's recipe | 2 | 20 |", '| our recipe | 2 | 20 |',
                '+ test-time augmentation', '+ post-processing', 'What was selected on what'):
     assert text in report, text
+  # Where they trained: this machine, as JAX and the packages report it (one row: every run).
+  import jax
+
+  rows = [line for line in report.split('## Where the runs trained')[1].splitlines()
+          if line.startswith('| 1 x ')]
+  runs = glob.glob(str(root / 'table1' / '*' / 'summary.json')) + glob.glob(
+      str(root / 'ablation' / '*' / 'summary.json'))
+  assert len(rows) == 1 and rows[0].endswith(f'| {len(runs)} |'), rows
+  assert '(cpu), 1 process(es)' in rows[0] and f'jax {jax.__version__}' in rows[0], rows
   figures = sorted(os.listdir(out / 'figures'))
   assert figures == ['curves.png', 'distribution.png', 'predictions.png', 'profile.png',
                      'samples.png']

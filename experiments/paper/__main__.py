@@ -249,6 +249,27 @@ def run_sizes(root: str) -> list[str]:
   return lines
 
 
+def run_environments(root: str) -> list[str]:
+  """A table line per environment the runs trained in (from their summaries: devices, CPU,
+  packages), with how many runs trained there: what a reader needs to repeat the numbers."""
+  where = {}
+  for folder in ('table1', 'ablation'):
+    for name in sorted(os.listdir(os.path.join(root, folder))):
+      summary = results.read_run_summary(os.path.join(root, folder, name))
+      if not summary:
+        continue
+      for env in summary.get('environments') or [summary]:
+        d, v = env['devices'], env['versions']
+        cpu = env.get('host', {})
+        key = (f"{d['count']} x {d['kind']} ({d['backend']}), {d['processes']} process(es)",
+               f"{cpu.get('cpu', '?')}, usable cores: {cpu.get('usable_cores', '?')}",
+               ', '.join(f'{p} {v[p]}' for p in ('python', 'jax', 'jaxlib', 'flax', 'optax',
+                                                    'tensorflow-cpu', 'tensorflow') if p in v))
+        where.setdefault(key, set()).add(f'{folder}/{name}')
+  return [f'| {devices} | {cpu} | {packages} | {len(runs)} |'
+          for (devices, cpu, packages), runs in where.items()]
+
+
 def _shown(overrides: dict) -> dict:
   """The overrides as the report shows them: paths relative to the repository, so that a
   committed report names no path of the machine that wrote it."""
@@ -316,6 +337,16 @@ def report(out: str, root: str, scale: scales.Scale, rows1, rows2, made, command
     '| run | size | steps | training wall time |',
     '|---|---|---|---|',
     *run_sizes(root),
+    '',
+    '## Where the runs trained',
+    '',
+    'From each run\'s summary.json (a run resumed elsewhere counts in each of its rows). On CPU, '
+    'the same config and seed repeat to the last bit on the same CPU model, core count and '
+    'packages; on GPU, with `config.deterministic`.',
+    '',
+    '| devices | CPU | packages | runs |',
+    '|---|---|---|---|',
+    *run_environments(root),
     '',
   ]
   path = os.path.join(out, 'report.md')
