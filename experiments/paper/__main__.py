@@ -7,7 +7,8 @@ r"""The paper as code: every table and figure of the report from one command.
 Launches the runs the report needs under --root (resuming what exists: a finished run is not
 trained again), evaluates them with their inference settings, then regenerates every table and
 figure under --out and writes --out/report.md, which embeds them with their numbers, the
-commands that made them, every run's size and the folds and images behind each number. What is
+commands that made them, every run's size, where the runs trained (devices, CPU, packages) and
+the folds and images behind each number. What is
 declared is in experiments/paper/tables.py; what each scale runs in experiments/paper/scales.py.
 --dry-run prints the runs it would launch, and launches and writes nothing.
 
