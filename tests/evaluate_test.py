@@ -22,6 +22,7 @@ from PIL import Image
 from configs import quickstart
 from unet_jax import (
   evaluate,
+  figures,
   inference,
   input_pipeline,
   models,
@@ -375,6 +376,14 @@ def test_compare_keeps_runs_evaluated_otherwise_apart(tiny_folder_run, tmp_path,
   with pytest.raises(SystemExit):  # Which checkpoint is the evaluation's.
     compare.main([str(root), '--evaluation', 'eval_val', '--checkpoint', 'best'])
   assert '--checkpoint best with --evaluation eval_val' in capsys.readouterr().err
+  # The figures of per-image values group them alike, with the evaluations' values.
+  values = figures.per_image([str(root)], None, 'dice', evaluation='eval_val')
+  assert list(values) == ['checkpoint=final, selected_on_this_split=False, tta=none',
+                          'checkpoint=best, selected_on_this_split=True, tta=flips']
+  best = results.read_per_image_csv(str(root / 'c' / 'eval_val' / 'per_image.csv'))
+  assert values[list(values)[1]] == {s.image_id: s.metrics()['dice'] for s in best}
+  assert figures.main(['profile', str(root), '--evaluation', 'eval_val',
+                       '--out', str(tmp_path / 'profile.png')]) == 0
   # Their training validation is one config's: one group.
   assert list(compare.group_runs([compare.load_run(str(root / n), 'final', ['dice'])
                                   for n in 'abc'], None)[0]) == ['all runs']

@@ -6,9 +6,9 @@ r"""The report's figures, drawn from run directories (never retraining): PNG or 
   python -m unet_jax.figures curves RUNS... [--metric val_threshold_jaccard] [--group-by F,...]
       --out FILE
   python -m unet_jax.figures distribution RUNS... | --long results_long.csv [--metric jaccard]
-      [--checkpoint final] --out FILE
+      [--checkpoint final | --evaluation eval_val] --out FILE
   python -m unet_jax.figures profile RUNS... | --long results_long.csv [--metric jaccard]
-      [--checkpoint final] --out FILE
+      [--checkpoint final | --evaluation eval_val] --out FILE
 
 samples       the seed notebook's first figure: photos above their masks, from a run's data
               (any source: synthetic, a folder, ISIC), as the run's pipeline decodes them.
@@ -28,7 +28,8 @@ profile       a performance profile: the fraction of images whose value is >= t,
 
 RUNS are run workdirs or folders of them (a sweep's --root; files among them, as `ROOT/*` brings,
 are skipped); curves draw every run found, finished or not, the others the runs whose final (or
-best) checkpoint was validated; --long reads `compare`'s long table instead. Colours are the
+best) checkpoint was validated, or (--evaluation FOLDER) that hold an `evaluate` output in
+FOLDER; --long reads `compare`'s long table instead. Colours are the
 Okabe-Ito palette (distinguishable with colour-blindness), text is sized for print, axes are
 labelled with their units.
 """
@@ -226,18 +227,21 @@ def predictions(workdir: str, out: str, *, images: str = 'median', count: int = 
 
 
 def _groups(paths: Sequence[str], group_by: Sequence[str] | None, metric: str | None,
-            checkpoint: str = 'final') -> dict:
-  """{group label: [RunScores]} of the runs under `paths` that have a `checkpoint` validation,
-  or, with no `metric` (the curves, read from the runs' logs), of every run, finished or not."""
+            checkpoint: str = 'final', evaluation: str | None = None) -> dict:
+  """{group label: [RunScores]} of the runs under `paths` that have a `checkpoint` validation
+  (or an `evaluate` output in their folder `evaluation`, grouped as `compare --evaluation` groups
+  them), or, with no `metric` (the curves, read from the runs' logs), of every run, finished or
+  not."""
   from unet_jax import compare
 
   if metric is None:
     return compare.group_runs([compare.load_run_config(w) for w in compare.find_runs(paths)],
                               group_by)[0]
-  runs = [r for r in (compare.load_run(w, checkpoint, [metric])
+  runs = [r for r in (compare.load_run(w, checkpoint, [metric], evaluation)
                       for w in compare.find_runs(paths)) if r]
   if not runs:
-    raise ValueError(f'No run with a {checkpoint} validation under {list(paths)}.')
+    what = f'an evaluation in {evaluation}/' if evaluation else f'a {checkpoint} validation'
+    raise ValueError(f'No run with {what} under {list(paths)}.')
   return compare.group_runs(runs, group_by)[0]
 
 
@@ -254,14 +258,14 @@ def _long_values(path: str, metric: str) -> dict[str, dict[str, float]]:
 
 
 def per_image(paths: Sequence[str], long: str | None, metric: str,
-              group_by: Sequence[str] | None = None,
-              checkpoint: str = 'final') -> dict[str, dict[str, float]]:
+              group_by: Sequence[str] | None = None, checkpoint: str = 'final',
+              evaluation: str | None = None) -> dict[str, dict[str, float]]:
   if long:
     return _long_values(long, metric)
   from unet_jax import compare
 
   return {label: compare.image_means(members, metric)
-          for label, members in _groups(paths, group_by, metric, checkpoint).items()}
+          for label, members in _groups(paths, group_by, metric, checkpoint, evaluation).items()}
 
 
 def curves(groups: dict[str, Sequence[str]], out: str, *, metric: str = 'val_threshold_jaccard',
@@ -302,7 +306,12 @@ def distribution(values: dict[str, dict[str, float]], out: str, *, metric: str =
   """Per-image values by group: box plus points, the 0.65 line, each group's failure rate."""
   plt = _pyplot()
   labels = list(values)
-  fig, ax = plt.subplots(figsize=(max(3.2, 1.3 * len(labels) + 1.5), 3.2))
+  # A label of several fields ('loss=bce, tta=flips') a line each, its column as wide as its
+  # longest line (7 pt text: about 0.06 inch a character), so that neighbours do not overlap.
+  lines = [g.split(', ') for g in labels]
+  column = max(1.3, 0.06 * max(len(line) for group in lines for line in group))
+  fig, ax = plt.subplots(figsize=(max(3.2, column * len(labels) + 1.5), 3.2 + 0.1 * max(
+      len(group) for group in lines)))
   data = [np.array(list(values[g].values())) for g in labels]
   ax.boxplot(data, widths=0.5, showfliers=False, medianprops={'color': '#000000'})
   rng = np.random.default_rng(0)
@@ -313,8 +322,8 @@ def distribution(values: dict[str, dict[str, float]], out: str, *, metric: str =
   ax.text(0.55, THRESHOLD + 0.01, '0.65: below it, an image scores 0', color=COLOURS[3],
           fontsize=7, va='bottom')
   ax.set_xticks(range(1, len(labels) + 1),
-                [f'{g}\nfailure {np.mean(d < THRESHOLD):.0%} of {len(d)}'
-                 for g, d in zip(labels, data, strict=True)], fontsize=7)
+                ['\n'.join(group) + f'\nfailure {np.mean(d < THRESHOLD):.0%} of {len(d)}'
+                 for group, d in zip(lines, data, strict=True)], fontsize=7)
   ax.set_ylabel(f'per-image {metric.replace("_", " ")}')
   ax.set_ylim(-0.02, 1.02)
   ax.grid(axis='y', alpha=0.3)
@@ -358,9 +367,14 @@ def main(argv=None) -> int:
   parser.add_argument('--count', type=int, default=None, help='Images shown (6 / 4).')
   parser.add_argument('--images', default='median',
                       help="predictions: 'best', 'median', 'worst' or ids, comma-separated.")
-  parser.add_argument('--checkpoint', default='final', choices=('final', 'best'),
+  parser.add_argument('--checkpoint', default=None, choices=('final', 'best'),
                       help='predictions, distribution, profile: the validation of the final '
-                      'or of the best checkpoint (best was picked on that split: optimistic).')
+                      '(the default) or of the best checkpoint (best was picked on that split: '
+                      'optimistic).')
+  parser.add_argument('--evaluation', default=None,
+                      help="distribution, profile: each run's `evaluate` output in this folder "
+                      'of the run (e.g. eval_val: its inference settings applied) instead of its '
+                      'training validation, grouped as `compare --evaluation` groups them.')
   parser.add_argument('--metric', default=None, help="curves: a metrics.jsonl scalar (default "
                       "val_threshold_jaccard); distribution, profile: a per-image metric "
                       "(default jaccard).")
@@ -372,6 +386,11 @@ def main(argv=None) -> int:
     parser.error(f'--out {args.out!r} is a folder: give the figure\'s file, FILE.png or FILE.pdf.')
   cli.check_can_be_file(args.out, '--out')
   group_by = [f for f in args.group_by.split(',') if f] or None
+  if args.evaluation and (args.checkpoint or args.long or args.kind not in ('distribution',
+                                                                           'profile')):
+    parser.error('--evaluation is for distribution and profile from runs: not with '
+                 '--checkpoint (the evaluation scored its own) or --long.')
+  args.checkpoint = args.checkpoint or 'final'
   if (args.kind in ('distribution', 'profile') and args.metric
       and args.metric not in native_scoring.METRICS):
     parser.error(f'--metric {args.metric!r}: a per-image metric, one of {native_scoring.METRICS}.')
@@ -394,7 +413,8 @@ def main(argv=None) -> int:
       parser.error(f"--long {args.long!r}: no such file (compare --out DIR writes "
                    'DIR/results_long.csv).')
     metric = args.metric or 'jaccard'
-    values = per_image(args.paths, args.long, metric, group_by, args.checkpoint)
+    values = per_image(args.paths, args.long, metric, group_by, args.checkpoint,
+                       args.evaluation)
     draw = distribution if args.kind == 'distribution' else profile
     title = args.title
     if not title and args.checkpoint == 'best' and not args.long:
