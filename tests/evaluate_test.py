@@ -384,6 +384,10 @@ def test_compare_keeps_runs_evaluated_otherwise_apart(tiny_folder_run, tmp_path,
   assert values[list(values)[1]] == {s.image_id: s.metrics()['dice'] for s in best}
   assert figures.main(['profile', str(root), '--evaluation', 'eval_val',
                        '--out', str(tmp_path / 'profile.png')]) == 0
+  with pytest.raises(SystemExit):
+    figures.main(['profile', str(root), '--evaluation', 'eval_val', '--checkpoint', 'best',
+                  '--out', str(tmp_path / 'other.png')])
+  assert 'not with --checkpoint' in capsys.readouterr().err
   # Their training validation is one config's: one group.
   assert list(compare.group_runs([compare.load_run(str(root / n), 'final', ['dice'])
                                   for n in 'abc'], None)[0]) == ['all runs']
