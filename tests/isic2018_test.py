@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import sys
 
 import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
@@ -277,8 +278,8 @@ def test_prepare_command_builds_the_dataset(tmp_path, monkeypatch):
   assert builder.info.splits['train'].num_examples == len(info['ids']['train'])
 
 
-def test_a_failed_preparation_leaves_no_folder_it_made_but_keeps_what_it_fetched(tmp_path,
-                                                                                 monkeypatch):
+def test_a_failed_preparation_leaves_no_folder_it_made_but_keeps_what_it_fetched(
+    tmp_path, monkeypatch, caplog):
   from unet_jax import prepare_isic
 
   # No archive and no network, into a data dir that did not exist: nothing of it is left.
@@ -299,6 +300,16 @@ def test_a_failed_preparation_leaves_no_folder_it_made_but_keeps_what_it_fetched
   with pytest.raises(ValueError, match=r'ISIC_0000003\.jpg'):
     prepare_isic.prepare([SIZE], manual_dir=info['root'], data_dir=str(tmp_path / 'tfds'))
   assert not (tmp_path / 'tfds' / isic2018.NAME).exists()
+  # A preparation killed midway (kill -9: TFDS cannot remove its folder) is named, not removed.
+  killed = tmp_path / 'tfds' / isic2018.NAME / str(SIZE) / 'incomplete.AB12CD_2.0.0'
+  killed.mkdir(parents=True)
+  (killed / 'train.tfrecord-00000').write_bytes(b'x' * 1000)
+  with caplog.at_level('WARNING'), pytest.raises(ValueError, match=r'ISIC_0000003\.jpg'):
+    prepare_isic.prepare([SIZE], manual_dir=info['root'], data_dir=str(tmp_path / 'tfds'))
+  assert killed.is_dir()
+  assert any(str(killed) in r.getMessage() and 'killed' in r.getMessage()
+             for r in caplog.records), [r.getMessage() for r in caplog.records]
+  shutil.rmtree(tmp_path / 'tfds' / isic2018.NAME)
   assert other.is_dir() and (tmp_path / 'tfds' / 'other_dataset' / 'empty_before').is_dir()
   empty = [folder for folder, subfolders, files in os.walk(tmp_path / 'tfds' / 'downloads')
            if not subfolders and not files]

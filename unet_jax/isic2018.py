@@ -56,6 +56,7 @@ import urllib.parse
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 from etils import epath
 
 NAME = 'isic2018_task1'
@@ -218,11 +219,29 @@ def download_and_prepare(builder: tfds.core.DatasetBuilder, download_config=None
   are removed. What it fetched (downloads, extracted archives) stays for the next try."""
   root = os.fspath(builder.data_dir_root)
   before = {folder for folder, _, _ in os.walk(root)}
+  killed = _killed_preparations(builder)
+  if killed:
+    size = sum(os.path.getsize(os.path.join(folder, name)) for path in killed
+               for folder, _, names in os.walk(path) for name in names)
+    logging.warning('%d folder(s) of a preparation that was killed (TFDS removes its folder '
+                    'on any other exit), or that runs now in another process; never read: %s '
+                    '(%.2f GB). Delete them once no other preparation runs here.', len(killed),
+                    ', '.join(killed), size / 1e9)
   try:
     builder.download_and_prepare(download_config=download_config)
   except BaseException:
     _remove_made_folders(root, before)
     raise
+
+
+def _killed_preparations(builder: tfds.core.DatasetBuilder) -> list[str]:
+  """TFDS's `incomplete.*` folders beside the dataset's version folder: where a preparation
+  writes until it renames its folder into place."""
+  parent = os.path.dirname(os.fspath(builder.data_dir))
+  if not os.path.isdir(parent):
+    return []
+  return sorted(os.path.join(parent, n) for n in os.listdir(parent)
+                if n.startswith(tfds.core.constants.INCOMPLETE_PREFIX))
 
 
 def _remove_made_folders(root: str, before: set[str]) -> None:
