@@ -5,8 +5,10 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import fake_slurm  # tests/fake_slurm.py; pytest puts tests/ on sys.path.
 import pytest
@@ -68,16 +70,45 @@ def _paper(root, out, *more, env=None, timeout=300):
                         check=False, env=env or ONE_DEVICE)
 
 
+def _stopped_once_running(root, out):
+  """The command started and sent SIGTERM once a run of Table 1 is running: (status, output)."""
+  command = [sys.executable, '-m', 'experiments.paper', '--scale', 'smoke', '--root', str(root),
+             '--out', str(out)]
+  paper = subprocess.Popen(command, cwd=REPO, env=ONE_DEVICE, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+  manifest, deadline = root / 'table1' / sweep.MANIFEST, time.time() + 300
+  while time.time() < deadline and paper.poll() is None:
+    if manifest.exists() and 'running' in manifest.read_text():
+      break
+    time.sleep(0.2)
+  paper.send_signal(signal.SIGTERM)
+  return paper.wait(timeout=300), paper.communicate()[0]
+
+
 @pytest.fixture(scope='module')
 def smoke_paper(tmp_path_factory):
-  """The smoke scale's runs, trained and reported by one command here: (root, out, its result)."""
+  """The smoke scale's runs, trained and reported by one command here: (root, out, its result),
+  and (status, output) of the same command stopped by SIGTERM before it, which the second resumed."""
   folder = tmp_path_factory.mktemp('smoke_paper')
   root, out = folder / 'root', folder / 'out'
-  return root, out, _paper(root, out, timeout=900)
+  stopped = _stopped_once_running(root, out)
+  return root, out, _paper(root, out, timeout=900), stopped
+
+
+def test_a_signal_stops_the_whole_command_not_the_sweep_it_is_in(smoke_paper):
+  """SIGTERM during Table 1's runs stopped them (each checkpointed) and ended the command with
+  75: it did not go on to launch the ablation's runs (it once did, and a second signal was
+  needed for each sweep)."""
+  *_, (status, output) = smoke_paper
+  assert status == 75, output[-3000:]
+  assert 'sweep: SIGTERM: stopping the runs' in output
+  assert ('Stopped by SIGTERM: the runs of table1 stopped, each checkpointed, and ablation not '
+          'launched; run the same command again to go on.') in output
+  assert 'ablation: ' not in output and 'Evaluating' not in output
 
 
 def test_the_smoke_scale_writes_the_report_with_its_tables_and_figures(smoke_paper):
-  root, out, done = smoke_paper
+  root, out, done, _ = smoke_paper
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   report = (out / 'report.md').read_text()
   for text in ('## Table 1', '## Table 2', "| seed's recipe | 2 | 20 |", '| our recipe | 2 | 20 |',
@@ -109,7 +140,7 @@ def test_on_slurm_the_evaluations_are_one_job_that_writes_the_report(smoke_paper
   job, it submits nothing (75); a failed job is named with its log (1); --retry-failed submits it
   again, and through submitit's local executor with --wait the job evaluates what is missing (the
   command itself evaluates none) and the command writes the report."""
-  root, out, done = smoke_paper
+  root, out, done, _ = smoke_paper
   assert done.returncode == 0, done.stderr[-3000:]
   # As when the runs' SLURM jobs have ended: trained, not evaluated (one run's two evaluations
   # removed, to keep the test short), no report.

@@ -140,6 +140,31 @@ def test_a_launch_asks_nvidia_smi_once(tmp_path, monkeypatch):
   assert calls.read_text() == 'asked\n'
 
 
+def test_a_signal_between_two_runs_leaves_the_rest_pending_and_says_launch_again(tmp_path,
+                                                                               monkeypatch):
+  """SIGTERM after a run has ended and before the next starts stopped nothing that was running:
+  the launcher said 0 (every run it had started had finished) although 3 of the 4 never ran."""
+  started = []
+
+  def start(self, run, slot):  # The first run signals the launcher, then ends well.
+    started.append(run.name)
+    process = subprocess.Popen([sys.executable, '-c', 'import os, signal; '
+                                'os.kill(os.getppid(), signal.SIGTERM)'])
+    process.wait()
+    return process, open(os.devnull, 'w')  # The launcher closes it.
+
+  monkeypatch.setattr(sweep.LocalLauncher, '_start', start)
+  state = sweep.run_state
+  monkeypatch.setattr(sweep, 'run_state',
+                      lambda root, name: 'finished' if name in started else state(root, name))
+  root = tmp_path / 'root'
+  assert sweep.main(['launch', 'smoke', '--root', str(root), '--parallel', '1']) == 75
+  states = {name: run.get('state', 'pending')
+            for name, run in sweep.read_manifest(str(root))['runs'].items()}
+  assert states == {started[0]: 'finished', **{n: 'pending' for n in states if n != started[0]}}
+  assert len(started) == 1 and len(states) == 4
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

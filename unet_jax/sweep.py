@@ -85,6 +85,18 @@ _SWEEPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
                            'experiments', 'sweeps')
 
 
+class Interrupted(Exception):
+  """A local launcher stopped by SIGTERM or SIGINT (its runs stopped, each checkpointed; those
+  not started yet left pending): what called it launches nothing more and ends with
+  STOPPED_STATUS. `states`: {name: state} of the runs that ended, as `LocalLauncher.launch`
+  returns them. Without it, a command that launches several sweeps in turn
+  (`experiments.paper`) went on to the next one after the signal."""
+
+  def __init__(self, signal_name: str, states: dict[str, str]):
+    super().__init__(f'stopped by {signal_name}')
+    self.signal_name, self.states = signal_name, states
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
   name: str
@@ -344,6 +356,7 @@ class LocalLauncher:
     self.root, self.parallel = root, max(1, parallel)
     self.stream = stream or sys.stderr
     self.stop_requested = False
+    self.stopped_by = None  # The name of the signal that stopped it.
     self.slots = slots or local_slots(self.parallel)
 
   def _start(self, run: Run, slot):
@@ -361,7 +374,8 @@ class LocalLauncher:
     return process, log
 
   def launch(self, runs: Sequence[Run], manifest: dict) -> dict:
-    """Runs `runs` to their ends (or until stopped); returns {name: state}."""
+    """Runs `runs` to their ends and returns {name: state}; raises `Interrupted` (with the
+    states) once a signal has stopped them."""
     pending, running, states = list(runs), {}, {}
     free = list(range(self.parallel))
     started_at, durations = {}, []
@@ -416,11 +430,14 @@ class LocalLauncher:
     finally:
       for s, handler in old.items():
         signal.signal(s, handler)
+    if self.stopped_by:
+      raise Interrupted(self.stopped_by, states)
     return states
 
   def _on_signal(self, signum, frame):
     if not self.stop_requested:
-      self.stream.write(f'\nsweep: {signal.Signals(signum).name}: stopping the runs (each '
+      self.stopped_by = signal.Signals(signum).name
+      self.stream.write(f'\nsweep: {self.stopped_by}: stopping the runs (each '
                         'checkpoints); launch again to resume.\n')
     self.stop_requested = True
 
@@ -554,7 +571,8 @@ def busy_line(busy: dict[str, str]) -> str:
 def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args,
                   slots=None) -> dict[str, str] | None:
   """Runs `runs` here (`args.executor` 'local', `args.parallel` at once, on `slots` if given:
-  see `local_slots`) and returns {name: state}; or submits them to SLURM, prints the job ids,
+  see `local_slots`) and returns {name: state} (raises `Interrupted` if a signal stopped them);
+  or submits them to SLURM, prints the job ids,
   and returns their states once they have ended with `args.wait`, None without it (the next
   launch finds them: see `plan`)."""
   if args.executor == 'local':
@@ -673,13 +691,16 @@ def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
       print(status_table(root), flush=True)  # Lists the failed runs, their errors and logs.
       return 1
     return 0
-  states = run_or_submit(root, to_launch, manifest, args, slots)
+  try:
+    states = run_or_submit(root, to_launch, manifest, args, slots)
+  except Interrupted as stopped:  # Stopped runs say 'stopped': the status is 75 below.
+    states = {**{run.name: 'pending' for run in to_launch}, **stopped.states}
   if states is None:  # Submitted: not ended yet (`status` follows them; launch again after).
     print(f'Follow them with `python -m unet_jax.sweep status --root {args.root}`; launch '
           'again once they have ended (jobs SLURM holds are not submitted twice).', flush=True)
     return STOPPED_STATUS
   print(status_table(root), flush=True)
-  if busy or any(s in ('stopped', 'running') for s in states.values()):
+  if busy or any(s in ('stopped', 'running', 'pending') for s in states.values()):
     return STOPPED_STATUS  # Not all ended: launching again goes on.
   return 1 if any(s == 'failed' for s in states.values()) else 0
 

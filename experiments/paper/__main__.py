@@ -28,7 +28,8 @@ and writes the report.
 Exit status: 0 the report is written; 1 an error, or runs (or the evaluation job) that failed
 (named, with their output; --retry-failed launches them again); 75 runs or the evaluation job
 not ended yet (submitted or queued on SLURM, being trained by another process, or stopped by a
-signal): run the same command again later.
+signal): run the same command again later. SIGTERM or SIGINT stops the runs being trained here
+(each checkpoints) and the command: nothing more is launched.
 """
 
 import argparse
@@ -416,9 +417,16 @@ def _launch_all(root: str, parts, args, slots=None) -> int | None:
   """Launches (or submits) every run of the report; the exit status to end with, None once
   every run has finished."""
   states = {}
-  for part, runs in parts:
-    states.update({f'{part}/{name}': state
-                   for name, state in launch(os.path.join(root, part), runs, args, slots).items()})
+  for i, (part, runs) in enumerate(parts):
+    try:
+      ended = launch(os.path.join(root, part), runs, args, slots)
+    except sweep.Interrupted as stopped:  # The signal was to this command: launch no more.
+      left = [name for name, _ in parts[i + 1:]]
+      print(f'Stopped by {stopped.signal_name}: the runs of {part} stopped, each checkpointed'
+            + (f', and {" and ".join(left)} not launched' if left else '')
+            + '; run the same command again to go on.', file=sys.stderr)
+      return sweep.STOPPED_STATUS
+    states.update({f'{part}/{name}': state for name, state in ended.items()})
   if args.dry_run:
     return 0
   failed = sorted(name for name, state in states.items() if state == 'failed')
