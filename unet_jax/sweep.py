@@ -572,9 +572,8 @@ def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args,
                   slots=None) -> dict[str, str] | None:
   """Runs `runs` here (`args.executor` 'local', `args.parallel` at once, on `slots` if given:
   see `local_slots`) and returns {name: state} (raises `Interrupted` if a signal stopped them);
-  or submits them to SLURM, prints the job ids,
-  and returns their states once they have ended with `args.wait`, None without it (the next
-  launch finds them: see `plan`)."""
+  or submits them to SLURM, prints the job ids, and returns their states once they have ended
+  with `args.wait`, None without it (the next launch finds them: see `plan`)."""
   if args.executor == 'local':
     return LocalLauncher(root, args.parallel, slots=slots).launch(runs, manifest)
   jobs = submit_slurm(root, runs, manifest, args)
