@@ -165,6 +165,35 @@ def test_a_signal_between_two_runs_leaves_the_rest_pending_and_says_launch_again
   assert len(started) == 1 and len(states) == 4
 
 
+def test_runs_whose_data_folder_is_not_there_are_refused_before_any_starts(tmp_path, monkeypatch,
+                                                                           capsys):
+  """Each used to start, import TensorFlow and fail with the same error (25 times for the
+  CPU-scale paper without ../shared). On SLURM the nodes may have a folder the launcher lacks:
+  a warning, and the jobs are submitted."""
+  started, submitted = [], []
+  monkeypatch.setattr(sweep.LocalLauncher, 'launch',
+                      lambda self, runs, manifest: started.extend(runs) or {})
+  monkeypatch.setattr(sweep, 'submit_slurm',
+                      lambda root, runs, manifest, args: submitted.extend(runs) or [])
+  missing = tmp_path / 'isic_sample'
+  folder = ['--set', 'data.source=folder', '--set', f'data.dir={missing}']
+  with pytest.raises(ValueError, match=re.escape(
+      f"Not a directory: config.data.dir='{missing}' (4 run(s): loss=bce-seed=0, loss=bce-seed=1, "
+      'loss=bce_dice-seed=0, ...). Each of these runs would fail at its start; put the data '
+      'there, or fix the path')):
+    sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'root'), *folder])
+  assert started == [] and not any((tmp_path / 'root').glob('loss=*'))
+  assert sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'slurm'), '--executor', 'slurm',
+                     *folder]) == 75
+  assert len(submitted) == 4
+  assert 'sweep: warning: not a directory on this machine' in capsys.readouterr().err
+  missing.mkdir()  # The data there: launched; and the synthetic source reads no folder.
+  assert sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'root'), *folder]) == 0
+  assert sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'synthetic'), '--set',
+                     f'data.dir={tmp_path / "elsewhere"}']) == 0
+  assert len(started) == 8
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

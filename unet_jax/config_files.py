@@ -70,8 +70,8 @@ def flag_help(what: str) -> str:
           '--config.<field>=<value>.')
 
 
-def fields(spec: str) -> set[str]:
-  """Every dotted field of a `get_config()` file ('file.py[:arg]'), as the training reads it."""
+def values(spec: str) -> dict:
+  """{dotted field: value} of a `get_config()` file ('file.py[:arg]'), as the training reads it."""
   from unet_jax import run_config
 
   path, _, arg = spec.partition(':')
@@ -79,7 +79,12 @@ def fields(spec: str) -> set[str]:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   tree = (module.get_config(arg) if arg else module.get_config()).to_dict()
-  return set(run_config.leaves(tree))
+  return run_config.leaves(tree)
+
+
+def fields(spec: str) -> set[str]:
+  """Every dotted field of a `get_config()` file ('file.py[:arg]'), as the training reads it."""
+  return set(values(spec))
 
 
 def is_field(key: str, known: set[str]) -> bool:

@@ -568,12 +568,39 @@ def busy_line(busy: dict[str, str]) -> str:
           + '; '.join(f'{name} ({why})' for name, why in busy.items()) + '.')
 
 
+def missing_data(runs: Sequence[Run]) -> dict[str, list[str]]:
+  """{config.data.dir: names of the runs that read it} for the runs of the folder source whose
+  data folder is not on this machine (relative paths from the current folder, where the runs
+  start): launched, each would import TensorFlow and fail at its start, one by one."""
+  base, missing = {}, {}
+  for run in runs:
+    if run.config not in base:
+      base[run.config] = config_files.values(run.config)
+    fields = {**base[run.config], **run.overrides}
+    data_dir = str(fields.get('data.dir') or '')
+    if (fields.get('data.source') != 'folder' or not data_dir or '://' in data_dir
+        or os.path.isdir(data_dir)):
+      continue  # No data.dir: the run's own config check names the field.
+    missing.setdefault(data_dir, []).append(run.name)
+  return missing
+
+
 def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args,
                   slots=None) -> dict[str, str] | None:
   """Runs `runs` here (`args.executor` 'local', `args.parallel` at once, on `slots` if given:
   see `local_slots`) and returns {name: state} (raises `Interrupted` if a signal stopped them);
   or submits them to SLURM, prints the job ids, and returns their states once they have ended
   with `args.wait`, None without it (the next launch finds them: see `plan`)."""
+  missing = missing_data(runs)
+  if missing:
+    where = '; '.join(f'config.data.dir={path!r} ({len(names)} run(s): {", ".join(names[:3])}'
+                      f'{", ..." * (len(names) > 3)})' for path, names in missing.items())
+    if args.executor == 'local':
+      raise ValueError(f'Not a directory: {where}. Each of these runs would fail at its start; '
+                       'put the data there, or fix the path where it is given (the sweep file, '
+                       'or --set data.dir=PATH).')
+    print(f'sweep: warning: not a directory on this machine: {where}. Their jobs fail at their '
+          'start unless the nodes they run on have it.', file=sys.stderr, flush=True)
   if args.executor == 'local':
     return LocalLauncher(root, args.parallel, slots=slots).launch(runs, manifest)
   jobs = submit_slurm(root, runs, manifest, args)

@@ -15,7 +15,7 @@ import dataclasses
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SAMPLE = os.path.join(REPO, '..', 'shared', 'data', 'isic_sample')
+SAMPLE = os.path.normpath(os.path.join(REPO, '..', 'shared', 'data', 'isic_sample'))
 
 # The smoke scale's runs: the quickstart U-Net shrunk to run in seconds.
 _SMOKE = {
