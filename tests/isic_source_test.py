@@ -89,3 +89,36 @@ def test_data_prepared_by_an_older_builder_is_refused_with_the_fix(tmp_path):
                      rf'--size={SIZE}'):
     isic_source.builder(config.data)
   assert not list(stale.iterdir())  # Refused before anything was written there.
+
+
+def test_runs_at_once_never_prepare_the_dataset_together(prepared, tmp_path, monkeypatch, capsys):
+  """Each run of the ISIC source prepares the dataset at its start if it is not: runs launched
+  at once (a sweep's --parallel 2, the full-scale paper's jobs on SLURM) would each download the
+  archives and write the same files. Refused before any run starts, with the command that
+  prepares it once; one at a time, the first prepares it for the others."""
+  from unet_jax import sweep
+
+  started, submitted = [], []
+  monkeypatch.setattr(sweep.LocalLauncher, 'launch',
+                      lambda self, runs, manifest: started.extend(runs) or {})
+  monkeypatch.setattr(sweep, 'submit_slurm',
+                      lambda root, runs, manifest, args: submitted.extend(runs) or [])
+
+  def launch(name, data_dir, *more):
+    return sweep.main(['launch', 'smoke', '--root', str(tmp_path / name), '--set',
+                       'data.source=isic', '--set', f'data.image_size={SIZE}', '--set',
+                       f'data.tfds_data_dir={data_dir}', *more])
+
+  empty = tmp_path / 'tfds'
+  with pytest.raises(ValueError, match=(
+      r'The ISIC 2018 dataset these runs read is not prepared \(4 run\(s\): loss=bce-seed=0, .*'
+      r'Prepare it once first: python -m unet_jax.prepare_isic --size=24 '
+      f'--data_dir={empty} --manual_dir=')):
+    launch('at_once', empty, '--parallel', '2')
+  assert started == []
+  assert launch('one_at_a_time', empty, '--parallel', '1') == 0 and len(started) == 4
+  assert launch('slurm', empty, '--executor', 'slurm') == 75 and len(submitted) == 4
+  assert 'sweep: warning, as seen from this machine: The ISIC 2018 dataset these runs read is ' \
+         'not prepared' in capsys.readouterr().err
+  _, data_dir = prepared
+  assert launch('prepared', data_dir, '--parallel', '2') == 0 and len(started) == 8

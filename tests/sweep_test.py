@@ -186,7 +186,7 @@ def test_runs_whose_data_folder_is_not_there_are_refused_before_any_starts(tmp_p
   assert sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'slurm'), '--executor', 'slurm',
                      *folder]) == 75
   assert len(submitted) == 4
-  assert 'sweep: warning: not a directory on this machine' in capsys.readouterr().err
+  assert 'sweep: warning, as seen from this machine: Not a directory' in capsys.readouterr().err
   missing.mkdir()  # The data there: launched; and the synthetic source reads no folder.
   assert sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'root'), *folder]) == 0
   assert sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'synthetic'), '--set',

@@ -38,8 +38,7 @@ def builder(data: ml_collections.ConfigDict):
   found = _tfds_builder(data)
   if found.is_prepared():
     return found
-  prepare = (f'python -m unet_jax.prepare_isic --size={data.image_size} '
-             f'--data_dir={found.data_dir_root} --manual_dir=<folder with the ISIC archives>')
+  prepare = prepare_command(found, data.image_size)
   config_dir = os.path.dirname(found.data_dir)
   stale = sorted(v for v in (os.listdir(config_dir) if os.path.isdir(config_dir) else [])
                  if v != str(found.version) and v[:1].isdigit())
@@ -60,6 +59,20 @@ def builder(data: ml_collections.ConfigDict):
 def is_prepared(data: ml_collections.ConfigDict) -> bool:
   """Whether the dataset `builder` would return is prepared here (it would prepare it if not)."""
   return _tfds_builder(data).is_prepared()
+
+
+def prepare_command(found, image_size: int) -> str:
+  """The command that prepares the dataset of the builder `found` (`_tfds_builder`)."""
+  return (f'python -m unet_jax.prepare_isic --size={image_size} '
+          f'--data_dir={found.data_dir_root} --manual_dir=<folder with the ISIC archives>')
+
+
+def unprepared(tfds_data_dir: str, image_size: int) -> str | None:
+  """The command that prepares `isic2018_task1/<image_size>` in `tfds_data_dir` ('': TFDS's
+  default), or None if it is prepared there."""
+  data = ml_collections.ConfigDict({'tfds_data_dir': tfds_data_dir, 'image_size': image_size})
+  found = _tfds_builder(data)
+  return None if found.is_prepared() else prepare_command(found, image_size)
 
 
 def _tfds_builder(data: ml_collections.ConfigDict):

@@ -568,15 +568,21 @@ def busy_line(busy: dict[str, str]) -> str:
           + '; '.join(f'{name} ({why})' for name, why in busy.items()) + '.')
 
 
+def _resolved(runs: Sequence[Run]) -> list[tuple[Run, dict]]:
+  """Each run with {dotted field: value} of its config: its base config's, then its overrides."""
+  base = {}
+  for run in runs:
+    if run.config not in base:
+      base[run.config] = config_files.values(run.config)
+  return [(run, {**base[run.config], **run.overrides}) for run in runs]
+
+
 def missing_data(runs: Sequence[Run]) -> dict[str, list[str]]:
   """{config.data.dir: names of the runs that read it} for the runs of the folder source whose
   data folder is not on this machine (relative paths from the current folder, where the runs
   start): launched, each would import TensorFlow and fail at its start, one by one."""
-  base, missing = {}, {}
-  for run in runs:
-    if run.config not in base:
-      base[run.config] = config_files.values(run.config)
-    fields = {**base[run.config], **run.overrides}
+  missing = {}
+  for run, fields in _resolved(runs):
     data_dir = str(fields.get('data.dir') or '')
     if (fields.get('data.source') != 'folder' or not data_dir or '://' in data_dir
         or os.path.isdir(data_dir)):
@@ -585,22 +591,59 @@ def missing_data(runs: Sequence[Run]) -> dict[str, list[str]]:
   return missing
 
 
+def unprepared_isic(runs: Sequence[Run]) -> dict[str, list[str]]:
+  """{the command that prepares it: names of the runs that read it} for the runs of the ISIC
+  source whose TFDS dataset is not prepared here. Each such run prepares it at its start (an
+  hour, the archives downloaded): runs at once would all write the same files."""
+  wanted = {}
+  for run, fields in _resolved(runs):
+    if fields.get('data.source') == 'isic':
+      key = (str(fields.get('data.tfds_data_dir') or ''), int(fields['data.image_size']))
+      wanted.setdefault(key, []).append(run.name)
+  if not wanted:
+    return {}
+  from unet_jax import isic_source  # TensorFlow (seconds): only for runs that read ISIC.
+
+  return {command: names for (data_dir, size), names in wanted.items()
+          if (command := isic_source.unprepared(data_dir, size))}
+
+
+def _names(names: Sequence[str]) -> str:
+  return f'{len(names)} run(s): {", ".join(names[:3])}{", ..." * (len(names) > 3)}'
+
+
+def check_data(runs: Sequence[Run], args) -> None:
+  """Before any run starts: raises ValueError for runs that would fail at their start for want
+  of their data, or that would prepare the ISIC dataset at the same time as others. On SLURM it
+  warns instead (the nodes may see folders the launcher does not), and launches."""
+  local = args.executor == 'local'
+  problems = []
+  missing = missing_data(runs)
+  if missing:
+    problems.append('Not a directory: ' + '; '.join(
+        f'config.data.dir={path!r} ({_names(names)})' for path, names in missing.items())
+        + '. Each of these runs would fail at its start; put the data there, or fix the path '
+        'where it is given (the sweep file, or --set data.dir=PATH).')
+  at_once = not local or args.parallel > 1
+  for command, names in (unprepared_isic(runs) if at_once else {}).items():
+    if len(names) > 1:
+      problems.append(f'The ISIC 2018 dataset these runs read is not prepared ({_names(names)}):'
+                      ' each would prepare it at its start (an hour, the archives downloaded), '
+                      'at the same time as the others and into the same folder. Prepare it '
+                      f'once first: {command}')
+  if problems and local:
+    raise ValueError(' '.join(problems))
+  for problem in problems:
+    print(f'sweep: warning, as seen from this machine: {problem}', file=sys.stderr, flush=True)
+
+
 def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args,
                   slots=None) -> dict[str, str] | None:
   """Runs `runs` here (`args.executor` 'local', `args.parallel` at once, on `slots` if given:
   see `local_slots`) and returns {name: state} (raises `Interrupted` if a signal stopped them);
   or submits them to SLURM, prints the job ids, and returns their states once they have ended
   with `args.wait`, None without it (the next launch finds them: see `plan`)."""
-  missing = missing_data(runs)
-  if missing:
-    where = '; '.join(f'config.data.dir={path!r} ({len(names)} run(s): {", ".join(names[:3])}'
-                      f'{", ..." * (len(names) > 3)})' for path, names in missing.items())
-    if args.executor == 'local':
-      raise ValueError(f'Not a directory: {where}. Each of these runs would fail at its start; '
-                       'put the data there, or fix the path where it is given (the sweep file, '
-                       'or --set data.dir=PATH).')
-    print(f'sweep: warning: not a directory on this machine: {where}. Their jobs fail at their '
-          'start unless the nodes they run on have it.', file=sys.stderr, flush=True)
+  check_data(runs, args)
   if args.executor == 'local':
     return LocalLauncher(root, args.parallel, slots=slots).launch(runs, manifest)
   jobs = submit_slurm(root, runs, manifest, args)
