@@ -1,7 +1,7 @@
 """Real training subprocesses stopped by SIGTERM and killed with SIGKILL, resumed after each.
 
 One run goes through every kind of interruption at seeded points (`unet_jax.faults`):
-SIGTERM mid-step, then SIGKILL mid-checkpoint (before orbax's rename), mid-step, mid-validation
+Ctrl-C twice (the second mid-checkpoint), SIGTERM mid-step, then SIGKILL mid-checkpoint (before orbax's rename), mid-step, mid-validation
 and mid-summary-write, each followed by the same command. It must end exactly where an
 uninterrupted run ends: the same parameters and validation metrics, every logged value the same
 (but the training loss of the logging window a stop cut short), and every step once in
@@ -32,6 +32,10 @@ OVERRIDES = {
 }
 # (UNET_JAX_FAULTS, expected exit status, step of the last complete checkpoint afterwards)
 SCHEDULE = (
+    # Ctrl-C, then Ctrl-C again while the checkpoint the first asked for is written: it ends at
+    # once (130), and that checkpoint is whole or absent, never half-written (orbax finishes its
+    # rename before the process exits).
+    ('int@step:4,int@checkpoint:4', 130, 4),
     ('term@step:6', 75, 6),  # Preempted: checkpoints the step it stopped at.
     ('kill@checkpoint:16', -signal.SIGKILL, 8),  # Killed before checkpoint 16 was renamed.
     ('kill@step:12', -signal.SIGKILL, 8),
@@ -160,10 +164,14 @@ def test_sigterm_and_kills_at_every_phase_end_as_an_uninterrupted_run(tmp_path):
     assert manager.latest_step() == checkpoint, fault
     manager.close()
     summary = results.read_run_summary(workdir)
+    if fault.startswith('int'):
+      assert 'SIGINT received: the run stops after the current step' in done.stderr
+      assert done.stderr.endswith('\nInterrupted.\n'), done.stderr[-3000:]
     if fault.startswith('term'):
       assert 'stopped at step 6 (SIGTERM); run the same command to resume' in done.stdout
       assert summary['state'] == 'stopped' and summary['step'] == 6
-    assert summary is not None  # Never half-written, whenever the kill came.
+    # Never half-written, whenever the kill came (the Ctrl-C came before the first one).
+    assert summary is not None or fault.startswith('int')
 
   summary = results.read_run_summary(workdir)
   assert summary['state'] == 'finished' and summary['final']['metrics'] == final

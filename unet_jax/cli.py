@@ -32,13 +32,20 @@ def _raised_for_the_user(error: BaseException) -> bool:
 def short_errors(main):
   """Wraps a command's main: an error our own checks raised for bad input or config ends the
   command with its message alone (`Error: ...` on stderr, exit status 1), not under twenty lines
-  of traceback that hide it. Any other exception keeps its traceback, as every error does with
-  UNET_JAX_TRACEBACK=1 in the environment."""
+  of traceback that hide it; Ctrl-C ends it with `Interrupted.` and status 130 (128 + SIGINT, as
+  a shell reports it). Any other exception keeps its traceback, as every error does with
+  UNET_JAX_TRACEBACK=1 in the environment. (Training stops at its next step on the first Ctrl-C,
+  checkpointed: `unet_jax.preemption`; this is the second.)"""
 
   @functools.wraps(main)
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
+    except KeyboardInterrupt:
+      if os.environ.get('UNET_JAX_TRACEBACK'):
+        raise
+      print('\nInterrupted.', file=sys.stderr, flush=True)
+      return 130
     except _INPUT_ERRORS as error:
       if os.environ.get('UNET_JAX_TRACEBACK') or not _raised_for_the_user(error):
         raise
