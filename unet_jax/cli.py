@@ -80,10 +80,15 @@ class LibraryNoise(logging.Filter):
     save (no selection metric: not a best candidate, which is how we save them);
   - JAX's INFO line for each backend it tried and lacks ("Unable to initialize backend 'tpu':
     INTERNAL: Failed to open libtpu.so" on every machine without a TPU): JAX logs only the
-    backends it may skip quietly at INFO, and a missing backend that was asked for still fails.
+    backends it may skip quietly at INFO, and a missing backend that was asked for still fails;
+  - a library's error log of a Ctrl-C that reached it (orbax logs "Save Finalize thread failed"
+    with twenty lines of traceback when a second Ctrl-C interrupts its wait for a save, which
+    its thread finishes): the command says `Interrupted.` (`short_errors`).
   """
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+      return False
     if '/orbax/' in record.pathname:
       return (record.levelno >= logging.WARNING
               and 'did not provide metrics' not in record.getMessage())
