@@ -592,14 +592,16 @@ def missing_data(runs: Sequence[Run]) -> dict[str, list[str]]:
 
 
 def unprepared_isic(runs: Sequence[Run]) -> dict[str, list[str]]:
-  """{the command that prepares it: names of the runs that read it} for the runs of the ISIC
-  source whose TFDS dataset is not prepared here. Each such run prepares it at its start (an
-  hour, the archives downloaded): runs at once would all write the same files."""
+  """{the command that prepares it: names of the runs that read it} for two or more runs of the
+  ISIC source whose TFDS dataset is not prepared here. Each such run prepares it at its start
+  (an hour, the archives downloaded): runs at once would all write the same files; one alone
+  prepares it for itself."""
   wanted = {}
   for run, fields in _resolved(runs):
     if fields.get('data.source') == 'isic':
       key = (str(fields.get('data.tfds_data_dir') or ''), int(fields['data.image_size']))
       wanted.setdefault(key, []).append(run.name)
+  wanted = {key: names for key, names in wanted.items() if len(names) > 1}
   if not wanted:
     return {}
   from unet_jax import isic_source  # TensorFlow (seconds): only for runs that read ISIC.
@@ -626,11 +628,10 @@ def check_data(runs: Sequence[Run], args) -> None:
         'where it is given (the sweep file, or --set data.dir=PATH).')
   at_once = not local or args.parallel > 1
   for command, names in (unprepared_isic(runs) if at_once else {}).items():
-    if len(names) > 1:
-      problems.append(f'The ISIC 2018 dataset these runs read is not prepared ({_names(names)}):'
-                      ' each would prepare it at its start (an hour, the archives downloaded), '
-                      'at the same time as the others and into the same folder. Prepare it '
-                      f'once first: {command}')
+    problems.append(f'The ISIC 2018 dataset these runs read is not prepared ({_names(names)}): '
+                    'each would prepare it at its start (an hour, the archives downloaded), at '
+                    'the same time as the others and into the same folder. Prepare it once '
+                    f'first: {command}')
   if problems and local:
     raise ValueError(' '.join(problems))
   for problem in problems:
