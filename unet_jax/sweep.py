@@ -625,7 +625,8 @@ def check_data(runs: Sequence[Run], args) -> None:
     problems.append('Not a directory: ' + '; '.join(
         f'config.data.dir={path!r} ({_names(names)})' for path, names in missing.items())
         + '. Each of these runs would fail at its start; put the data there, or fix the path '
-        'where it is given (the sweep file, or --set data.dir=PATH).')
+        'where it is given (the sweep file, --set data.dir=PATH, or for experiments.paper '
+        'its scale: the CPU scale reads ../shared/data/isic_sample).')
   at_once = not local or args.parallel > 1
   for command, names in (unprepared_isic(runs) if at_once else {}).items():
     problems.append(f'The ISIC 2018 dataset these runs read is not prepared ({_names(names)}): '
