@@ -106,10 +106,9 @@ def compilation_cache(tmp_path_factory):
 @pytest.fixture(scope='session', autouse=True)
 def temporary_files_in_basetemp(tmp_path_factory):
   """The processes the tests start write their temporary files under pytest's own temporary
-  folder, which pytest prunes: TensorFlow's autograph leaves a file per converted function in the
-  temporary folder of each process killed with SIGKILL (the fault tests kill dozens), and the
-  system's /tmp would keep them. The test process itself too: TFDS leaves an empty folder per
-  builder of a dataset not prepared yet."""
+  folder, which pytest prunes, and the system's /tmp would keep what a process killed with SIGKILL
+  leaves there (the fault tests kill dozens). The test process itself too: TFDS leaves an empty
+  folder per builder of a dataset not prepared yet."""
   import tempfile
 
   folder = tmp_path_factory.getbasetemp() / 'tmp'

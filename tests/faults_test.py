@@ -1,12 +1,12 @@
 """Real training subprocesses stopped by SIGTERM and killed with SIGKILL, resumed after each.
 
-One run goes through every kind of interruption at seeded points (`unet_jax.faults`):
-Ctrl-C twice (the second mid-checkpoint), SIGTERM mid-step, then SIGKILL mid-checkpoint (before orbax's rename), mid-step, mid-validation
-and mid-summary-write, each followed by the same command. It must end exactly where an
-uninterrupted run ends: the same parameters and validation metrics, every logged value the same
-(but the training loss of the logging window a stop cut short), and every step once in
-metrics.jsonl and in the TensorBoard events (read with TensorBoard's own loader).
-"""
+One run goes through every kind of interruption at seeded points (`unet_jax.faults`): Ctrl-C
+twice (the second mid-checkpoint), SIGTERM mid-step, then SIGKILL mid-checkpoint (before orbax's
+rename), mid-step, mid-validation and mid-summary-write, each followed by the same command. None
+may leave a file in the temporary folder. It must end exactly where an uninterrupted run ends:
+the same parameters and validation metrics, every logged value the same (but the training loss of
+the logging window a stop cut short), and every step once in metrics.jsonl and in the TensorBoard
+events (read with TensorBoard's own loader)."""
 
 import os
 import signal
@@ -143,9 +143,11 @@ def test_an_events_rewrite_killed_midway_leaves_nothing_tensorboard_reads_twice(
   assert _events(workdir) == {'train_loss': [1, 2, 3]}
 
 
-def _run(workdir, fault):
+def _run(workdir, fault, tmpdir=None):
   # One CPU device, as a user's machine has: the uninterrupted reference runs the same way.
   env = {**os.environ, faults.ENV: fault, 'XLA_FLAGS': '--xla_backend_optimization_level=0'}
+  if tmpdir:
+    env['TMPDIR'] = tmpdir
   return subprocess.run(_command(workdir), cwd=REPO, capture_output=True, text=True, env=env,
                         timeout=300, check=False)
 
@@ -157,9 +159,14 @@ def test_sigterm_and_kills_at_every_phase_end_as_an_uninterrupted_run(tmp_path):
   final = results.read_run_summary(reference)['final']['metrics']
   _check_a_finished_run_run_again(reference, done.stdout)
   workdir = str(tmp_path / 'interrupted')
+  tmpdir = tmp_path / 'tmp'
+  tmpdir.mkdir()
   for fault, status, checkpoint in SCHEDULE:
-    done = _run(workdir, fault)
+    done = _run(workdir, fault, str(tmpdir))
     assert done.returncode == status, f'{fault}: {done.returncode}\n{done.stderr[-3000:]}'
+    # Nothing left in the temporary folder, even by a kill (TensorFlow's AutoGraph once left a
+    # generated file per input function there: unet_jax.input_pipeline traces them as written).
+    assert os.listdir(tmpdir) == [], fault
     manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=2)
     assert manager.latest_step() == checkpoint, fault
     manager.close()

@@ -65,6 +65,12 @@ _CROP_SEED_SALT = 7919
 # periodic evaluation does not decode the validation set again each time.
 _MAX_CACHED_SOURCES = 4
 _MATERIALIZE_CHUNK = 256
+# tf.data runs every function it is given through AutoGraph, which rewrites Python control flow on
+# tensors into graph ops: a parse and transform of each function's source, about a second of
+# every run's start (of 13 s for a tiny run), and a generated file in the temporary folder per
+# function that a killed process leaves there. Our functions branch only on Python values (the
+# config), so they are traced as written; one that branched on a tensor would fail to trace.
+_as_written = tf.autograph.experimental.do_not_convert
 
 # A source yields example i (0 <= i < n) of this process's slice as uint8 tensors.
 Fetch = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
@@ -131,9 +137,10 @@ def train_batches(
       image, mask = resize_policy.crop_for_training(image, mask, config.data.image_size, crop_seed)
     return {'image': tf.cast(image, tf.uint8), 'mask': tf.cast(mask, tf.uint8)}
 
-  ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch_indices)
+  ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max)
+  ds = ds.flat_map(_as_written(epoch_indices))
   ds = ds.skip(skip * batch)  # Indices only: skipped examples are never loaded.
-  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(_as_written(load), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch, drop_remainder=True)  # `used` is a multiple of `batch`: no mixed epochs.
   ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
   return _naming_bad_files(ds.as_numpy_iterator(), config.data, 'train')
@@ -175,7 +182,8 @@ def eval_batches(
     'mask': tf.zeros([size, size, 1], tf.int32),
     'valid': tf.constant(0, tf.int32),
   }
-  ds = tf.data.Dataset.range(n).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = tf.data.Dataset.range(n).map(
+    _as_written(load), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_batches * batch - n))
   ds = ds.batch(batch, drop_remainder=True)
   ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
@@ -215,7 +223,7 @@ def _source(
     else:
       fetch = _uncached_source(config, split, start, n)
       ds = tf.data.Dataset.range(n).map(
-        lambda i: (*fetch(i), i), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        _as_written(lambda i: (*fetch(i), i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
       )
       try:
         _CACHE[key] = _materialize(ds)[0]
@@ -247,7 +255,7 @@ def _materialize(ds: tf.data.Dataset) -> tuple[_Store, np.ndarray]:
   def flatten(image, mask, key):
     return tf.reshape(image, [-1]), tf.reshape(mask, [-1]), tf.shape(image)[:2], key
 
-  ds = ds.map(flatten, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(_as_written(flatten), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   images, masks, shapes, keys = [], [], [np.zeros([0, 2], np.int64)], []
   for image, mask, shape, key in ds.ragged_batch(_MATERIALIZE_CHUNK).with_options(_options()):
     # Equal-size examples batch densely, others as ragged rows: flatten either way.
@@ -277,7 +285,7 @@ def _isic_store(data: ml_collections.ConfigDict, split: str, start: int, n: int)
     )
     return image, mask, x['id']
 
-  store, keys = _materialize(isic_source.records(data, split, ids).map(resize))
+  store, keys = _materialize(isic_source.records(data, split, ids).map(_as_written(resize)))
   if len(keys) != n:
     raise ValueError(f'Expected {n} examples of the ISIC {split!r} split, read {len(keys)}.')
   order = np.argsort(keys)  # TFDS stores examples in a hashed order; the slice is sorted by id.

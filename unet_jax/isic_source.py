@@ -132,7 +132,9 @@ def records(data: ml_collections.ConfigDict, name: str, ids: list[str], *,
   skip = tfds.decode.SkipDecoding()
   ds = builder(data).as_dataset(
     split=tfds_split, decoders={'image': skip, 'mask': skip, 'mask_native': skip})
-  ds = ds.filter(lambda x: tf.reduce_any(tf.equal(x['id'], wanted)))
+  # Traced as written, without AutoGraph: see input_pipeline's `_as_written`.
+  as_written = tf.autograph.experimental.do_not_convert
+  ds = ds.filter(as_written(lambda x: tf.reduce_any(tf.equal(x['id'], wanted))))
 
   def decode(x):
     out = {
@@ -145,5 +147,5 @@ def records(data: ml_collections.ConfigDict, name: str, ids: list[str], *,
       out['mask_native'] = photos.decode_mask(x['mask_native'])[..., 0]
     return out
 
-  return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(as_written(decode), num_parallel_calls=tf.data.AUTOTUNE)
 
