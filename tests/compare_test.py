@@ -5,6 +5,8 @@ numpy for means and standard deviations, and the coverage of the bootstrap inter
 a known mean. The end-to-end comparison of a trained sweep is in tests/sweep_test.py.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -26,6 +28,25 @@ def test_groups_are_the_runs_that_differ_only_by_seed_or_fold():
       'loss=bce': ['a0', 'a1'], 'loss=dice': ['b0', 'b1']}
   groups, fields = compare.group_runs(runs, ['seed'])
   assert list(groups) == ['seed=0', 'seed=1'] and fields == ['seed']
+
+
+def test_groups_a_sweep_named_are_labelled_by_their_names_not_every_field_they_differ_by():
+  """The paper's recipes differ by fifteen fields: labelled by them, each group's label ran to
+  300 characters, repeated in the field columns beside it (and in a figure's legend)."""
+  recipe = {'seed': {'loss': 'bce', 'optim.lr': 1e-4}, 'ours': {'loss': 'dice', 'optim.lr': 3e-3}}
+  runs = [_run(f'{name}-fold={fold}', 0, fold, {f'i{fold}': 0.1 * fold + len(name) / 10}, **config)
+          for name, config in recipe.items() for fold in (0, 1)]
+  groups, fields = compare.group_runs(runs, None)
+  assert fields == ['loss', 'optim.lr']
+  # 'seed' names a recipe here, not the seed field that a part 'seed=1' would give.
+  assert {k: [r.name for r in v] for k, v in groups.items()} == {
+      'seed': ['seed-fold=0', 'seed-fold=1'], 'ours': ['ours-fold=0', 'ours-fold=1']}
+  rows, _ = compare.compare(runs, ['jaccard'], baseline='ours', bootstrap=50)
+  assert [(r['group'], r['baseline']) for r in rows] == [('seed', False), ('ours', True)]
+  # Names that do not tell the groups apart, or not one name per group: the fields.
+  assert list(compare.group_runs(runs, ['loss'])[0]) == ['loss=bce', 'loss=dice']
+  runs[1] = dataclasses.replace(runs[1], name='other-fold=1')
+  assert list(compare.group_runs(runs, None)[0]) == ['loss=bce, lr=0.0001', 'loss=dice, lr=0.003']
 
 
 def test_a_run_resumed_with_another_validation_cadence_stays_with_its_seeds():

@@ -17,6 +17,9 @@ by those config fields instead. With --evaluation, how each run was evaluated co
 config does (EVALUATION_FIELDS: split, checkpoint, TTA, post-processing), but for the threshold,
 which `evaluate --tune_threshold` tunes per run: a group scored at several is named under the
 table.
+A group's label (what --baseline takes) is its runs' name without the seed and fold parts,
+where they share it and no other group does (a sweep's runs 'ours-fold=0' ... 'ours-fold=4':
+'ours'), and otherwise the fields it differs by, 'loss=bce, lr=0.001' (always with --group-by).
 The table shows, per group, only the config fields that differ between groups, then:
 
   runs              how many runs the group has (seeds x folds)
@@ -171,11 +174,29 @@ def group_runs(runs: Sequence[RunScores], group_by: Sequence[str] | None):
   for run in runs:
     key = tuple((f, run.config.get(f)) for f in fields)
     grouped.setdefault(key, []).append(run)
+  names = None if group_by else _shared_names(list(grouped.values()))
   labels = collections.OrderedDict()
-  for key, members in grouped.items():
+  for i, (key, members) in enumerate(grouped.items()):
     label = ', '.join(f'{f.split(".")[-1]}={v}' for f, v in key) or 'all runs'
-    labels[label] = members
+    labels[names[i] if names else label] = members
   return labels, fields
+
+
+def _shared_names(groups: Sequence[Sequence[RunScores]]) -> list[str] | None:
+  """Each group's label from its runs' names, where the sweep named them: the name without its
+  seed and fold parts ('ours-fold=3' -> 'ours'; `hyper.run_name` joins parts with '-'), when all
+  of a group's runs share it and no two groups do. None otherwise: the groups are labelled by
+  the fields that differ, which for runs a sweep named as `hyper.run_name` does are the same
+  words, but for runs it was given names to (the paper's 'seed'/'ours', an ablation's steps)
+  ran to every field the recipes change, repeated in the field columns beside them."""
+  split = ('seed=', 'fold=', 'data.fold=')
+  names = []
+  for members in groups:
+    stems = {'-'.join(p for p in r.name.split('-') if not p.startswith(split)) for r in members}
+    if len(stems) != 1 or not next(iter(stems)):
+      return None
+    names.append(stems.pop())
+  return names if len(set(names)) == len(names) else None
 
 
 # ---------------------------------------------------------------------------------------------
