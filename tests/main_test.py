@@ -1,8 +1,13 @@
 """The command-line entry points, run as a user runs them."""
 
+import json
 import os
 import subprocess
 import sys
+
+from conftest import tiny_folder_config  # tests/conftest.py; pytest puts tests/ on sys.path.
+
+from unet_jax import config_from_run, run_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,3 +70,38 @@ def test_summary_takes_a_presets_name_as_training_does():
   assert unknown.returncode == 1
   assert unknown.stderr.strip().startswith("Error: --config 'seeed': no such file, and not a "
                                            'preset. Presets: default,'), unknown.stderr
+
+
+def test_a_runs_folder_is_the_config_it_recorded(tiny_folder_run):
+  """`--config RUN` (or RUN/config.json) gives the config that run trained with, whichever file
+  and overrides made it: the one the tests built in code, field for field and type for type
+  (config.json holds tuples as lists)."""
+  workdir, data_dir = tiny_folder_run
+  made = tiny_folder_config(data_dir)  # The run was given 'data', relative to its folder.
+  made.data.tfds_data_dir = run_config.absolute_data_path(made.data.tfds_data_dir)
+  assert config_from_run.get_config(run_config.path(workdir)).to_dict() == made.to_dict()
+  # The same command on the finished run: nothing to train, its metrics printed again.
+  again = _run('unet_jax.main', '--config', workdir, '--workdir', workdir)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert 'Run summary:' in again.stdout and 'finished (step 1) under this config' in again.stderr
+  # Overridden as any config is: the model of quickstart's config at the run's model fields.
+  summary = _run('unet_jax.summary', '--config', workdir, '--config.model.base_width=8')
+  assert summary.returncode == 0, summary.stderr[-2000:]
+  assert summary.stdout == _run('unet_jax.summary', '--config', 'quickstart',
+                                '--config.model.depth=1', '--config.model.base_width=8',
+                                '--config.data.image_size=32').stdout
+
+
+def test_a_file_or_folder_that_is_no_runs_config_is_refused_in_one_line(tiny_folder_run,
+                                                                        tmp_path):
+  workdir, _ = tiny_folder_run
+  for config, said in (
+      (os.path.join(workdir, 'summary.json'), "' is no config field; give a run's folder"),
+      (os.path.dirname(workdir), f"it holds 1 runs: give one, e.g. {workdir!r}."),
+      (str(tmp_path), "a folder without a config.json, so not a run's; give a run's folder")):
+    refused = _run('unet_jax.summary', '--config', config)
+    assert refused.returncode == 1 and 'Traceback' not in refused.stderr, refused.stderr
+    assert refused.stderr.startswith('Error: --config') and said in refused.stderr, refused.stderr
+  (tmp_path / 'config.json').write_text(json.dumps({'optim': {'lr': 'fast'}}))
+  typed = _run('unet_jax.summary', '--config', str(tmp_path))
+  assert typed.returncode == 1 and "Could not override field 'lr'" in typed.stderr, typed.stderr

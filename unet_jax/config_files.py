@@ -3,7 +3,7 @@ which fields it has, for commands that take overrides of them.
 
 `resolve('quickstart')`, `resolve('configs/quickstart.py')` and `resolve('/abs/my.py:arg')` all
 give the path of a `get_config()` file (with the `:arg` that ml_collections passes to
-`get_config`). Preset names are the modules of the `configs` package, installed with unet_jax,
+`get_config`); so do a run's folder and its config.json (`unet_jax/config_from_run.py`). Preset names are the modules of the `configs` package, installed with unet_jax,
 so `python -m unet_jax.main --config quickstart` works outside the repository too.
 """
 
@@ -27,6 +27,22 @@ def presets() -> list[str]:
 def resolve(spec: str, what: str = '--config') -> str:
   """The file (with its ':arg', if any) that `spec` names; raises naming `what` (where `spec`
   was given) and the presets if none."""
+  recorded = os.path.join(spec, 'config.json') if os.path.isdir(spec) else spec
+  if recorded.endswith('.json') and os.path.isfile(recorded):  # A run: its recorded config.
+    from unet_jax import config_from_run
+
+    try:  # Read once here, so that a file that is no run's config is refused in one line.
+      config_from_run.get_config(recorded)
+    except ValueError as error:
+      raise ValueError(f'{what}: {error}') from None
+    return f'{config_from_run.__file__}:{os.path.abspath(recorded)}'
+  if os.path.isdir(spec):
+    runs = sorted(n for n in os.listdir(spec) if os.path.isfile(os.path.join(spec, n, 'config.json')))
+    raise FileNotFoundError(
+      f'{what} {spec!r}: a folder without a config.json, so not a run\'s; '
+      + (f'it holds {len(runs)} runs: give one, e.g. {os.path.join(spec, runs[0])!r}.' if runs
+         else 'give a run\'s folder, a get_config() file or a preset '
+              f'({", ".join(presets())}).'))
   path, sep, arg = spec.partition(':')
   if os.path.isfile(path):
     return os.path.abspath(path) + sep + arg
@@ -59,15 +75,15 @@ def resolved_argv(argv: list[str]) -> list[str]:
   is neither a file nor a preset."""
   try:
     return resolve_argv(argv)
-  except FileNotFoundError as error:
+  except (FileNotFoundError, ValueError) as error:
     sys.exit(f'Error: {error}')
 
 
 def flag_help(what: str) -> str:
   """The --config flag's help: `what`, then the ways to name one and to override its fields."""
-  return (f"{what}: a file with get_config() (FILE.py[:ARG]) or a preset's name "
-          f'({", ".join(presets())}), from any directory; fields can be overridden with '
-          '--config.<field>=<value>.')
+  return (f"{what}: a file with get_config() (FILE.py[:ARG]), a preset's name "
+          f'({", ".join(presets())}), from any directory, or a run\'s folder (the config it '
+          'recorded); fields can be overridden with --config.<field>=<value>.')
 
 
 def values(spec: str) -> dict:

@@ -7,6 +7,8 @@ Examples:
       --config.optim.lr=3e-4 --config.batch_size=32
 
 Any config field can be overridden with --config.<field>=<value>; a misspelt field is an error.
+--config also takes a run's workdir, for the config that run recorded (its config.json):
+  python -m unet_jax.main --config workdirs/run1 --config.seed=1 --workdir workdirs/run1-seed1
 Re-running the same command resumes from the latest checkpoint in --workdir, under the config the
 run was trained with (a changed field its parameters depend on is refused, naming it); on a
 finished run it prints the final metrics again, in a second. SIGTERM, SIGINT (Ctrl-C), SIGUSR1 and
