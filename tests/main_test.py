@@ -97,7 +97,7 @@ def test_a_file_or_folder_that_is_no_runs_config_is_refused_in_one_line(tiny_fol
   workdir, _ = tiny_folder_run
   for config, said in (
       (os.path.join(workdir, 'summary.json'), "' is no config field; give a run's folder"),
-      (os.path.dirname(workdir), f"it holds 1 runs: give one, e.g. {workdir!r}."),
+      (os.path.dirname(workdir), f"it holds 1 run: give one, e.g. {workdir!r}."),
       (str(tmp_path), "a folder without a config.json, so not a run's; give a run's folder")):
     refused = _run('unet_jax.summary', '--config', config)
     assert refused.returncode == 1 and 'Traceback' not in refused.stderr, refused.stderr

@@ -3,8 +3,9 @@ which fields it has, for commands that take overrides of them.
 
 `resolve('quickstart')`, `resolve('configs/quickstart.py')` and `resolve('/abs/my.py:arg')` all
 give the path of a `get_config()` file (with the `:arg` that ml_collections passes to
-`get_config`); so do a run's folder and its config.json (`unet_jax/config_from_run.py`). Preset names are the modules of the `configs` package, installed with unet_jax,
-so `python -m unet_jax.main --config quickstart` works outside the repository too.
+`get_config`); so do a run's folder and its config.json (`unet_jax/config_from_run.py`). Preset
+names are the modules of the `configs` package, installed with unet_jax, so
+`python -m unet_jax.main --config quickstart` works outside the repository too.
 """
 
 import difflib
@@ -37,10 +38,12 @@ def resolve(spec: str, what: str = '--config') -> str:
       raise ValueError(f'{what}: {error}') from None
     return f'{config_from_run.__file__}:{os.path.abspath(recorded)}'
   if os.path.isdir(spec):
-    runs = sorted(n for n in os.listdir(spec) if os.path.isfile(os.path.join(spec, n, 'config.json')))
+    runs = sorted(n for n in os.listdir(spec)
+                  if os.path.isfile(os.path.join(spec, n, 'config.json')))
     raise FileNotFoundError(
       f'{what} {spec!r}: a folder without a config.json, so not a run\'s; '
-      + (f'it holds {len(runs)} runs: give one, e.g. {os.path.join(spec, runs[0])!r}.' if runs
+      + (f'it holds {len(runs)} run{"s" * (len(runs) > 1)}: give one, e.g. '
+         f'{os.path.join(spec, runs[0])!r}.' if runs
          else 'give a run\'s folder, a get_config() file or a preset '
               f'({", ".join(presets())}).'))
   path, sep, arg = spec.partition(':')

@@ -66,10 +66,11 @@ _CROP_SEED_SALT = 7919
 _MAX_CACHED_SOURCES = 4
 _MATERIALIZE_CHUNK = 256
 # tf.data runs every function it is given through AutoGraph, which rewrites Python control flow on
-# tensors into graph ops: a parse and transform of each function's source, about a second of
-# every run's start (of 13 s for a tiny run), and a generated file in the temporary folder per
-# function that a killed process leaves there. Our functions branch only on Python values (the
-# config), so they are traced as written; one that branched on a tensor would fail to trace.
+# tensors into graph ops: a parse and transform of the source of each function and of every
+# function it calls, about 3 s of a tiny run's 15 s start to end, and a generated file in the
+# temporary folder per function, which a killed process leaves there. Our functions branch only
+# on Python values (the config), so they are traced as written; one that branched on a tensor
+# would fail to trace.
 _as_written = tf.autograph.experimental.do_not_convert
 
 # A source yields example i (0 <= i < n) of this process's slice as uint8 tensors.
@@ -222,9 +223,8 @@ def _source(
       _CACHE[key] = _isic_store(config.data, split, start, n)
     else:
       fetch = _uncached_source(config, split, start, n)
-      ds = tf.data.Dataset.range(n).map(
-        _as_written(lambda i: (*fetch(i), i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-      )
+      ds = tf.data.Dataset.range(n).map(_as_written(lambda i: (*fetch(i), i)),
+                                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
       try:
         _CACHE[key] = _materialize(ds)[0]
       except tf.errors.InvalidArgumentError as error:
