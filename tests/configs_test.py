@@ -102,3 +102,15 @@ def test_config_trains_one_step(name, fake_data, tmp_path):
   assert rows[0]['step'] == 1 and rows[0]['train_loss'] > 0
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['loss'] == config.loss
+
+
+@pytest.mark.parametrize('name', CONFIG_NAMES)
+def test_every_preset_reads_back_from_the_config_json_a_run_of_it_writes(name, tmp_path):
+  """`--config RUN` (unet_jax/config_from_run.py) gives back the config a run of each preset
+  recorded, value for value and type for type (config.json holds tuples as lists, None as null)."""
+  from unet_jax import config_from_run, run_config
+
+  config = importlib.import_module(f'configs.{name}').get_config()
+  run_config.write(config, str(tmp_path))
+  read = config_from_run.get_config(run_config.path(str(tmp_path)))
+  assert read.to_dict() == config.to_dict()
