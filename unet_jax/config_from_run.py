@@ -24,14 +24,11 @@ def get_config(file: str) -> ml_collections.ConfigDict:
   from configs import default
 
   try:
-    with open(file, encoding='utf-8') as f:
-      tree = json.load(f)
-  except (OSError, ValueError) as error:
+    stored = run_config.stored_fields(file)
+  except (OSError, json.JSONDecodeError) as error:
     raise ValueError(f'{file}: not a run\'s config.json ({error}).') from None
   config = default.get_config()
   known = run_config.leaves(config.to_dict())
-  stored = run_config.leaves(tree) if isinstance(tree, dict) else {}
-  run_config.check_renamed(tree if isinstance(tree, dict) else {}, file)
   unknown = sorted(set(stored) - set(known))
   if not stored or unknown:
     what = f'{unknown[0]!r} is no config field' if unknown else 'it holds no config field'

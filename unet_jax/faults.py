@@ -3,7 +3,8 @@
 The fault tests (tests/faults_test.py) and the soak (`experiments/fault_soak.py`) start real
 training subprocesses with `UNET_JAX_FAULTS` set, e.g. `kill@checkpoint:16,term@step:6`: each
 entry is ACTION@PHASE:STEP, where ACTION is 'kill' (SIGKILL, as `kill -9` or an out-of-memory
-kill), 'term' (SIGTERM, as a scheduler's preemption) or 'int' (SIGINT, as Ctrl-C), and PHASE is where in step STEP it fires:
+kill), 'term' (SIGTERM, as a scheduler's preemption) or 'int' (SIGINT, as Ctrl-C), and PHASE is
+where in step STEP it fires:
 
   step        after the step's computation was dispatched, before it completed (mid-step)
   checkpoint  inside orbax's save of that step, after the files are written and before the

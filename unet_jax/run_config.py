@@ -137,7 +137,7 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, step: int | No
   file = path(workdir)
   if not os.path.exists(file):
     return
-  old, new = _stored_fields(file), _fields(config)
+  old, new = stored_fields(file), _fields(config)
   changed = [k for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
   refused = [k for k in changed if not may_change(k)] if step is not None else []
   if refused:
@@ -162,15 +162,18 @@ def unchanged(config: ml_collections.ConfigDict, workdir: str) -> bool:
   """Whether `config` is the workdir's config.json field for field (False without a readable
   one): a run that finished under it has nothing left to do."""
   try:
-    return _stored_fields(path(workdir)) == _fields(config)
+    return stored_fields(path(workdir)) == _fields(config)
   except (OSError, ValueError):  # Missing, unreadable or stale: the full path says what is wrong.
     return False
 
 
-def _stored_fields(file: str) -> dict:
-  """{dotted field: value} of a config.json (ValueError naming a field that has moved)."""
+def stored_fields(file: str) -> dict:
+  """{dotted field: value} of a config.json (ValueError naming a field that has moved, or if it
+  holds no JSON object; json.JSONDecodeError if it is no JSON)."""
   with open(file, encoding='utf-8') as f:
     tree = json.load(f)
+  if not isinstance(tree, dict):
+    raise ValueError(f'{file} holds no JSON object of config fields.')
   check_renamed(tree, file)
   return leaves(tree)
 
