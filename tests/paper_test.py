@@ -88,7 +88,8 @@ def _stopped_once_running(root, out):
 @pytest.fixture(scope='module')
 def smoke_paper(tmp_path_factory):
   """The smoke scale's runs, trained and reported by one command here: (root, out, its result),
-  and (status, output) of the same command stopped by SIGTERM before it, which the second resumed."""
+  and (status, output) of the same command stopped by SIGTERM before it, which the second
+  resumed."""
   folder = tmp_path_factory.mktemp('smoke_paper')
   root, out = folder / 'root', folder / 'out'
   stopped = _stopped_once_running(root, out)
