@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import sys
+import time
 
 import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
 import numpy as np
@@ -12,7 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import unet_jax
-from unet_jax import augment, isic2018, photos, synthetic
+from unet_jax import augment, isic2018, photos, synthetic, workdir_lock
 
 SIZE = 24
 
@@ -300,15 +301,16 @@ def test_a_failed_preparation_leaves_no_folder_it_made_but_keeps_what_it_fetched
   with pytest.raises(ValueError, match=r'ISIC_0000003\.jpg'):
     prepare_isic.prepare([SIZE], manual_dir=info['root'], data_dir=str(tmp_path / 'tfds'))
   assert not (tmp_path / 'tfds' / isic2018.NAME).exists()
-  # A preparation killed midway (kill -9: TFDS cannot remove its folder) is named, not removed.
+  # A preparation killed midway (kill -9: TFDS cannot remove its folder) is removed, named with
+  # its size, by the next preparation, which holds the lock every preparation takes.
   killed = tmp_path / 'tfds' / isic2018.NAME / str(SIZE) / 'incomplete.AB12CD_2.0.0'
   killed.mkdir(parents=True)
-  (killed / 'train.tfrecord-00000').write_bytes(b'x' * 1000)
+  (killed / 'train.tfrecord-00000').write_bytes(b'x' * 30_000_000)
   with caplog.at_level('WARNING'), pytest.raises(ValueError, match=r'ISIC_0000003\.jpg'):
     prepare_isic.prepare([SIZE], manual_dir=info['root'], data_dir=str(tmp_path / 'tfds'))
-  assert killed.is_dir()
-  assert any(str(killed) in r.getMessage() and 'killed' in r.getMessage()
-             for r in caplog.records), [r.getMessage() for r in caplog.records]
+  assert not killed.exists()
+  assert any(f'Removing {killed} (0.03 GB): the folder of a preparation that was killed'
+             in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
   shutil.rmtree(tmp_path / 'tfds' / isic2018.NAME)
   assert other.is_dir() and (tmp_path / 'tfds' / 'other_dataset' / 'empty_before').is_dir()
   empty = [folder for folder, subfolders, files in os.walk(tmp_path / 'tfds' / 'downloads')
@@ -316,6 +318,55 @@ def test_a_failed_preparation_leaves_no_folder_it_made_but_keeps_what_it_fetched
   assert empty == []
   extracted = [name for _, _, files in os.walk(tmp_path / 'tfds' / 'downloads') for name in files]
   assert 'ISIC_0000001.jpg' in extracted
+
+
+def test_preparations_at_once_take_turns_and_the_later_reads_what_the_first_wrote(
+    tmp_path, monkeypatch, caplog):
+  """Two runs that need the dataset at once: the first prepares it, the second waits for its
+  lock (saying whom it waits for), then reads the dataset the first wrote, through the builder
+  it made before there was one. Two threads here, each with its own open file, which flock
+  excludes as it excludes two processes."""
+  import threading
+
+  info = fake_isic.make_fake_isic(str(tmp_path / 'manual'), zipped=True)
+  monkeypatch.setattr(isic2018.Isic2018Task1, 'EXPECTED_COUNTS',
+                      {split: len(ids) for split, ids in info['ids'].items()})
+  slow = isic2018.prepare_example
+  monkeypatch.setattr(isic2018, 'prepare_example',  # So that the second starts meanwhile.
+                      lambda *args: time.sleep(0.2) or slow(*args))
+  data_dir = str(tmp_path / 'tfds')
+  builders = [isic2018.Isic2018Task1(config=isic2018.builder_config(SIZE), data_dir=data_dir)
+              for _ in range(2)]
+  assert not any(b.is_prepared() for b in builders)
+  download = tfds.download.DownloadConfig(manual_dir=info['root'])
+  errors = []
+
+  def prepare(builder):
+    try:
+      isic2018.download_and_prepare(builder, download)
+    except Exception as error:  # Raised again below, in the test's thread.
+      errors.append(error)
+
+  lock = f'prepare_{isic2018.NAME}_{SIZE}'
+  threads = [threading.Thread(target=prepare, args=(b,)) for b in builders]
+  with caplog.at_level('INFO'):
+    threads[0].start()
+    deadline = time.monotonic() + 60
+    while not workdir_lock.held(data_dir, lock) and time.monotonic() < deadline:
+      time.sleep(0.01)
+    threads[1].start()
+    for thread in threads:
+      thread.join(timeout=300)
+  assert errors == []
+  messages = [r.getMessage() for r in caplog.records]
+  waited = [m for m in messages if 'Waiting for another process' in m]
+  assert len(waited) == 1 and f'(pid {os.getpid()} on host ' in waited[0], messages
+  assert sum('was prepared by another process while this one waited' in m
+             for m in messages) == 1, messages
+  for builder in builders:
+    assert builder.is_prepared()
+    assert builder.info.splits['train'].num_examples == len(info['ids']['train'])
+    assert sorted(_read(builder, 'train')) == sorted(info['ids']['train'])
 
 
 def test_prepare_command_help():

@@ -92,10 +92,10 @@ def test_data_prepared_by_an_older_builder_is_refused_with_the_fix(tmp_path):
 
 
 def test_runs_at_once_never_prepare_the_dataset_together(prepared, tmp_path, monkeypatch, capsys):
-  """Each run of the ISIC source prepares the dataset at its start if it is not: runs launched
-  at once (a sweep's --parallel 2, the full-scale paper's jobs on SLURM) would each download the
-  archives and write the same files. Refused before any run starts, with the command that
-  prepares it once; one at a time, the first prepares it for the others."""
+  """Each run of the ISIC source prepares the dataset at its start if it is not: of runs
+  launched at once (a sweep's --parallel 2, the full-scale paper's jobs on SLURM) the others
+  would wait an hour for the first, holding their devices. Refused before any run starts, with
+  the command that prepares it once; one at a time, the first prepares it for the others."""
   from unet_jax import sweep
 
   started, submitted = [], []

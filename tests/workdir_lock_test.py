@@ -132,3 +132,54 @@ def test_status_tells_a_live_run_from_one_whose_process_is_gone(tmp_path, holder
             for line in sweep.status_table(str(tmp_path)).splitlines()[2:]}
   assert states == {'alive': 'running', 'killed': 'interrupted', 'resumed': 'running',
                     'done': 'finished', 'starting': 'running'}
+
+
+def test_a_waiting_lock_waits_for_its_holder_and_never_shares_a_removed_file(tmp_path, holder):
+  """`waiting` (a preparation of the dataset) waits while another process holds the lock and
+  says whom it waits for; it takes the lock once that process is killed. A holder that removes
+  the lock file (its preparation failed in a folder it made) lets a waiter take the new file at
+  the path, never the removed one, so two holders never overlap."""
+  import threading
+
+  process = holder(tmp_path, 'prepare')
+  said, events = [], []
+
+  def wait_then_hold():
+    with workdir_lock.waiting(str(tmp_path), 'prepare', log_wait=said.append, poll_s=0.05):
+      events.append('held')
+
+  waiter = threading.Thread(target=wait_then_hold)
+  waiter.start()
+  waiter.join(timeout=1.0)
+  assert waiter.is_alive() and events == []
+  assert said and said[0].startswith(f'Waiting for another process (pid {process.pid} on host ')
+  process.kill()
+  process.wait()
+  waiter.join(timeout=30)
+  assert events == ['held']
+
+  # The first holder removes the file while a second waits on it.
+  release, taken = threading.Event(), threading.Event()
+  refused = []
+
+  def second():
+    with workdir_lock.waiting(str(tmp_path), 'prepare', log_wait=lambda m: None, poll_s=0.05):
+      taken.set()
+      release.wait(30)
+
+  with workdir_lock.waiting(str(tmp_path), 'prepare', log_wait=said.append) as path:
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(timeout=0.5)
+    assert not taken.is_set()
+    workdir_lock.remove_lock_file(path)
+    assert not os.path.exists(os.path.dirname(path))  # Its folder too, when empty.
+  assert taken.wait(30)
+  try:  # The second holds the file now at the path: a third process is refused.
+    with workdir_lock.exclusive(str(tmp_path), 'prepare', in_use='busy', fix=''):
+      pass
+  except workdir_lock.InUse as error:
+    refused.append(str(error))
+  release.set()
+  thread.join(timeout=30)
+  assert refused and refused[0].startswith(f'busy (pid {os.getpid()} on host ')

@@ -59,6 +59,8 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
+from unet_jax import workdir_lock
+
 NAME = 'isic2018_task1'
 URL = 'https://isic-challenge-data.s3.amazonaws.com/2018/'
 # TFDS split name -> the word the archive names use.
@@ -214,34 +216,53 @@ class Isic2018Task1(tfds.core.GeneratorBasedBuilder):
 
 
 def download_and_prepare(builder: tfds.core.DatasetBuilder, download_config=None) -> None:
-  """`builder.download_and_prepare`, leaving no trace where it fails (an archive missing, a
-  photo unreadable): the empty folders it made, and TFDS's metadata of a dataset folder it made,
-  are removed. What it fetched (downloads, extracted archives) stays for the next try."""
+  """`builder.download_and_prepare`, one process at a time, leaving no trace where it fails.
+
+  A preparation holds a lock on the data folder (`<data_dir>/.locks/`): a second process that
+  needs the same dataset (runs started together, a second `prepare_isic`) waits for it, saying
+  whom it waits for, then reads what the first prepared instead of downloading and writing the
+  same files. Holding the lock, a TFDS `incomplete.*` folder beside the dataset is one a killed
+  preparation left (TFDS removes its own on any other exit): it is removed, named with its size.
+  Where the preparation fails (an archive missing, a photo unreadable), the empty folders it
+  made, and TFDS's metadata of a dataset folder it made, are removed; what it fetched
+  (downloads, extracted archives) stays for the next try.
+  """
   root = os.fspath(builder.data_dir_root)
   before = {folder for folder, _, _ in os.walk(root)}
-  killed = _killed_preparations(builder)
-  if killed:
-    size = sum(os.path.getsize(os.path.join(folder, name)) for path in killed
-               for folder, _, names in os.walk(path) for name in names)
-    logging.warning('%d folder(s) of a preparation that was killed (TFDS removes its folder '
-                    'on any other exit), or that runs now in another process; never read: %s '
-                    '(%.2f GB). Delete them once no other preparation runs here.', len(killed),
-                    ', '.join(killed), size / 1e9)
-  try:
-    builder.download_and_prepare(download_config=download_config)
-  except BaseException:
-    _remove_made_folders(root, before)
-    raise
+  name = f'prepare_{builder.name}_{builder.builder_config.name}'
+  with workdir_lock.waiting(root, name, log_wait=lambda message: logging.warning(
+      'Preparing %s/%s: %s', builder.name, builder.builder_config.name, message)) as lock:
+    if builder.is_prepared():  # By the process this one waited for.
+      builder.info.read_from_directory(builder.data_dir)
+      logging.info('%s/%s was prepared by another process while this one waited: %s',
+                   builder.name, builder.builder_config.name, builder.data_dir)
+      return
+    _remove_killed_preparations(builder)
+    try:
+      builder.download_and_prepare(download_config=download_config)
+    except BaseException:
+      if os.path.dirname(lock) not in before:
+        workdir_lock.remove_lock_file(lock)
+      _remove_made_folders(root, before)
+      raise
 
 
-def _killed_preparations(builder: tfds.core.DatasetBuilder) -> list[str]:
-  """TFDS's `incomplete.*` folders beside the dataset's version folder: where a preparation
-  writes until it renames its folder into place."""
+def _remove_killed_preparations(builder: tfds.core.DatasetBuilder) -> None:
+  """Removes TFDS's `incomplete.*` folders beside the dataset's version folder (where a
+  preparation writes until it renames its folder into place): called holding the preparation
+  lock, so no live preparation of ours writes there."""
   parent = os.path.dirname(os.fspath(builder.data_dir))
   if not os.path.isdir(parent):
-    return []
-  return sorted(os.path.join(parent, n) for n in os.listdir(parent)
-                if n.startswith(tfds.core.constants.INCOMPLETE_PREFIX))
+    return
+  for name in sorted(os.listdir(parent)):
+    if not name.startswith(tfds.core.constants.INCOMPLETE_PREFIX):
+      continue
+    path = os.path.join(parent, name)
+    size = sum(os.path.getsize(os.path.join(folder, file))
+               for folder, _, files in os.walk(path) for file in files)
+    logging.warning('Removing %s (%.2f GB): the folder of a preparation that was killed (TFDS '
+                    'removes its folder on any other exit).', path, size / 1e9)
+    shutil.rmtree(path)
 
 
 def _remove_made_folders(root: str, before: set[str]) -> None:

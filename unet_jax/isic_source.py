@@ -27,7 +27,8 @@ def builder(data: ml_collections.ConfigDict):
   """The `isic2018_task1/<S>` TFDS builder for S = config.data.image_size, prepared if needed.
 
   Preparing (download or manual archives, then one decode of every photo) runs here only in a
-  single-process run: concurrent processes would all write the same files.
+  single-process run (a multi-host run's processes may not share the folder); separate runs that
+  need it at once take turns, the others then reading it (`isic2018.download_and_prepare`).
   """
   import jax
 

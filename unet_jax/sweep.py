@@ -593,9 +593,9 @@ def missing_data(runs: Sequence[Run]) -> dict[str, list[str]]:
 
 def unprepared_isic(runs: Sequence[Run]) -> dict[str, list[str]]:
   """{the command that prepares it: names of the runs that read it} for two or more runs of the
-  ISIC source whose TFDS dataset is not prepared here. Each such run prepares it at its start
-  (an hour, the archives downloaded): runs at once would all write the same files; one alone
-  prepares it for itself."""
+  ISIC source whose TFDS dataset is not prepared here. A run prepares it at its start (an hour,
+  the archives downloaded), and runs started with it wait for it, holding their devices idle
+  meanwhile; one alone prepares it for itself."""
   wanted = {}
   for run, fields in _resolved(runs):
     if fields.get('data.source') == 'isic':
@@ -616,7 +616,7 @@ def _names(names: Sequence[str]) -> str:
 
 def check_data(runs: Sequence[Run], args) -> None:
   """Before any run starts: raises ValueError for runs that would fail at their start for want
-  of their data, or that would prepare the ISIC dataset at the same time as others. On SLURM it
+  of their data, or that would wait, idle, for one of them to prepare the ISIC dataset. On SLURM it
   warns instead (the nodes may see folders the launcher does not), and launches."""
   local = args.executor == 'local'
   problems = []
@@ -630,9 +630,9 @@ def check_data(runs: Sequence[Run], args) -> None:
   at_once = not local or args.parallel > 1
   for command, names in (unprepared_isic(runs) if at_once else {}).items():
     problems.append(f'The ISIC 2018 dataset these runs read is not prepared ({_names(names)}): '
-                    'each would prepare it at its start (an hour, the archives downloaded), at '
-                    'the same time as the others and into the same folder. Prepare it once '
-                    f'first: {command}')
+                    'the first would prepare it at its start (an hour, the archives '
+                    'downloaded) while the others wait for it, holding their devices idle. '
+                    f'Prepare it once first: {command}')
   if problems and local:
     raise ValueError(' '.join(problems))
   for problem in problems:

@@ -4,7 +4,9 @@ Two trainings in one workdir (a SLURM job resubmitted while the first still runs
 launched twice, the same command in a second terminal) would save checkpoints over each other and
 interleave their logs, and the run would no longer be what its config and seed say. So training
 holds an exclusive lock on its workdir (and `sweep launch` one on its root), and a second writer
-stops at once with an error that names the one holding it.
+stops at once with an error that names the one holding it. Preparing the ISIC dataset holds one
+on the TFDS data folder, where a second process waits instead (`waiting`) and then reads what the
+first prepared.
 
 The lock is the operating system's (`flock`) on a file in `<folder>/.locks/`: the kernel
 releases it when the process ends, however it ends (`kill -9`, a node that dies), so a crash never
@@ -60,6 +62,69 @@ def exclusive(folder: str, name: str, *, in_use: str, fix: str, log_warning=None
     yield path
   finally:
     os.close(fd)  # Releases the lock.
+
+
+@contextlib.contextmanager
+def waiting(folder: str, name: str, *, log_wait, every_s: float = 300.0, poll_s: float = 0.5):
+  """Holds `<folder>/.locks/<name>` while inside, waiting for it as long as another process
+  holds it: for work that a second process should wait for, then find done, rather than do
+  again (preparing a dataset). `log_wait(message)` says who it waits for, and again every
+  `every_s` seconds.
+
+  The lock file may be removed by its holder (`remove_lock_file`, when the folder it made must
+  not stay), so a lock is taken only on the file the path still names.
+  """
+  path = os.path.join(folder, LOCK_DIR, name)
+  waited_since, last_said = None, 0.0
+  while True:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(fd)
+      now = time.monotonic()
+      if waited_since is None or now - last_said >= every_s:
+        minutes = '' if waited_since is None else f', for {(now - waited_since) / 60:.0f} min'
+        log_wait(f'Waiting for another process ({_holder(path)}) to release {path}{minutes}.')
+        waited_since, last_said = waited_since or now, now
+      time.sleep(poll_s)
+      continue
+    except OSError as error:
+      os.close(fd)
+      if error.errno not in _UNSUPPORTED:
+        raise
+      log_wait(f'Cannot lock {path} ({error.strerror}): this filesystem has no flock, so a '
+               'second process doing the same work would not wait for this one.')
+      fd = None
+      break
+    try:  # Its holder may have removed the file after this process opened it: take the new one.
+      same = os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+      same = False
+    if same:
+      break
+    os.close(fd)
+  if fd is None:
+    yield path
+    return
+  try:
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps({
+        'pid': os.getpid(), 'host': socket.gethostname(),
+        'since': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}).encode())
+    yield path
+  finally:
+    os.close(fd)  # Releases the lock.
+
+
+def remove_lock_file(path: str) -> None:
+  """Removes a lock file its caller holds (`waiting`), with its `.locks` folder if empty: a
+  process that waits on it then takes the next file instead."""
+  with contextlib.suppress(FileNotFoundError):
+    os.unlink(path)
+  with contextlib.suppress(OSError):
+    os.rmdir(os.path.dirname(path))
 
 
 def _lock(fd: int, tries: int = 5) -> None:
