@@ -4,8 +4,9 @@ The experiments layer (sweeps, comparisons, figures) reads runs only through the
 their fields are documented here and nowhere else. Every file is written atomically (a temporary
 name, then a rename): a reader never sees half a file, also after a crash.
 
-1. The run summary, `<workdir>/summary.json` (`"kind": "run"`), written by the training loop at
-   every native validation and when the run ends:
+1. The run summary, `<workdir>/summary.json` (`"kind": "run"`), written by the training loop
+   when it starts training ("running", at the step it starts from), at every validation and
+   when the run ends:
 
      kind, schema_version    "run", RUN_SCHEMA_VERSION
      state                   "running" | "stopped" (ended early, resumable) | "finished" | "failed"

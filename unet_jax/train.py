@@ -345,6 +345,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       finished = start_step >= config.num_train_steps
       record.write('finished' if finished else 'stopped', start_step, best)
       return _final_metrics(record.latest)
+    # From the start: what a run that ends before its first validation (a second Ctrl-C, a
+    # kill, an error) leaves says what it is, where it began and in which environment.
+    record.write('running', start_step, best)
     batches = prefetch(input_pipeline.train_batches(config, start_step=start_step),
                        dp.place_batch)
     window = []  # The step metrics (on the device) of the current logging window.
