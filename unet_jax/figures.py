@@ -319,8 +319,10 @@ def distribution(values: dict[str, dict[str, float]], out: str, *, metric: str =
     ax.scatter(k + rng.uniform(-0.15, 0.15, len(points)), points, s=9, color=colour, alpha=0.7,
                lw=0, zorder=3)
   ax.axhline(THRESHOLD, color=COLOURS[3], ls='--', lw=1)
-  ax.text(0.55, THRESHOLD + 0.01, '0.65: below it, an image scores 0', color=COLOURS[3],
-          fontsize=7, va='bottom')
+  # In the right margin, beside the line: inside the axes it would cover points and boxes.
+  ax.annotate('0.65: below it,\nan image\nscores 0', xy=(1, THRESHOLD),
+              xycoords=('axes fraction', 'data'), xytext=(4, 0), textcoords='offset points',
+              color=COLOURS[3], fontsize=7, va='center', ha='left')
   ax.set_xticks(range(1, len(labels) + 1),
                 ['\n'.join(group) + f'\nfailure {np.mean(d < THRESHOLD):.0%} of {len(d)}'
                  for group, d in zip(lines, data, strict=True)], fontsize=7)
