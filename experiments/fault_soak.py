@@ -157,7 +157,7 @@ def main(argv=None) -> int:
   config = run_config.load(workdir)
 
   def params(path):
-    manager = checkpointing.create_manager(os.path.join(path, 'checkpoints'), max_to_keep=2)
+    manager = checkpointing.open_for_reading(os.path.join(path, 'checkpoints'))
     target = train_step.create_train_state(
       models.create_model(config.model),
       optim.create_optimizer(config.optim, config.num_train_steps), jax.random.key(0),

@@ -61,7 +61,7 @@ def _command(workdir):
 
 def _params(workdir):
   config = _config()
-  manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=2)
+  manager = checkpointing.open_for_reading(os.path.join(workdir, 'checkpoints'))
   target = ts.create_train_state(models.create_model(config.model), optim.create_optimizer(
       config.optim, config.num_train_steps), jax.random.key(0), config.data.image_size)
   state, step = checkpointing.restore_latest(manager, target)
@@ -167,7 +167,7 @@ def test_sigterm_and_kills_at_every_phase_end_as_an_uninterrupted_run(tmp_path):
     # Nothing left in the temporary folder, even by a kill (TensorFlow's AutoGraph once left a
     # generated file per input function there: unet_jax.input_pipeline traces them as written).
     assert os.listdir(tmpdir) == [], fault
-    manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=2)
+    manager = checkpointing.open_for_reading(os.path.join(workdir, 'checkpoints'))
     assert manager.latest_step() == checkpoint, fault
     manager.close()
     summary = results.read_run_summary(workdir)

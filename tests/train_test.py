@@ -20,6 +20,7 @@ from unet_jax import (
   checkpointing,
   compare,
   evaluate,
+  inference,
   metric_logging,
   models,
   native_scoring,
@@ -139,8 +140,26 @@ def test_best_and_last_checkpoints_both_survive_pruning(tmp_path):
   manager.close()
 
 
+def test_reading_a_runs_checkpoints_changes_nothing_there(run, tmp_path):
+  """evaluate, predict and a run started from another read runs that may be training now: the
+  temporary folder of the checkpoint such a run is saving stays (the training run's own manager,
+  the reference here, deletes it), and no folder is made where there was none."""
+  config, workdir, _ = run
+  live = shutil.copytree(workdir, tmp_path / 'live')
+  saving = live / 'checkpoints' / '40.orbax-checkpoint-tmp-1764400000000000'
+  saving.mkdir()
+  (saving / 'part').write_text('written by the training process')
+  _, step = inference.restore_variables(config, str(live), 'latest')
+  assert step == 30 and saving.is_dir()
+  with pytest.raises(FileNotFoundError, match='No checkpoint in'):
+    inference.restore_variables(config, str(tmp_path / 'elsewhere'))
+  assert not (tmp_path / 'elsewhere').exists()
+  checkpointing.create_manager(str(live / 'checkpoints'), max_to_keep=1).close()
+  assert not saving.exists()
+
+
 def _final_params(workdir, config):
-  manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=5)
+  manager = checkpointing.open_for_reading(os.path.join(workdir, 'checkpoints'))
   model = models.create_model(config.model)
   target = ts.create_train_state(model, optim.create_optimizer(config.optim, 30),
                                  jax.random.key(0), config.data.image_size)
@@ -318,7 +337,7 @@ def test_a_diverging_run_never_checkpoints_a_non_finite_state(tmp_path):
   kept = sorted(int(n) for n in os.listdir(os.path.join(workdir, 'checkpoints')))
   assert kept == list(range(1, bad)) and f'Nothing after step {bad - 1} was saved' in str(
       error.value)
-  manager = checkpointing.create_manager(os.path.join(workdir, 'checkpoints'), max_to_keep=5)
+  manager = checkpointing.open_for_reading(os.path.join(workdir, 'checkpoints'))
   target = ts.create_train_state(models.create_model(config.model), optim.create_optimizer(
       config.optim, 10), jax.random.key(0), config.data.image_size)
   for step in kept:

@@ -30,7 +30,8 @@ def _selection(metrics) -> float:
 
 
 def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager:
-  """A manager that keeps the last `max_to_keep` checkpoints and the best one (see above)."""
+  """The training run's manager: keeps the last `max_to_keep` checkpoints and the best one (see
+  above). Only the process that trains the run may open one: it deletes what it does not keep."""
   policies = ocp.checkpoint_managers
   keep = policies.AnyPreservationPolicy([
       policies.LatestN(n=max_to_keep),
@@ -43,6 +44,16 @@ def create_manager(directory: str, *, max_to_keep: int) -> ocp.CheckpointManager
                                          preservation_policy=keep, create=True,
                                          cleanup_tmp_directories=True)
   faults.install_checkpoint_hook()
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def open_for_reading(directory: str) -> ocp.CheckpointManager:
+  """A manager that reads a run's checkpoints and changes nothing (`evaluate`, `predict`, a run
+  started from another's): the run may be training now, and a training run's manager would
+  delete the temporary folder of the checkpoint it is saving, or make a folder where there was
+  none."""
+  options = ocp.CheckpointManagerOptions(best_fn=_selection, best_mode='max', read_only=True)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                item_handlers=ocp.StandardCheckpointHandler())
 
@@ -70,10 +81,10 @@ def restore(manager: ocp.CheckpointManager, step: int, target):
   shape message.
   """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  stored = {_names(path): leaf.shape for path, leaf in
+  stored = {path_names(path): leaf.shape for path, leaf in
             jax.tree.flatten_with_path(manager.item_metadata(step))[0]}
   for path, leaf in jax.tree.flatten_with_path(abstract)[0]:
-    name = _names(path)
+    name = path_names(path)
     if name in stored and tuple(stored[name]) != tuple(leaf.shape):
       raise ValueError(
           f'The checkpoint of step {step} in {manager.directory} does not fit the model of this '
@@ -83,7 +94,7 @@ def restore(manager: ocp.CheckpointManager, step: int, target):
   return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def _names(path) -> tuple[str, ...]:
+def path_names(path) -> tuple[str, ...]:
   """A pytree path as plain names, the same for a TrainState's attributes and a stored dict."""
   return tuple(str(getattr(k, 'name', getattr(k, 'key', getattr(k, 'idx', k)))) for k in path)
 

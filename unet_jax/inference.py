@@ -64,7 +64,7 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str,
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                           abstract)
   ckpt_dir = os.path.join(os.path.abspath(workdir), results.CHECKPOINTS_DIR)
-  manager = checkpointing.create_manager(ckpt_dir, max_to_keep=config.max_checkpoints_to_keep)
+  manager = checkpointing.open_for_reading(ckpt_dir)  # The run may be training now.
   try:
     step = checkpointing.resolve_step(manager, checkpoint, config.num_train_steps)
     state = checkpointing.restore(manager, step, abstract)
