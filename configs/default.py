@@ -76,6 +76,16 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.loss = 'bce_dice'  # 'bce' | 'dice' | 'bce_dice'
 
+  # Start from another run's parameters and BatchNorm statistics instead of a random init
+  # (fine-tuning on other data, progressive resizing: the U-Net is fully convolutional, so a run
+  # at 128 starts one at 224). The optimizer state, the schedule and the step start afresh. Read
+  # only when this workdir has no checkpoint yet: a resume continues from its own. The source's
+  # model fields must give the same parameter shapes; its validation images may be this run's
+  # training images (or the reverse): choose the source's data and fold with that in mind.
+  config.init_from = ml_collections.ConfigDict()
+  config.init_from.workdir = ''  # '' (random init) or a run's workdir.
+  config.init_from.checkpoint = 'final'  # 'final' | 'best' | 'latest' | a step number, e.g. '4000'
+
   # Optimizer and schedule.
   config.optim = ml_collections.ConfigDict()
   config.optim.name = 'adamw'  # 'adam' | 'adamw' | 'sgd'

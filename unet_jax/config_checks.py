@@ -74,6 +74,7 @@ def _tuple_of(check: Callable[[Any], bool], text: str, bad) -> Rule:
 def _rules() -> dict[str, Rule]:
   # Imported here: they import JAX or TensorFlow, which this module's importers may not need.
   from unet_jax import (
+    checkpointing,
     inference,
     losses,
     metrics,
@@ -123,6 +124,10 @@ def _rules() -> dict[str, Rule]:
     'model.upsample': _one_of(models.UPSAMPLES),
     'model.head': _one_of(models.HEADS),
     'loss': _one_of(losses.LOSSES),
+    'init_from.workdir': _str(),
+    'init_from.checkpoint': Rule(
+        lambda v: isinstance(v, str) and (v in checkpointing.CHOICES or v.isdigit()),
+        f'one of {checkpointing.CHOICES} or a step number', 'bogus'),
     'optim.name': _one_of(optim.OPTIMIZERS),
     'optim.lr': _float(0, low_open=True, bad=0.0),
     'optim.b1': _float(0, 1, high_open=True, bad=1.0),

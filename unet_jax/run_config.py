@@ -76,7 +76,8 @@ def check_renamed(tree: dict, path: str) -> None:
     '(keeping the run\'s values) and run again, or start a new workdir.')
 
 
-DATA_PATH_FIELDS = ('data.dir', 'data.tfds_data_dir')
+# Paths that config.json records absolute: where the data is, and the run this one starts from.
+DATA_PATH_FIELDS = ('data.dir', 'data.tfds_data_dir', 'init_from.workdir')
 
 
 def with_absolute_data_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -9,7 +9,8 @@ What a run leaves in `workdir` (re-running the same command resumes from the lat
   config.json          the resolved config (`unet_jax.run_config`)
   checkpoints/<step>/  orbax: the last K and the best (`unet_jax.checkpointing`); never step 1
   summary.json         the run summary: state, final and best metrics, timing, versions
-                       (schema in `unet_jax.results`), written at each validation and at the end
+                       (schema in `unet_jax.results`), written as training starts, at each
+                       validation and at the end
   validation/step_<N>.csv  per-image scores of each native validation
   metrics.jsonl, events.out.tfevents.*  every logged scalar, each step once (`metric_logging`)
 
@@ -40,6 +41,7 @@ from unet_jax import (
   device_profile,
   evaluation,
   faults,
+  init_from,
   input_pipeline,
   metric_logging,
   metrics,
@@ -96,7 +98,8 @@ class _Record:
   summary written.
   """
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict, state, start_step: int):
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, state, start_step: int,
+               init_from: dict | None):
     self.workdir, self.config = workdir, config
     previous = results.read_run_summary(workdir) or {}
     self.timing = dict(previous.get('timing') or
@@ -112,6 +115,8 @@ class _Record:
         'versions': results.package_versions(),
         'devices': results.devices(),
         'host': results.host(),  # Process 0's.
+        # What it started from (`unet_jax.init_from`), recorded by the session that started it.
+        'init_from': init_from or previous.get('init_from'),
     }
     self.static['environments'] = _environments(previous, self.static, start_step,
                                                 config.num_train_steps)
@@ -259,6 +264,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # nothing behind (the 'isic' source prepares its TFDS data here if it can).
   for split in ('train', 'val'):
     input_pipeline.num_examples(config, split)
+  # Another run's parameters, for a run that starts (a wrong source leaves no workdir behind).
+  initial = None if init_from.has_checkpoint(workdir) else init_from.load(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   # Until the run ends: a second training in this workdir stops here, before it writes anything.
   held.enter_context(workdir_lock.training(workdir, jax.process_index(), logging.warning))
@@ -291,11 +298,18 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start_step = int(restored_step or 0)
   if restored_step is not None:
     logging.info('Resuming from the checkpoint of step %d in %s.', start_step, ckpt_dir)
+  elif config.init_from.workdir:
+    initial = initial or init_from.load(config, workdir)  # Its checkpoints were no checkpoint.
+    variables, source = initial
+    state = state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
+    logging.info('Starting from the parameters of %s (its checkpoint of step %d, %s).',
+                 source['workdir'], source['step'], source['checkpoint'])
   if jax.process_index() == 0:
     # Without a checkpoint, nothing an earlier session logged belongs to this run (-1: drop all).
     _forget_after(workdir, start_step if restored_step is not None else -1)
   state = dp.place_state(state)
-  record = _Record(workdir, config, dp.fetch_state(state), start_step)
+  record = _Record(workdir, config, dp.fetch_state(state), start_step,
+                   initial[1] if initial else None)
   best = checkpointing.best(manager)
   writer = metric_logging.create_writer(workdir)
   if start_step == 0:
