@@ -55,10 +55,7 @@ def exclusive(folder: str, name: str, *, in_use: str, fix: str, log_warning=None
         log_warning('Cannot lock %s (%s): this filesystem has no flock, so a second process '
                     'writing to %s would not be stopped.', path, error.strerror, folder)
     else:
-      os.ftruncate(fd, 0)
-      os.write(fd, json.dumps({
-          'pid': os.getpid(), 'host': socket.gethostname(),
-          'since': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}).encode())
+      _write_holder(fd)
     yield path
   finally:
     os.close(fd)  # Releases the lock.
@@ -109,10 +106,7 @@ def waiting(folder: str, name: str, *, log_wait, every_s: float = 300.0, poll_s:
     yield path
     return
   try:
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps({
-        'pid': os.getpid(), 'host': socket.gethostname(),
-        'since': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}).encode())
+    _write_holder(fd)
     yield path
   finally:
     os.close(fd)  # Releases the lock.
@@ -125,6 +119,15 @@ def remove_lock_file(path: str) -> None:
     os.unlink(path)
   with contextlib.suppress(OSError):
     os.rmdir(os.path.dirname(path))
+
+
+def _write_holder(fd: int) -> None:
+  """Who holds the lock now (pid, host, since), for the message of a process it stops or holds
+  up."""
+  os.ftruncate(fd, 0)
+  os.write(fd, json.dumps({
+      'pid': os.getpid(), 'host': socket.gethostname(),
+      'since': datetime.datetime.now().astimezone().isoformat(timespec='seconds')}).encode())
 
 
 def _lock(fd: int, tries: int = 5) -> None:
