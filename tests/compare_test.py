@@ -177,3 +177,42 @@ def test_runs_resumed_under_other_devices_are_named_under_the_table():
   runs[1].environments = 2
   said = compare.notes(compare.group_runs(runs, None)[0])
   assert said.startswith('Resumed under other devices or packages') and said.endswith(': a1.')
+
+
+def test_runs_started_from_another_cross_validation_group_by_fold_and_a_leak_is_named(tmp_path):
+  """A cross-validation fine-tuned from another's folds (`config.init_from`): each fold's run
+  starts from that fold's source, so the sources' paths differ by fold, as the runs do; they
+  are one group, not one per fold. A run whose source trained on its validation images (as its
+  summary.json records) is named optimistic under the table. Runs written file by file in the
+  documented formats (unet_jax/results.py)."""
+  from unet_jax import native_scoring, results
+
+  def run(name, fold, source, saw):
+    workdir = tmp_path / 'ft' / name
+    (workdir / 'validation').mkdir(parents=True)
+    results.write_per_image_csv(str(workdir / 'validation' / 'step_10.csv'), [
+        native_scoring.ImageScore(f'f{fold}', 10, 10, 50 + fold, 5, 5, 40 - fold)])
+    final = {'step': 10, 'per_image_csv': 'validation/step_10.csv', 'metrics': {}}
+    results.write_run_summary(str(workdir), {
+        'state': 'finished', 'step': 10, 'final': final, 'latest': final, 'best': None,
+        'config': {'seed': 0, 'data': {'fold': fold}, 'loss': 'dice',
+                   'init_from': {'workdir': source, 'checkpoint': 'final'}},
+        'init_from': {'workdir': source, 'checkpoint': 'final', 'step': 10,
+                      'val_images_in_source_training': saw}})
+
+  pre = str(tmp_path / 'pre')
+  run('ours-fold=0', 0, f'{pre}/ours-fold=0', 0)
+  run('ours-fold=1', 1, f'{pre}/ours-fold=0', 9)  # Fold 1's photos trained fold 0's source.
+  run('ours-fold=2', 2, f'{pre}/ours-fold=2', 0)
+  for fold in (0, 1):
+    run(f'scratch-fold={fold}', fold, '', None)
+  runs = [compare.load_run(w, 'final', ['jaccard']) for w in compare.find_runs(
+      [str(tmp_path / 'ft')])]
+  groups, fields = compare.group_runs(runs, None)
+  assert {k: sorted(r.name for r in v) for k, v in groups.items()} == {
+      'ours': ['ours-fold=0', 'ours-fold=1', 'ours-fold=2'],
+      'scratch': ['scratch-fold=0', 'scratch-fold=1']}
+  assert fields == ['init_from.workdir']
+  assert compare.notes(groups) == (
+      'Optimistic: these runs started from a run that trained on some of the validation images '
+      'they are scored on (how many): ours-fold=1 (9).')

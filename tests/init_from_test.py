@@ -34,7 +34,7 @@ def test_a_run_starts_from_the_sources_parameters_and_resumes_without_it(source,
   train.train_and_evaluate(tiny_config(num_train_steps=6), random_init, stop_after_step=0)
   assert results.read_per_image_csv(os.path.join(random_init, results.validation_csv(0))) != ours
   assert results.read_run_summary(start)['init_from'] == {
-      'workdir': source, 'checkpoint': 'final', 'step': 10}
+      'workdir': source, 'checkpoint': 'final', 'step': 10, 'val_images_in_source_training': 0}
   assert results.read_run_summary(random_init)['init_from'] is None
 
   # At another image size (fully convolutional), from the best checkpoint, through a relative
@@ -54,7 +54,22 @@ def test_a_run_starts_from_the_sources_parameters_and_resumes_without_it(source,
     shutil.move(moved, source)
   summary = results.read_run_summary(resized)
   assert summary['state'] == 'finished' and summary['step'] == 4
-  assert summary['init_from'] == {'workdir': source, 'checkpoint': 'best', 'step': best}
+  assert summary['init_from'] == {'workdir': source, 'checkpoint': 'best', 'step': best,
+                                  'val_images_in_source_training': 0}
+
+
+def test_a_run_of_another_fold_than_its_source_is_told_its_validation_is_optimistic(
+    source, tmp_path, caplog):
+  """The source trained on folds 1-3 of 4 (80 images): a run of fold 1 started from it validates
+  on 20 photos its start has seen. Warned, and recorded for compare to name."""
+  workdir = str(tmp_path / 'fold1')
+  config = tiny_config(**{'init_from.workdir': source, 'data.fold': 1})
+  with caplog.at_level('WARNING'):
+    train.train_and_evaluate(config, workdir, stop_after_step=0)
+  assert results.read_run_summary(workdir)['init_from']['val_images_in_source_training'] == 20
+  assert any("trained on 20 of this run's validation images (its data.fold=0 of 4, this run's "
+             "1): this run's validation scores are optimistic" in r.getMessage()
+             for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 @pytest.mark.parametrize('overrides, message', [

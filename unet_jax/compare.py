@@ -46,7 +46,9 @@ k-fold cross-validation is a comparison over folds: `sweep launch experiments/sw
 then `compare ROOT` gives nnU-Net's cross-validation summary, with confidence intervals.
 
 Under the table: groups whose runs were thresholded at different values, groups whose numbers
-are optimistic (with --evaluation), and runs resumed under other devices or packages.
+are optimistic (with --evaluation; or runs started, config.init_from, from a run that trained
+on their validation images), and runs resumed under other devices or packages. Runs started
+from the runs of another cross-validation group by fold: from ROOT/pre-fold=0 ... as one.
 
 Outputs (with --out): comparison.md and comparison.csv (the table, one row per group and metric),
 and results_long.csv, every per-image value in one long table (run, group, fold, seed, image,
@@ -82,6 +84,9 @@ EVALUATION_FIELDS = ('split', 'images', 'truth', 'checkpoint', 'tta', 'largest_c
 # A threshold tuned per run (`evaluate --tune_threshold`) differs between seeds by design: it
 # splits no group, and a group scored at several is named under the table.
 THRESHOLD_FIELD = 'evaluation.threshold'
+INIT_FROM = 'init_from.workdir'
+# The parts of a run's name (`hyper.run_name` joins them with '-') that name its seed or fold.
+_SPLIT_PARTS = ('seed=', 'fold=', 'data.fold=')
 
 
 @dataclasses.dataclass
@@ -92,11 +97,21 @@ class RunScores:
   step: int
   per_image: dict  # metric -> {image_id: value}
   environments: int = 1  # How many its summary lists: >1, resumed under other devices/packages.
+  # How many of its validation images the run it started from trained on (config.init_from).
+  source_saw: int = 0
 
 
 def _flatten(tree: dict) -> dict:
-  """{dotted field: value}, lists as tuples (a group's key must hash)."""
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in run_config.leaves(tree).items()}
+  """{dotted field: value}, lists as tuples (a group's key must hash). The run a run started
+  from (`init_from.workdir`) without its seed and fold: the fold-k run of a cross-validation that
+  starts from the fold-k run of another belongs with its folds."""
+  fields = {k: tuple(v) if isinstance(v, list) else v for k, v in run_config.leaves(tree).items()}
+  if fields.get(INIT_FROM):
+    folder, name = os.path.split(os.path.normpath(fields[INIT_FROM]))
+    fields[INIT_FROM] = os.path.join(folder, '-'.join(
+        f'{part.split("=")[0]}=*' if part.startswith(_SPLIT_PARTS) else part
+        for part in name.split('-')))
+  return fields
 
 
 def find_runs(paths: Sequence[str]) -> list[str]:
@@ -146,7 +161,8 @@ def load_run(workdir: str, checkpoint: str, metrics: Sequence[str],
   per_image = {m: {s.image_id: s.metrics()[m] for s in scores} for m in metrics}
   return RunScores(os.path.basename(os.path.normpath(workdir)), workdir,
                    {**_flatten(summary['config']), **scored_by}, step, per_image,
-                   len(summary.get('environments') or [None]))
+                   len(summary.get('environments') or [None]),
+                   (summary.get('init_from') or {}).get('val_images_in_source_training') or 0)
 
 
 def load_run_config(workdir: str) -> RunScores:
@@ -189,10 +205,10 @@ def _shared_names(groups: Sequence[Sequence[RunScores]]) -> list[str] | None:
   the fields that differ, which for runs a sweep named as `hyper.run_name` does are the same
   words, but for runs it was given names to (the paper's 'seed'/'ours', an ablation's steps)
   ran to every field the recipes change, repeated in the field columns beside them."""
-  split = ('seed=', 'fold=', 'data.fold=')
   names = []
   for members in groups:
-    stems = {'-'.join(p for p in r.name.split('-') if not p.startswith(split)) for r in members}
+    stems = {'-'.join(p for p in r.name.split('-') if not p.startswith(_SPLIT_PARTS))
+             for r in members}
     if len(stems) != 1 or not next(iter(stems)):
       return None
     names.append(stems.pop())
@@ -332,9 +348,15 @@ def _fmt(value, digits=4) -> str:
 def notes(groups: dict[str, Sequence[RunScores]]) -> str:
   """What the table must say of its runs ('' if nothing): a group whose runs were thresholded at
   different values; groups whose numbers are optimistic (their evaluation chose the checkpoint
-  or tuned the threshold on the images it scored); runs resumed under other devices or
-  packages (their numbers are right, but would not repeat to the last bit)."""
+  or tuned the threshold on the images it scored, or they started from a run that trained on
+  them); runs resumed under other devices or packages (their numbers are right, but would not
+  repeat to the last bit)."""
   lines = []
+  started = [f'{r.name} ({r.source_saw})' for members in groups.values() for r in members
+             if r.source_saw and r.config.get('evaluation.split', 'val') == 'val']
+  if started:
+    lines.append('Optimistic: these runs started from a run that trained on some of the '
+                 f'validation images they are scored on (how many): {", ".join(started)}.')
   resumed = [r.name for members in groups.values() for r in members if r.environments > 1]
   if resumed:
     lines.append(f'Resumed under other devices or packages (their summary.json lists each under '

@@ -9,18 +9,22 @@ optimizer state, the schedule and the step start afresh.
 
 Loaded only when the workdir has no checkpoint yet (a resume goes on from its own, and needs the
 source no more), and before the workdir is made: a wrong source leaves nothing behind. What was
-taken (the source, which checkpoint, its step) goes to summary.json under `init_from`.
+taken (the source, which checkpoint, its step) goes to summary.json under `init_from`, with how
+many of this run's validation images the source trained on: a run of fold 0 started from a run
+of fold 3 validates on photos its start has seen, and `compare` names it under its table.
 """
 
 import os
 
 import jax
 import ml_collections
+from absl import logging
 
 from unet_jax import (
   checkpointing,
   cli,
   config_from_run,
+  evaluation,
   inference,
   models,
   optim,
@@ -60,7 +64,33 @@ def load(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict] |
     message = str(error).replace('--checkpoint=', 'config.init_from.checkpoint=')
     raise ValueError(f'{where}: {message}') from None
   _check_fits(config, source_config, variables, step, where)
-  return variables, {'workdir': source, 'checkpoint': config.init_from.checkpoint, 'step': step}
+  seen = val_images_in_source_training(config, source_config)
+  if seen:
+    logging.warning(
+        '%s trained on %d of this run\'s validation images (its data.fold=%d of %d, this '
+        'run\'s %d): this run\'s validation scores are optimistic (compare says so). Start from '
+        'the source\'s run of the same fold for a fair one.', where, seen, source_config.data.fold,
+        source_config.data.num_folds, config.data.fold)
+  return variables, {'workdir': source, 'checkpoint': config.init_from.checkpoint, 'step': step,
+                     'val_images_in_source_training': seen}
+
+
+def val_images_in_source_training(config: ml_collections.ConfigDict,
+                                  source_config: ml_collections.ConfigDict) -> int | None:
+  """How many of this run's validation images the source trained on (a fold's photos are the
+  training photos of every other fold's run): by id, of the same data; None where the source's
+  data is not here to tell."""
+  a, b = config.data, source_config.data
+  if (a.source == 'synthetic') != (b.source == 'synthetic'):
+    return 0  # Synthetic ids name generated images, not photos.
+  if a.source == 'synthetic' and (a.synthetic_seed, a.synthetic_size) != (
+      b.synthetic_seed, b.synthetic_size):
+    return 0  # The same ids, other images.
+  validated = evaluation.split_ids_here(config, 'val')
+  trained = evaluation.split_ids_here(source_config, 'train')
+  if validated is None or trained is None:
+    return None
+  return len(set(validated) & set(trained))
 
 
 def has_checkpoint(workdir: str) -> bool:

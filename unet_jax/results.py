@@ -26,8 +26,10 @@ name, then a rename): a reader never sees half a file, also after a crash.
                              "kind", "count", "processes"}; host: {"cpu", "usable_cores"} (the
                              CPU's model name and the cores the run could use: on CPU its last
                              bits depend on both); updated: ISO 8601 time of the write
-     init_from               {"workdir", "checkpoint", "step"} of the run whose parameters this
-                             one started from (`config.init_from`), or null: a random init
+     init_from               {"workdir", "checkpoint", "step", "val_images_in_source_training"}
+                             of the run whose parameters this one started from
+                             (`config.init_from`; the last: how many of this run's validation
+                             images that run trained on, null where unknown), or null
      environments            [{"from_step", "devices", "host", "versions"}]: each environment
                              the run trained in, from the step it resumed there (one entry
                              unless a resume changed devices, packages or, on CPU, the CPU;
