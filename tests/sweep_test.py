@@ -194,6 +194,33 @@ def test_runs_whose_data_folder_is_not_there_are_refused_before_any_starts(tmp_p
   assert len(started) == 8
 
 
+def test_runs_whose_init_from_run_is_not_there_are_refused_before_any_starts(
+    tmp_path, monkeypatch):
+  """A sweep that starts from another sweep's runs (`config.init_from`), launched before them:
+  each run would fail at its start. Refused at once, naming the path; a run that has a
+  checkpoint of its own resumes from it and needs no source."""
+  started = []
+  monkeypatch.setattr(sweep.LocalLauncher, 'launch',
+                      lambda self, runs, manifest: started.extend(runs) or {})
+  source = tmp_path / 'pre' / 'loss=bce-seed=0'
+  args = ['launch', 'smoke', '--root', str(tmp_path / 'ft'), '--set',
+          f'init_from.workdir={os.path.relpath(source)}']
+  with pytest.raises(ValueError, match=re.escape(
+      f"No run (no config.json) at config.init_from.workdir='{source}' (4 run(s): loss=bce-seed=0, "
+      'loss=bce-seed=1, loss=bce_dice-seed=0, ...). Each of these runs would fail at its start; '
+      'launch the sweep of the runs they start from first, or fix the path.')):
+    sweep.main(args)
+  assert started == []
+  for name in ('loss=bce-seed=0', 'loss=bce-seed=1', 'loss=bce_dice-seed=0',
+               'loss=bce_dice-seed=1'):  # Each resumes from its own checkpoint.
+    (tmp_path / 'ft' / name / 'checkpoints' / '8').mkdir(parents=True)
+  assert sweep.main(args) == 0 and len(started) == 4
+  started.clear()
+  source.mkdir(parents=True)
+  (source / 'config.json').write_text('{}')
+  assert sweep.main([*args[:3], str(tmp_path / 'ft2'), *args[4:]]) == 0 and len(started) == 4
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

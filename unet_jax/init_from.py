@@ -28,7 +28,6 @@ from unet_jax import (
   inference,
   models,
   optim,
-  results,
   run_config,
 )
 from unet_jax import train_step as ts
@@ -91,13 +90,6 @@ def val_images_in_source_training(config: ml_collections.ConfigDict,
   if validated is None or trained is None:
     return None
   return len(set(validated) & set(trained))
-
-
-def has_checkpoint(workdir: str) -> bool:
-  """Whether `<workdir>/checkpoints` holds a step (orbax names each step's folder by its number);
-  asked without orbax, before the workdir may exist."""
-  folder = os.path.join(workdir, results.CHECKPOINTS_DIR)
-  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
 
 
 def _check_fits(config, source_config, variables: dict, step: int, where: str) -> None:

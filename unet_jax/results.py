@@ -202,6 +202,13 @@ def host() -> dict:
   return {'cpu': cpu, 'usable_cores': cores}
 
 
+def has_checkpoint(workdir: str) -> bool:
+  """Whether `<workdir>/checkpoints` holds a step (orbax names each step's folder by its
+  number; a save not finished has a longer name): asked without orbax or JAX."""
+  folder = os.path.join(workdir, CHECKPOINTS_DIR)
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
 def read_run_summary(workdir: str) -> dict | None:
   """A run's summary.json, or None when the run has written none yet."""
   path = os.path.join(workdir, RUN_SUMMARY)

@@ -591,6 +591,20 @@ def missing_data(runs: Sequence[Run]) -> dict[str, list[str]]:
   return missing
 
 
+def missing_sources(root: str, runs: Sequence[Run]) -> dict[str, list[str]]:
+  """{config.init_from.workdir: names of the runs that start from it} where no run is there (no
+  config.json) for a run that has not started (no checkpoint of its own: a resume needs no
+  source). Launched, each would fail at its start."""
+  missing = {}
+  for run, fields in _resolved(runs):
+    source = str(fields.get('init_from.workdir') or '')
+    if (not source or os.path.isfile(run_config.path(source))
+        or results.has_checkpoint(os.path.join(root, run.name))):
+      continue
+    missing.setdefault(source, []).append(run.name)
+  return missing
+
+
 def unprepared_isic(runs: Sequence[Run]) -> dict[str, list[str]]:
   """{the command that prepares it: names of the runs that read it} for two or more runs of the
   ISIC source whose TFDS dataset is not prepared here. A run prepares it at its start (an hour,
@@ -614,10 +628,11 @@ def _names(names: Sequence[str]) -> str:
   return f'{len(names)} run(s): {", ".join(names[:3])}{", ..." * (len(names) > 3)}'
 
 
-def check_data(runs: Sequence[Run], args) -> None:
+def check_data(root: str, runs: Sequence[Run], args) -> None:
   """Before any run starts: raises ValueError for runs that would fail at their start for want
-  of their data, or that would wait, idle, for one of them to prepare the ISIC dataset. On SLURM it
-  warns instead (the nodes may see folders the launcher does not), and launches."""
+  of their data or of the run they start from, or that would wait, idle, for one of them to
+  prepare the ISIC dataset. On SLURM it warns instead (the nodes may see folders the launcher
+  does not), and launches."""
   local = args.executor == 'local'
   problems = []
   missing = missing_data(runs)
@@ -627,6 +642,12 @@ def check_data(runs: Sequence[Run], args) -> None:
         + '. Each of these runs would fail at its start; put the data there, or fix the path '
         'where it is given (the sweep file, --set data.dir=PATH, or for experiments.paper '
         'its scale: the CPU scale reads ../shared/data/isic_sample).')
+  sources = missing_sources(root, runs)
+  if sources:
+    problems.append('No run (no config.json) at ' + '; '.join(
+        f'config.init_from.workdir={path!r} ({_names(names)})' for path, names in sources.items())
+        + '. Each of these runs would fail at its start; launch the sweep of the runs they '
+        'start from first, or fix the path.')
   at_once = not local or args.parallel > 1
   for command, names in (unprepared_isic(runs) if at_once else {}).items():
     problems.append(f'The ISIC 2018 dataset these runs read is not prepared ({_names(names)}): '
@@ -645,7 +666,7 @@ def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args,
   see `local_slots`) and returns {name: state} (raises `Interrupted` if a signal stopped them);
   or submits them to SLURM, prints the job ids, and returns their states once they have ended
   with `args.wait`, None without it (the next launch finds them: see `plan`)."""
-  check_data(runs, args)
+  check_data(root, runs, args)
   if args.executor == 'local':
     return LocalLauncher(root, args.parallel, slots=slots).launch(runs, manifest)
   jobs = submit_slurm(root, runs, manifest, args)

@@ -265,7 +265,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   for split in ('train', 'val'):
     input_pipeline.num_examples(config, split)
   # Another run's parameters, for a run that starts (a wrong source leaves no workdir behind).
-  initial = None if init_from.has_checkpoint(workdir) else init_from.load(config, workdir)
+  initial = None if results.has_checkpoint(workdir) else init_from.load(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   # Until the run ends: a second training in this workdir stops here, before it writes anything.
   held.enter_context(workdir_lock.training(workdir, jax.process_index(), logging.warning))
