@@ -13,6 +13,7 @@ Orbax writes each checkpoint into a temporary directory and renames it when comp
 interrupted save never leaves a checkpoint that looks finished.
 """
 
+import logging
 import os
 
 import jax
@@ -53,9 +54,21 @@ def open_for_reading(directory: str) -> ocp.CheckpointManager:
   started from another's): the run may be training now, and a training run's manager would
   delete the temporary folder of the checkpoint it is saving, or make a folder where there was
   none."""
-  options = ocp.CheckpointManagerOptions(best_fn=_selection, best_mode='max', read_only=True)
+  options = ocp.CheckpointManagerOptions(best_fn=_selection, best_mode='max', read_only=True,
+                                         create=False, save_interval_steps=0)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                item_handlers=ocp.StandardCheckpointHandler())
+
+
+class _WithoutReadOnlyNotice(logging.Filter):
+  """Orbax warns 'Given directory is read only=...' each time a manager opens read-only, as all
+  of ours that read do: it says nothing wrong, and would come before every evaluation."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith('Given directory is read only')
+
+
+logging.getLogger('absl').addFilter(_WithoutReadOnlyNotice())
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, *, selection: float | None = None):
