@@ -1,10 +1,10 @@
 """Tests for the ISIC 2018 Task 1 TFDS builder on tiny fake archives (tests/fake_isic.py)."""
 
+import logging
 import os
 import re
 import shutil
 import sys
-import time
 
 import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
 import numpy as np
@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import unet_jax
-from unet_jax import augment, isic2018, photos, synthetic, workdir_lock
+from unet_jax import augment, isic2018, photos, synthetic
 
 SIZE = 24
 
@@ -331,9 +331,17 @@ def test_preparations_at_once_take_turns_and_the_later_reads_what_the_first_wrot
   info = fake_isic.make_fake_isic(str(tmp_path / 'manual'), zipped=True)
   monkeypatch.setattr(isic2018.Isic2018Task1, 'EXPECTED_COUNTS',
                       {split: len(ids) for split, ids in info['ids'].items()})
-  slow = isic2018.prepare_example
-  monkeypatch.setattr(isic2018, 'prepare_example',  # So that the second starts meanwhile.
-                      lambda *args: time.sleep(0.2) or slow(*args))
+  # The first to hold the lock prepares nothing until the other has said it waits for it.
+  said = threading.Event()
+
+  class WaitingSaid(logging.Handler):
+    def emit(self, record):
+      if 'Waiting for another process' in record.getMessage():
+        said.set()
+
+  prepare_example = isic2018.prepare_example
+  monkeypatch.setattr(isic2018, 'prepare_example',
+                      lambda *args: (said.wait(20), prepare_example(*args))[1])
   data_dir = str(tmp_path / 'tfds')
   builders = [isic2018.Isic2018Task1(config=isic2018.builder_config(SIZE), data_dir=data_dir)
               for _ in range(2)]
@@ -347,16 +355,18 @@ def test_preparations_at_once_take_turns_and_the_later_reads_what_the_first_wrot
     except Exception as error:  # Raised again below, in the test's thread.
       errors.append(error)
 
-  lock = f'prepare_{isic2018.NAME}_{SIZE}'
   threads = [threading.Thread(target=prepare, args=(b,)) for b in builders]
-  with caplog.at_level('INFO'):
-    threads[0].start()
-    deadline = time.monotonic() + 60
-    while not workdir_lock.held(data_dir, lock) and time.monotonic() < deadline:
-      time.sleep(0.01)
-    threads[1].start()
-    for thread in threads:
-      thread.join(timeout=300)
+  handler = WaitingSaid()
+  logging.getLogger('absl').addHandler(handler)
+  try:
+    with caplog.at_level('INFO'):
+      for thread in threads:
+        thread.start()
+      for thread in threads:
+        thread.join(timeout=300)
+  finally:
+    logging.getLogger('absl').removeHandler(handler)
+  assert said.is_set()
   assert errors == []
   messages = [r.getMessage() for r in caplog.records]
   waited = [m for m in messages if 'Waiting for another process' in m]
