@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -150,7 +151,9 @@ def test_a_waiting_lock_waits_for_its_holder_and_never_shares_a_removed_file(tmp
 
   waiter = threading.Thread(target=wait_then_hold)
   waiter.start()
-  waiter.join(timeout=1.0)
+  deadline = time.monotonic() + 60
+  while not said and time.monotonic() < deadline:
+    time.sleep(0.01)
   assert waiter.is_alive() and events == []
   assert said and said[0].startswith(f'Waiting for another process (pid {process.pid} on host ')
   process.kill()
