@@ -81,10 +81,14 @@ def waiting(folder: str, name: str, *, log_wait, every_s: float = 300.0, poll_s:
     except BlockingIOError:
       os.close(fd)
       now = time.monotonic()
-      if waited_since is None or now - last_said >= every_s:
-        minutes = '' if waited_since is None else f', for {(now - waited_since) / 60:.0f} min'
-        log_wait(f'Waiting for another process ({_holder(path)}) to release {path}{minutes}.')
-        waited_since, last_said = waited_since or now, now
+      waited_since = waited_since or now
+      # Said once its holder has written who it is (it does so right after locking), or after
+      # a second without; then every `every_s`.
+      holder = _named_holder(path) or (f'{path} is locked' if now - waited_since >= 1 else None)
+      if holder and (not last_said or now - last_said >= every_s):
+        minutes = f', for {(now - waited_since) / 60:.0f} min' if last_said else ''
+        log_wait(f'Waiting for another process ({holder}) to release {path}{minutes}.')
+        last_said = now
       time.sleep(poll_s)
       continue
     except OSError as error:
@@ -165,12 +169,16 @@ def held(folder: str, name: str) -> bool | None:
 
 
 def _holder(path: str) -> str:
+  return _named_holder(path) or f'{path} is locked'  # Its holder has not written who it is yet.
+
+
+def _named_holder(path: str) -> str | None:
   try:
     with open(path, encoding='utf-8') as f:
       holder = json.loads(f.read())
     return f'pid {holder["pid"]} on host {holder["host"]}, since {holder["since"]}'
   except (OSError, ValueError, KeyError, TypeError):
-    return f'{path} is locked'  # Its holder has not written who it is yet.
+    return None
 
 
 def training_lock_name(process_index: int = 0) -> str:
