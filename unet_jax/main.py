@@ -9,6 +9,9 @@ Examples:
 Any config field can be overridden with --config.<field>=<value>; a misspelt field is an error.
 --config also takes a run's workdir, for the config that run recorded (its config.json):
   python -m unet_jax.main --config workdirs/run1 --config.seed=1 --workdir workdirs/run1-seed1
+A run can start from another run's parameters (fine-tuning, a larger image size):
+  python -m unet_jax.main --config workdirs/run1 --config.init_from.workdir=workdirs/run1 \
+      --config.data.image_size=448 --workdir workdirs/run1-448
 Re-running the same command resumes from the latest checkpoint in --workdir, under the config the
 run was trained with (a changed field its parameters depend on is refused, naming it); on a
 finished run it prints the final metrics again, in a second. SIGTERM, SIGINT (Ctrl-C), SIGUSR1 and
