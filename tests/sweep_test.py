@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,11 +207,24 @@ def test_runs_whose_init_from_run_is_not_there_are_refused_before_any_starts(
   args = ['launch', 'smoke', '--root', str(tmp_path / 'ft'), '--set',
           f'init_from.workdir={os.path.relpath(source)}']
   with pytest.raises(ValueError, match=re.escape(
-      f"No run (no config.json) at config.init_from.workdir='{source}' (4 run(s): loss=bce-seed=0, "
-      'loss=bce-seed=1, loss=bce_dice-seed=0, ...). Each of these runs would fail at its start; '
-      'launch the sweep of the runs they start from first, or fix the path.')):
+      f"Cannot start from: no run (no config.json) at config.init_from.workdir='{source}' (4 "
+      'run(s): loss=bce-seed=0, loss=bce-seed=1, loss=bce_dice-seed=0, ...). Each of these runs '
+      'would fail at its start; launch (and finish) the sweep of the runs they start from first, '
+      'or fix the path.')):
     sweep.main(args)
   assert started == []
+  # There but still training: its final checkpoint (the default) does not exist yet.
+  source.mkdir(parents=True)
+  (source / 'config.json').write_text('{}')
+  results.write_run_summary(str(source), {'state': 'running', 'step': 8})
+  with pytest.raises(ValueError, match=re.escape(
+      f"Cannot start from: the run at config.init_from.workdir='{source}' has not finished "
+      '(state running), and init_from.checkpoint is final (4 run(s)')):
+    sweep.main(args)
+  latest = [*args[:3], str(tmp_path / 'latest'), *args[4:], '--set', 'init_from.checkpoint=latest']
+  assert sweep.main(latest) == 0 and len(started) == 4
+  started.clear()
+  shutil.rmtree(source)
   for name in ('loss=bce-seed=0', 'loss=bce-seed=1', 'loss=bce_dice-seed=0',
                'loss=bce_dice-seed=1'):  # Each resumes from its own checkpoint.
     (tmp_path / 'ft' / name / 'checkpoints' / '8').mkdir(parents=True)
@@ -218,6 +232,7 @@ def test_runs_whose_init_from_run_is_not_there_are_refused_before_any_starts(
   started.clear()
   source.mkdir(parents=True)
   (source / 'config.json').write_text('{}')
+  results.write_run_summary(str(source), {'state': 'finished', 'step': 8})
   assert sweep.main([*args[:3], str(tmp_path / 'ft2'), *args[4:]]) == 0 and len(started) == 4
 
 

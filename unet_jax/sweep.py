@@ -592,16 +592,24 @@ def missing_data(runs: Sequence[Run]) -> dict[str, list[str]]:
 
 
 def missing_sources(root: str, runs: Sequence[Run]) -> dict[str, list[str]]:
-  """{config.init_from.workdir: names of the runs that start from it} where no run is there (no
-  config.json) for a run that has not started (no checkpoint of its own: a resume needs no
-  source). Launched, each would fail at its start."""
+  """{what is wrong with a config.init_from.workdir: names of the runs that start from it}, for
+  runs that have not started (no checkpoint of their own: a resume needs no source): no run there
+  (no config.json), or, to start from its final checkpoint (the default), a run that has not
+  finished. Launched, each would fail at its start."""
   missing = {}
   for run, fields in _resolved(runs):
     source = str(fields.get('init_from.workdir') or '')
-    if (not source or os.path.isfile(run_config.path(source))
-        or results.has_checkpoint(os.path.join(root, run.name))):
+    if not source or results.has_checkpoint(os.path.join(root, run.name)):
       continue
-    missing.setdefault(source, []).append(run.name)
+    if not os.path.isfile(run_config.path(source)):
+      problem = f'no run (no config.json) at config.init_from.workdir={source!r}'
+    elif fields.get('init_from.checkpoint', 'final') == 'final' and (
+        state := (results.read_run_summary(source) or {}).get('state')) != 'finished':
+      problem = (f'the run at config.init_from.workdir={source!r} has not finished (state '
+                 f'{state or "not started"}), and init_from.checkpoint is final')
+    else:
+      continue
+    missing.setdefault(problem, []).append(run.name)
   return missing
 
 
@@ -644,10 +652,10 @@ def check_data(root: str, runs: Sequence[Run], args) -> None:
         'its scale: the CPU scale reads ../shared/data/isic_sample).')
   sources = missing_sources(root, runs)
   if sources:
-    problems.append('No run (no config.json) at ' + '; '.join(
-        f'config.init_from.workdir={path!r} ({_names(names)})' for path, names in sources.items())
-        + '. Each of these runs would fail at its start; launch the sweep of the runs they '
-        'start from first, or fix the path.')
+    problems.append('Cannot start from: ' + '; '.join(
+        f'{problem} ({_names(names)})' for problem, names in sources.items())
+        + '. Each of these runs would fail at its start; launch (and finish) the sweep of the '
+        'runs they start from first, or fix the path.')
   at_once = not local or args.parallel > 1
   for command, names in (unprepared_isic(runs) if at_once else {}).items():
     problems.append(f'The ISIC 2018 dataset these runs read is not prepared ({_names(names)}): '
