@@ -120,8 +120,10 @@ def restore_latest(manager: ocp.CheckpointManager, target):
   return restore(manager, step, target), step
 
 
-def resolve_step(manager: ocp.CheckpointManager, which: str, num_train_steps: int) -> int:
-  """The step that `--checkpoint WHICH` names: 'best', 'final', 'latest' or a step number."""
+def resolve_step(manager: ocp.CheckpointManager, which: str, num_train_steps: int,
+                 option: str = '--checkpoint') -> int:
+  """The step that `--checkpoint WHICH` names: 'best', 'final', 'latest' or a step number;
+  errors name `option`, where WHICH was given."""
   steps = manager.all_steps()
   where = os.fspath(manager.directory)
   if not steps:
@@ -132,18 +134,18 @@ def resolve_step(manager: ocp.CheckpointManager, which: str, num_train_steps: in
     if num_train_steps not in steps:
       raise ValueError(f'The run in {where!r} has not finished: its latest checkpoint is step '
                        f'{max(steps)} of config.num_train_steps={num_train_steps}. Use '
-                       '--checkpoint=latest, or train it to the end.')
+                       f'{option}=latest, or train it to the end.')
     return num_train_steps
   if which == 'best':
     found = best(manager)
     if found is None:
       raise ValueError(f'No best checkpoint in {where!r} (none was validated yet); use '
-                       '--checkpoint=latest.')
+                       f'{option}=latest.')
     return found[0]
   try:
     step = int(which)
   except ValueError:
-    raise ValueError(f'--checkpoint={which!r} is not one of {CHOICES} or a step number.') from None
+    raise ValueError(f'{option}={which!r} is not one of {CHOICES} or a step number.') from None
   if step not in steps:
     raise ValueError(f'No checkpoint of step {step} in {where!r}; it holds steps {steps}.')
   return step

@@ -49,13 +49,15 @@ Part = tuple[np.ndarray, resize_policy.Placement]
 
 
 def restore_variables(config: ml_collections.ConfigDict, workdir: str,
-                      checkpoint: str = 'latest') -> tuple[dict, int]:
+                      checkpoint: str = 'latest', option: str = '--checkpoint'
+                      ) -> tuple[dict, int]:
   """({'params', 'batch_stats'}, step) of a checkpoint in `<workdir>/checkpoints`.
 
-  `checkpoint` is 'best', 'final', 'latest' or a step (`checkpointing.resolve_step`). The
-  restore target is the whole train state as training builds it, so orbax checks every shape
-  and dtype against the config instead of trusting the files; it is abstract (`jax.eval_shape`),
-  so nothing is initialized or compiled just to be overwritten.
+  `checkpoint` is 'best', 'final', 'latest' or a step (`checkpointing.resolve_step`; its errors
+  name `option`, where it was given). The restore target is the whole train state as training
+  builds it, so orbax checks every shape and dtype against the config instead of trusting the
+  files; it is abstract (`jax.eval_shape`), so nothing is initialized or compiled just to be
+  overwritten.
   """
   model = models.create_model(config.model)
   optimizer = optim.create_optimizer(config.optim, config.num_train_steps)
@@ -66,7 +68,7 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str,
   ckpt_dir = os.path.join(os.path.abspath(workdir), results.CHECKPOINTS_DIR)
   manager = checkpointing.open_for_reading(ckpt_dir)  # The run may be training now.
   try:
-    step = checkpointing.resolve_step(manager, checkpoint, config.num_train_steps)
+    step = checkpointing.resolve_step(manager, checkpoint, config.num_train_steps, option)
     state = checkpointing.restore(manager, step, abstract)
   finally:
     manager.close()

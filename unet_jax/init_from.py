@@ -57,11 +57,10 @@ def load(config: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict] |
                      '`python -m unet_jax.main` trained.')
   source_config = config_from_run.get_config(config_file)
   try:
-    variables, step = inference.restore_variables(source_config, source,
-                                                  config.init_from.checkpoint)
+    variables, step = inference.restore_variables(
+        source_config, source, config.init_from.checkpoint, 'config.init_from.checkpoint')
   except (FileNotFoundError, ValueError) as error:
-    message = str(error).replace('--checkpoint=', 'config.init_from.checkpoint=')
-    raise ValueError(f'{where}: {message}') from None
+    raise ValueError(f'{where}: {error}') from None
   _check_fits(config, source_config, variables, step, where)
   seen = val_images_in_source_training(config, source_config)
   if seen:
