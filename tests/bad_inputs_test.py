@@ -5,6 +5,7 @@ test that checks it; this file holds those not tested beside their module."""
 import json
 import logging
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -348,3 +349,18 @@ def test_compare_figures_and_prepare_isic_refuse_an_output_that_cannot_be_writte
       text=True, timeout=300, check=False)
   assert done.returncode == 1 and 'Traceback' not in done.stderr, done.stderr[-3000:]
   assert f"Error: --data_dir '{blocker / 'tfds'}' cannot be made" in done.stderr
+
+
+def test_every_test_the_docs_name_is_a_test_of_the_suite():
+  """bad_inputs.md (and any other page of results, or the README) points at tests by
+  `file::name` as the proof of what it says; a test renamed or removed would leave it pointing
+  at nothing."""
+  results_dir = pathlib.Path(REPO, 'experiments', 'results')
+  docs = [pathlib.Path(REPO, 'README.md'), *sorted(results_dir.glob('*.md'))]
+  named = {(doc.name, module, test) for doc in docs
+           for module, test in re.findall(r'\b(\w+_test)::(test_\w+)', doc.read_text())}
+  assert sum(doc == 'bad_inputs.md' for doc, _, _ in named) > 50
+  missing = [f'{doc}: {module}::{test}' for doc, module, test in sorted(named)
+             if not (path := pathlib.Path(REPO, 'tests', f'{module}.py')).is_file()
+             or not re.search(rf'^def {test}\(', path.read_text(), re.MULTILINE)]
+  assert not missing, missing

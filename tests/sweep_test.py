@@ -236,6 +236,179 @@ def test_runs_whose_init_from_run_is_not_there_are_refused_before_any_starts(
   assert sweep.main([*args[:3], str(tmp_path / 'ft2'), *args[4:]]) == 0 and len(started) == 4
 
 
+def _pre_ft_sweep(tmp_path, runs: str) -> str:
+  """A sweep file of `_one_run_sweep`'s tiny runs, its runs given as Python source."""
+  path = tmp_path / 'pre_ft.py'
+  path.write_text(pathlib.Path(_one_run_sweep(tmp_path)).read_text().replace(
+      "hyper.sweep('seed', [3])", runs))
+  return str(path)
+
+
+# Fine-tuning runs first in the file: a launcher that took them in order would start them first.
+PRE_FT = ("[{'name': 'ft-fold=0', 'data.fold': 0, 'init_from.workdir': 'pre-fold=0'}, "
+          "{'name': 'ft-fold=1', 'data.fold': 1, 'init_from.workdir': 'pre-fold=1'}, "
+          "{'name': 'pre-fold=0', 'data.fold': 0}, {'name': 'pre-fold=1', 'data.fold': 1}]")
+
+
+def _fake_runs(monkeypatch, fails: set[str]) -> list:
+  """Runs as processes that end after 0.3 s, writing when (`<workdir>/ended`), with status 1 for
+  the names in `fails` (read when each starts) and 0 for the others; returns the list of (name,
+  time, command) of each start."""
+  events = []
+
+  def start(self, run, slot):
+    workdir = os.path.join(self.root, run.name)
+    os.makedirs(workdir, exist_ok=True)
+    events.append((run.name, time.time(), run.command(workdir)))
+    ended = os.path.join(workdir, 'ended')
+    process = subprocess.Popen([sys.executable, '-c', 'import sys, time; time.sleep(0.3); '
+                                f'open({ended!r}, "w").write(str(time.time())); '
+                                f'sys.exit({int(run.name in fails)})'])
+    return process, open(os.devnull, 'w')  # The launcher closes it.
+
+  def run_state(root, name):
+    ended = os.path.exists(os.path.join(root, name, 'ended'))
+    return 'pending' if not ended else 'failed' if name in fails else 'finished'
+
+  monkeypatch.setattr(sweep.LocalLauncher, '_start', start)
+  monkeypatch.setattr(sweep, 'run_state', run_state)
+  return events
+
+
+def test_a_launch_that_leaves_a_failed_run_unlaunched_exits_with_status_1(tmp_path, monkeypatch):
+  """A run that failed before, skipped (not retried), while the others finish now: the sweep
+  has not ended well. It said 0, and `launch ... && compare ...` compared it."""
+  events = _fake_runs(monkeypatch, {'a'})
+  root = tmp_path / 'root'
+  launch = ['launch', _pre_ft_sweep(tmp_path, "[{'name': 'a'}, {'name': 'b'}]"), '--root',
+            str(root)]
+  assert sweep.main(launch) == 1 and len(events) == 2
+  (root / 'b' / 'ended').unlink()  # b to do again (e.g. its workdir removed), a still failed.
+  assert sweep.main(launch) == 1 and [name for name, _, _ in events[2:]] == ['b']
+
+
+def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_finished(
+    tmp_path, monkeypatch, capsys):
+  """`init_from.workdir` naming a run of the same sweep: that run's workdir under the root, and
+  the run waits for it (2 at once here, so it could start at once); a source that fails leaves
+  its runs unstarted (exit status 1, and so on every launch until it is retried)."""
+  fails = {'pre-fold=1'}
+  events = _fake_runs(monkeypatch, fails)
+  root = tmp_path / 'root'
+  launch = ['launch', _pre_ft_sweep(tmp_path, PRE_FT), '--root', str(root), '--parallel', '2']
+  assert sweep.main(launch) == 1
+  started = {name: (at, command) for name, at, command in events}
+  assert sorted(started) == ['ft-fold=0', 'pre-fold=0', 'pre-fold=1']
+  ended = float((root / 'pre-fold=0' / 'ended').read_text())
+  assert started['ft-fold=0'][0] >= ended
+  assert f'--config.init_from.workdir={root / "pre-fold=0"}' in started['ft-fold=0'][1]
+  assert not any(arg.startswith('--config.init_from') for arg in started['pre-fold=0'][1])
+  assert 'sweep: ft-fold=1 not started: it starts from pre-fold=1, which ended failed.' in (
+      capsys.readouterr().err)
+  states = {n: r.get('state', 'pending')
+            for n, r in sweep.read_manifest(str(root))['runs'].items()}
+  assert states == {'ft-fold=0': 'finished', 'ft-fold=1': 'pending', 'pre-fold=0': 'finished',
+                    'pre-fold=1': 'failed'}
+  # Launched again: nothing to start while its source stays failed.
+  events.clear()
+  assert sweep.main(launch) == 1 and events == []
+  assert ('1 not started: ft-fold=1 (it starts from pre-fold=1, which failed; fix that, then '
+          'launch again with --retry-failed).') in capsys.readouterr().out
+  # The source retried, and this time it finishes: then the run that starts from it.
+  fails.clear()
+  (root / 'pre-fold=1' / 'ended').unlink()
+  assert sweep.main([*launch, '--retry-failed']) == 0
+  assert [name for name, _, _ in events] == ['pre-fold=1', 'ft-fold=1']
+
+
+def test_a_sweep_that_trains_a_run_and_then_one_from_it_ends_with_both_finished(tmp_path):
+  """Real runs (2 at once): the fine-tuning run, first in the file, waits for its source's final
+  checkpoint and starts from it (it would fail at its start otherwise: no run there yet)."""
+  root = tmp_path / 'root'
+  runs = ("[{'name': 'ft', 'init_from.workdir': 'pre', 'data.image_size': 48}, "
+          "{'name': 'pre'}]")
+  done = _cli('unet_jax.sweep', 'launch', _pre_ft_sweep(tmp_path, runs), '--root', str(root),
+              '--parallel', '2')
+  assert done.returncode == 0, done.stdout + done.stderr
+  summary = results.read_run_summary(str(root / 'ft'))
+  assert summary['state'] == 'finished' and summary['init_from'] == {
+      'workdir': str(root / 'pre'), 'checkpoint': 'final', 'step': 2,
+      'val_images_in_source_training': 0}
+  source_ended = os.path.getmtime(root / 'pre' / 'summary.json')
+  with open(root / 'ft' / sweep.LOG) as f:
+    started = time.mktime(time.strptime(f.read().split('=== ')[1][:19], '%Y-%m-%d %H:%M:%S'))
+  assert started >= int(source_ended)
+
+
+def test_on_slurm_a_run_that_starts_from_a_run_of_its_sweep_waits_for_its_job(tmp_path):
+  """Its job depends on the source's (`--dependency=afterok`), submitted now or still queued from
+  an earlier launch; SLURM cancels it if the source's job fails, and launching again then
+  submits nothing until the source is retried."""
+  env, record, queue = fake_slurm.install(tmp_path)
+  root = tmp_path / 'root'
+  runs = "[{'name': 'ft', 'init_from.workdir': 'pre'}, {'name': 'pre'}]"
+  launch = ('unet_jax.sweep', 'launch', _pre_ft_sweep(tmp_path, runs), '--root', str(root),
+            '--executor', 'slurm', '--slurm-param', 'account=vision')
+  first = _cli(*launch, env=env)
+  assert first.returncode == sweep.STOPPED_STATUS, first.stdout + first.stderr
+  assert 'Submitted 2 job(s): 4242, 4243' in first.stdout
+  pre, ft = record.read_text().split('#!/bin/bash')[1:]
+  assert '--dependency' not in pre and '#SBATCH --account=vision' in pre
+  for line in ('#SBATCH --dependency=afterok:4242\n', '#SBATCH --kill-on-invalid-dep=yes\n',
+               '#SBATCH --account=vision\n'):
+    assert line in ft, line
+  pickled = next((root / 'slurm' / '4243').glob('*_submitted.pkl')).read_bytes()
+  assert f'--config.init_from.workdir={root / "pre"}'.encode() in pickled
+  # The source still queued, the other's job cancelled (by hand): its new job waits for 4242.
+  queue.write_text('4242|PENDING\n')
+  (tmp_path / 'accounting.txt').write_text('4243|CANCELLED by 1000|0:0\n')
+  again = _cli(*launch, env=env)
+  assert 'Submitted 1 job(s): 4244' in again.stdout, again.stdout + again.stderr
+  assert record.read_text().split('#!/bin/bash')[-1].count('--dependency=afterok:4242\n') == 1
+  # The source's job failed; SLURM cancelled the one that waited for it.
+  queue.write_text('')
+  (tmp_path / 'accounting.txt').write_text('4242|FAILED|1:0\n4244|CANCELLED|0:0\n')
+  third = _cli(*launch, env=env)
+  assert third.returncode == 1, third.stdout + third.stderr
+  assert ('1 not started: ft (it starts from pre, which failed; fix that, then launch again '
+          'with --retry-failed).') in third.stdout
+  assert record.read_text().count('#!/bin/bash') == 3  # Nothing submitted.
+
+
+def test_runs_that_start_from_themselves_or_each_other_are_an_error_naming_them(tmp_path):
+  runs = ("[{'name': 'a', 'init_from.workdir': 'b'}, {'name': 'b', 'init_from.workdir': 'c'}, "
+          "{'name': 'c', 'init_from.workdir': 'a'}]")
+  with pytest.raises(ValueError, match=re.escape(
+      'runs that start from each other (config.init_from.workdir) can never start: a -> b -> c -> '
+      "a. Make one of them start from scratch (init_from.workdir='')")):
+    sweep.load_sweep(_pre_ft_sweep(tmp_path, runs))
+  with pytest.raises(ValueError, match=re.escape('never start: a -> a.')):
+    sweep.load_sweep(_pre_ft_sweep(tmp_path, "[{'name': 'a', 'init_from.workdir': 'a'}]"))
+
+
+SHIPPED = {'smoke': 4, 'cpu_selection': None, 'cv5:quickstart': 5, 'ablation:smoke': None,
+           'progressive:quickstart': 15}
+
+
+def test_every_shipped_sweep_loads_and_names_only_fields_of_its_config():
+  """load_sweep checks each override against its run's config; a shipped sweep that failed it
+  would fail at `launch`, before any run."""
+  folder = os.path.join(REPO, 'experiments', 'sweeps')
+  assert sorted(name[:-3] for name in os.listdir(folder) if name.endswith('.py')) == sorted(
+      spec.split(':')[0] for spec in SHIPPED)
+  for spec, count in SHIPPED.items():
+    runs = sweep.load_sweep(spec)
+    assert count is None or len(runs) == count, spec
+  runs = {run.name: run for run in sweep.load_sweep('progressive:quickstart')}
+  for fold in range(5):  # Half the size, then the size from it with half the steps.
+    pre, progressive = runs[f'pre-fold={fold}'], runs[f'progressive-fold={fold}']
+    assert progressive.after == pre.name and pre.after is None
+    assert pre.overrides['data.image_size'] == 32 and 'data.image_size' not in (
+        progressive.overrides)
+    assert progressive.overrides['num_train_steps'] == runs[f'short-fold={fold}'].overrides[
+        'num_train_steps'] == 300  # configs/quickstart.py: 64 px, 600 steps.
+
+
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
   changed = tmp_path / 'tiny.py'
   with open(trained_sweep['file']) as f:

@@ -17,6 +17,14 @@ override that names no field of its run's base config is an error before anythin
 naming the run, the field and the nearest real ones. --dry-run prints the runs' commands and
 writes nothing (no folder, no sweep.json).
 
+A run may start from another run of the same sweep (fine-tuning, progressive resizing: see
+experiments/sweeps/progressive.py): its `init_from.workdir` is that run's name, e.g.
+{'name': 'ft-fold=0', 'init_from.workdir': 'pre-fold=0'}, and means `DIR/pre-fold=0`. It starts
+once that run has finished: locally the launcher waits for it; on SLURM its job waits for the
+other's (`--dependency=afterok`). If that run fails, it is not started (nor are the runs that
+start from it) until the failed one is launched again with --retry-failed and finishes. Runs
+that start from each other in a circle are an error at load.
+
 `launch` gives every run a workdir `DIR/<name>` and keeps a manifest, `DIR/sweep.json` (each
 run's name, overrides, a hash of them, state, error). It is idempotent: launched again, it skips
 finished runs (their summary.json says so), resumes unfinished ones from their checkpoints, and
@@ -56,8 +64,9 @@ Executors:
 
 `status` prints a table: run, state, step / total, best validation metric, wall time.
 
-Exit status of `launch`: 0 every run finished; 1 an error, or failed runs (listed with their
-errors and logs; --retry-failed launches them again); 75 runs not ended yet (submitted to SLURM
+Exit status of `launch`: 0 every run finished; 1 an error, or failed runs, now or before
+(listed with their errors and logs; --retry-failed launches them again), or runs not started
+for a failed run they start from; 75 runs not ended yet (submitted to SLURM
 without --wait, stopped by a signal, or left to the process or SLURM job that has them): launch
 again later. So `launch ... && compare ...` compares only a sweep that has ended.
 """
@@ -79,6 +88,9 @@ from collections.abc import Sequence
 from unet_jax import cli, config_files, hyper, results, run_config, slurm, workdir_lock
 
 MANIFEST = 'sweep.json'
+INIT_FROM = 'init_from.workdir'
+# The state `LocalLauncher.launch` gives a run it did not start for its source (`Run.after`).
+NOT_STARTED = 'not started'
 LOG = 'log.txt'
 STOPPED_STATUS = slurm.STOPPED_STATUS  # unet_jax.preemption.EXIT_STOPPED, without JAX.
 _SWEEPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -102,6 +114,9 @@ class Run:
   name: str
   config: str  # The base config file (resolved path, with ':arg' if any).
   overrides: dict  # Every override of the run: the sweep's common ones, then its own.
+  # The run of the same sweep it starts from (its `init_from.workdir` names it): it starts once
+  # that one has finished, and its command gives that run's workdir under the sweep's root.
+  after: str | None = None
 
   @property
   def hash(self) -> str:
@@ -110,8 +125,11 @@ class Run:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
   def command(self, workdir: str, extra: Sequence[str] = ()) -> list[str]:
+    overrides = dict(self.overrides)
+    if self.after:  # Its workdir `ROOT/<name>` beside this one's, wherever the root is.
+      overrides[INIT_FROM] = os.path.join(os.path.dirname(workdir), self.after)
     return [sys.executable, '-m', 'unet_jax.main', '--config', self.config, '--workdir', workdir,
-            *(f'--config.{k}={_command_value(v)}' for k, v in self.overrides.items()), *extra]
+            *(f'--config.{k}={_command_value(v)}' for k, v in overrides.items()), *extra]
 
 
 def _command_value(value) -> str:
@@ -185,7 +203,28 @@ def load_sweep(spec: str, extra: dict | None = None) -> list[Run]:
     seen[name] = overrides
     runs.append(Run(name, config, {**common, **overrides}))
   check_fields(runs, path)
-  return runs
+  return link_sources(runs, path)
+
+
+def link_sources(runs: Sequence[Run], path: str) -> list[Run]:
+  """`runs` with `after` set where a run's `init_from.workdir` is the name of another run of
+  the sweep (`{'init_from.workdir': 'pre-fold=0'}`): a run that starts from its own run, or runs
+  that start from each other in a circle, are an error naming them (none could start)."""
+  names = {run.name for run in runs}
+  linked = [dataclasses.replace(run, after=source) if isinstance(
+      source := run.overrides.get(INIT_FROM), str) and source in names else run for run in runs]
+  after = {run.name: run.after for run in linked}
+  for run in linked:
+    chain, name = [run.name], run.after
+    while name:
+      if name in chain:
+        circle = ' -> '.join([*chain[chain.index(name):], name])
+        raise ValueError(f'{path}: runs that start from each other (config.{INIT_FROM}) can '
+                         f'never start: {circle}. Make one of them start from scratch '
+                         f"({INIT_FROM}='') or from a run outside this sweep.")
+      chain.append(name)
+      name = after[name]
+  return linked
 
 
 def check_fields(runs: Sequence[Run], path: str) -> None:
@@ -375,16 +414,31 @@ class LocalLauncher:
 
   def launch(self, runs: Sequence[Run], manifest: dict) -> dict:
     """Runs `runs` to their ends and returns {name: state}; raises `Interrupted` (with the
-    states) once a signal has stopped them."""
+    states) once a signal has stopped them. A run that starts from another of `runs` (`after`)
+    starts once that one has finished; if it ends otherwise, it is not started (nor are the runs
+    that start from it): its state is NOT_STARTED (its manifest entry stays as it was). Other
+    sources were checked before (`blocked_by_sources`)."""
     pending, running, states = list(runs), {}, {}
+    launched = {run.name for run in runs}
     free = list(range(self.parallel))
     started_at, durations = {}, []
     old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     last_line, last_counts = 0.0, None
     try:
       while pending or running:
-        while pending and free and not self.stop_requested:
-          run = pending.pop(0)
+        waiting = {r.name for r in pending}
+        for run in [r for r in pending if r.after in launched and r.after not in waiting
+                    and r.after not in running and states.get(r.after) != 'finished']:
+          pending.remove(run)  # Its source ended otherwise (or was not started itself).
+          ended = states.get(run.after)
+          states[run.name] = NOT_STARTED
+          self.stream.write(f'sweep: {run.name} not started: it starts from {run.after}, which '
+                            + (f'ended {ended}' if ended != NOT_STARTED else 'was not started')
+                            + '.\n')
+        while free and not self.stop_requested and (run := next(
+            (r for r in pending if r.after not in launched or states.get(r.after) == 'finished'),
+            None)):
+          pending.remove(run)
           slot = free.pop(0)
           running[run.name] = (run, slot, *self._start(run, self.slots[slot]))
           started_at[run.name] = time.perf_counter()
@@ -484,23 +538,58 @@ def job_env_changes() -> dict[str, str | None]:
 
 
 def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
-  """Submits one job per run (or a job array) through submitit; returns the jobs."""
+  """Submits one job per run (or a job array) through submitit; returns the jobs.
+
+  A run that starts from an unfinished run of the sweep (`Run.after`: submitted now, or in a job
+  SLURM still holds) is a job of its own that SLURM starts once that run's job has ended well
+  (`--dependency=afterok:JOB`; `--kill-on-invalid-dep=yes`: if it fails, SLURM cancels this
+  one, and launching again reports it). submitit's local executor knows no dependencies: there,
+  the launcher waits for the source's job before submitting the run."""
   executor = slurm_executor(root, args, name=os.path.basename(os.path.abspath(root)),
                             nodes=args.slurm_nodes)
   extra = ['--jax_distributed'] if args.slurm_nodes > 1 else []
   changes = job_env_changes()
-  functions = [slurm.TrainingJob(run.command(os.path.join(root, run.name), extra),
-                                 cwd=os.getcwd(), env_changes=changes) for run in runs]
+
+  def function(run):
+    return slurm.TrainingJob(run.command(os.path.join(root, run.name), extra), cwd=os.getcwd(),
+                             env_changes=changes)
+
+  def source(run):
+    return run.after if run.after and manifest['runs'][run.after].get('state') != 'finished' \
+        else None
+
+  independent = [run for run in runs if not source(run)]
   if args.slurm_array:
     with executor.batch():
-      jobs = [executor.submit(f) for f in functions]
+      jobs = [executor.submit(function(run)) for run in independent]
   else:
-    jobs = [executor.submit(f) for f in functions]
-  for run, job in zip(runs, jobs, strict=True):
-    manifest['runs'][run.name].update(state='submitted', job_id=str(job.job_id),
-                                      cluster=executor.cluster, error=None)
+    jobs = [executor.submit(function(run)) for run in independent]
+  submitted = dict(zip((run.name for run in independent), jobs, strict=True))
+  waiting, dropped = [run for run in runs if source(run)], set()
+  while waiting:  # Sources first: a chain pre -> mid -> ft is submitted in that order.
+    run = next(r for r in waiting if r.after not in {w.name for w in waiting})
+    waiting.remove(run)
+    job = submitted.get(run.after)
+    if run.after in dropped:
+      dropped.add(run.name)
+    elif executor.cluster == 'slurm':
+      after = job.job_id if job else _submitted_job(manifest['runs'][run.after])
+      executor.update_parameters(slurm_additional_parameters={
+          **slurm.params(args.slurm_param), 'dependency': f'afterok:{after}',
+          'kill_on_invalid_dep': 'yes'})
+      submitted[run.name] = executor.submit(function(run))
+    elif job and (wait_for([job], label=f'sweep: {run.name} waits for {run.after}')
+                  or run_state(root, run.after) != 'finished'):
+      print(f'sweep: {run.name} not submitted: it starts from {run.after}, which did not '
+            'finish.', flush=True)
+      dropped.add(run.name)
+    else:
+      submitted[run.name] = executor.submit(function(run))
+  for name, job in submitted.items():
+    manifest['runs'][name].update(state='submitted', job_id=str(job.job_id),
+                                  cluster=executor.cluster, error=None)
   write_manifest(root, manifest)
-  return jobs
+  return list(submitted.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,17 +684,18 @@ def missing_sources(root: str, runs: Sequence[Run]) -> dict[str, list[str]]:
   """{what is wrong with a config.init_from.workdir: names of the runs that start from it}, for
   runs that have not started (no checkpoint of their own: a resume needs no source): no run there
   (no config.json), or, to start from its final checkpoint (the default), a run that has not
-  finished. Launched, each would fail at its start."""
+  finished. Launched, each would fail at its start. A run of the same sweep as source is the
+  launcher's to wait for (`blocked_by_sources`)."""
   missing = {}
   for run, fields in _resolved(runs):
-    source = str(fields.get('init_from.workdir') or '')
-    if not source or results.has_checkpoint(os.path.join(root, run.name)):
+    source = str(fields.get(INIT_FROM) or '')
+    if not source or run.after or results.has_checkpoint(os.path.join(root, run.name)):
       continue
     if not os.path.isfile(run_config.path(source)):
-      problem = f'no run (no config.json) at config.init_from.workdir={source!r}'
+      problem = f'no run (no config.json) at config.{INIT_FROM}={source!r}'
     elif fields.get('init_from.checkpoint', 'final') == 'final' and (
         state := (results.read_run_summary(source) or {}).get('state')) != 'finished':
-      problem = (f'the run at config.init_from.workdir={source!r} has not finished (state '
+      problem = (f'the run at config.{INIT_FROM}={source!r} has not finished (state '
                  f'{state or "not started"}), and init_from.checkpoint is final')
     else:
       continue
@@ -773,21 +863,60 @@ def launcher_lock(root: str, status_command: str, dry_run: bool = False):
           'launcher that ended, however it ended, holds no lock).')
 
 
+def blocked_by_sources(runs: Sequence[Run], manifest: dict, busy: dict[str, str],
+                       slurm_dependencies: bool = False) -> dict[str, str]:
+  """{name: why} of the runs among `runs` (those to launch) that cannot start in this launch for
+  their source, a run of the sweep (`Run.after`) that is neither finished nor among `runs`:
+  failed (and not retried), or trained by another process; and of the runs that start from
+  them. With `slurm_dependencies`, a source in a SLURM job that SLURM still holds is no reason:
+  the run's job waits for that one (`submit_slurm`)."""
+  launched, blocked = {run.name for run in runs}, {}
+  while True:
+    new = {}
+    for run in runs:
+      if not run.after or run.name in blocked or run.after in launched - blocked.keys():
+        continue
+      entry = manifest['runs'][run.after]
+      if run.after in blocked:
+        new[run.name] = f'it starts from {run.after}, which cannot start either'
+      elif entry.get('state') == 'finished':
+        continue
+      elif run.after in busy:
+        if slurm_dependencies and _submitted_job(entry):
+          continue
+        new[run.name] = (f'it starts from {run.after}, which another process or job trains; '
+                         'launch again once it has finished')
+      else:
+        new[run.name] = (f'it starts from {run.after}, which '
+                         + ('failed; fix that, then launch again with --retry-failed'
+                            if entry.get('state') == 'failed' else 'has not finished'))
+    if not new:
+      return blocked
+    blocked.update(new)
+
+
 def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
   to_launch, skipped, busy, manifest = plan(root, runs, retry_failed=args.retry_failed,
                                             label=args.sweep, write=not args.dry_run)
+  blocked = blocked_by_sources(to_launch, manifest, busy, slurm_dependencies=(
+      args.executor == 'slurm' and args.submitit_cluster == 'slurm'))
+  to_launch = [run for run in to_launch if run.name not in blocked]
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
         f'{len(skipped)} skipped ({", ".join(skipped) or "none"}).', flush=True)
   if busy:
     print(busy_line(busy), flush=True)
+  if blocked:
+    print(f'{len(blocked)} not started: '
+          + '; '.join(f'{name} ({why})' for name, why in blocked.items()) + '.', flush=True)
   if args.dry_run:
     for run in to_launch:
       print(' '.join(run.command(os.path.join(root, run.name))))
     return 0
+  failed_before = any(manifest['runs'][name]['state'] == 'failed' for name in skipped)
   if not to_launch:
     if busy:
       return STOPPED_STATUS
-    if any(manifest['runs'][name]['state'] == 'failed' for name in skipped):
+    if failed_before:
       print(status_table(root), flush=True)  # Lists the failed runs, their errors and logs.
       return 1
     return 0
@@ -802,7 +931,8 @@ def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
   print(status_table(root), flush=True)
   if busy or any(s in ('stopped', 'running', 'pending') for s in states.values()):
     return STOPPED_STATUS  # Not all ended: launching again goes on.
-  return 1 if any(s == 'failed' for s in states.values()) else 0
+  # Failed now or before (skipped), or not started for a source that failed.
+  return 1 if failed_before or blocked or {'failed', NOT_STARTED} & {*states.values()} else 0
 
 
 def status_table(root: str) -> str:
