@@ -309,6 +309,8 @@ def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_fini
             for n, r in sweep.read_manifest(str(root))['runs'].items()}
   assert states == {'ft-fold=0': 'finished', 'ft-fold=1': 'pending', 'pre-fold=0': 'finished',
                     'pre-fold=1': 'failed'}
+  assert ('| ft-fold=1 | pending (starts from pre-fold=1 once it has finished) | - |' in
+          sweep.status_table(str(root)))
   # Launched again: nothing to start while its source stays failed.
   events.clear()
   assert sweep.main(launch) == 1 and events == []

@@ -952,6 +952,9 @@ def status_table(root: str) -> str:
       lines.append(f'| {name} | {state} | {summary["step"]}/{summary["num_train_steps"]} | '
                    f'{best_text} | {_clock(summary.get("wall_time_s", 0))} |')
     else:
+      source = entry.get('overrides', {}).get(INIT_FROM)
+      if state == 'pending' and isinstance(source, str) and source in manifest['runs']:
+        state = f'pending (starts from {source} once it has finished)'
       lines.append(f'| {name} | {state} | - | - | - |')
     if state.startswith('failed'):
       job = _submitted_job(entry)
