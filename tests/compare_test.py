@@ -216,3 +216,33 @@ def test_runs_started_from_another_cross_validation_group_by_fold_and_a_leak_is_
   assert compare.notes(groups) == (
       'Optimistic: these runs started from a run that trained on some of the validation images '
       'they are scored on (how many): ours-fold=1 (9).')
+
+
+def test_a_run_from_before_a_field_existed_and_a_path_spelt_otherwise_split_no_group(tmp_path):
+  """A run recorded before `init_from` existed ran as its default does (a random init), and
+  '/d/../data' is '/data': its seeds are one group with today's runs of the same recipe. Each
+  was a column of its own and split the group (the CPU report's runs against this session's)."""
+  from unet_jax import native_scoring, results
+
+  def run(name, config):
+    workdir = tmp_path / 'runs' / name
+    (workdir / 'validation').mkdir(parents=True)
+    results.write_per_image_csv(str(workdir / 'validation' / 'step_10.csv'), [
+        native_scoring.ImageScore('i0', 10, 10, 50, 5, 5, 40)])
+    final = {'step': 10, 'per_image_csv': 'validation/step_10.csv', 'metrics': {}}
+    results.write_run_summary(str(workdir), {'state': 'finished', 'step': 10, 'final': final,
+                                             'latest': final, 'best': None, 'config': config})
+
+  data = tmp_path / 'data'
+  run('old-seed=0', {'seed': 0, 'loss': 'dice', 'data': {'dir': f'{tmp_path}/x/../data'}})
+  run('new-seed=1', {'seed': 1, 'loss': 'dice', 'data': {'dir': str(data)},
+                     'init_from': {'workdir': '', 'checkpoint': 'final'}})
+  run('bce-seed=0', {'seed': 0, 'loss': 'bce', 'data': {'dir': str(data)}})
+  runs = [compare.load_run(w, 'final', ['jaccard'])
+          for w in compare.find_runs([str(tmp_path / 'runs')])]
+  groups, fields = compare.group_runs(runs, None)
+  assert fields == ['loss']
+  assert {k: sorted(r.name for r in v) for k, v in groups.items()} == {
+      'loss=bce': ['bce-seed=0'], 'loss=dice': ['new-seed=1', 'old-seed=0']}
+  started_from = next(r for r in runs if r.name == 'old-seed=0').config
+  assert started_from['init_from.workdir'] == '' and started_from['data.dir'] == str(data)

@@ -59,6 +59,7 @@ import argparse
 import collections
 import csv
 import dataclasses
+import functools
 import io
 import os
 import sys
@@ -101,11 +102,24 @@ class RunScores:
   source_saw: int = 0
 
 
+@functools.cache
+def _defaults() -> dict:
+  """configs/default.py's {dotted field: value}."""
+  return config_files.values(config_files.resolve('default'))
+
+
 def _flatten(tree: dict) -> dict:
-  """{dotted field: value}, lists as tuples (a group's key must hash). The run a run started
-  from (`init_from.workdir`) without its seed and fold: the fold-k run of a cross-validation that
-  starts from the fold-k run of another belongs with its folds."""
-  fields = {k: tuple(v) if isinstance(v, list) else v for k, v in run_config.leaves(tree).items()}
+  """{dotted field: value}, lists as tuples (a group's key must hash), as a config of today:
+  - A field the run's config.json lacks (added since the run) at its default: the run ran as
+    that default does (a resume says so too), and groups with today's runs that keep it.
+  - Data paths normalized: '/a/../shared/x' and '/shared/x' are one folder, not two recipes.
+  - The run a run started from (`init_from.workdir`) without its seed and fold: the fold-k run
+    of a cross-validation that starts from the fold-k run of another belongs with its folds."""
+  fields = {**_defaults(), **run_config.leaves(tree)}
+  fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+  for field in run_config.DATA_PATH_FIELDS:
+    if isinstance(path := fields.get(field), str) and path and '://' not in path:
+      fields[field] = os.path.normpath(path)
   if fields.get(INIT_FROM):
     folder, name = os.path.split(os.path.normpath(fields[INIT_FROM]))
     fields[INIT_FROM] = os.path.join(folder, '-'.join(
