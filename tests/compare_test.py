@@ -179,7 +179,8 @@ def test_runs_resumed_under_other_devices_are_named_under_the_table():
   assert said.startswith('Resumed under other devices or packages') and said.endswith(': a1.')
 
 
-def test_runs_started_from_another_cross_validation_group_by_fold_and_a_leak_is_named(tmp_path):
+def test_runs_started_from_another_cross_validation_group_by_fold_and_a_leak_is_named(
+    tmp_path, monkeypatch):
   """A cross-validation fine-tuned from another's folds (`config.init_from`): each fold's run
   starts from that fold's source, so the sources' paths differ by fold, as the runs do; they
   are one group, not one per fold. A run whose source trained on its validation images (as its
@@ -216,6 +217,16 @@ def test_runs_started_from_another_cross_validation_group_by_fold_and_a_leak_is_
   assert compare.notes(groups) == (
       'Optimistic: these runs started from a run that trained on some of the validation images '
       'they are scored on (how many): ours-fold=1 (9).')
+  # The table names the sources relative to the current folder (a committed table names no
+  # one's machine); paths outside it stay as they are.
+  monkeypatch.chdir(tmp_path)
+  assert compare.main(['ft', '--out', 'out', '--bootstrap', '10']) == 0
+  table = (tmp_path / 'out' / 'comparison.md').read_text()
+  assert '| ours (baseline) | pre/ours-fold=* | 3 |' in table, table
+  monkeypatch.chdir(tmp_path / 'ft')
+  assert compare.main(['.', '--out', 'out', '--bootstrap', '10']) == 0
+  assert f'| ours (baseline) | {pre}/ours-fold=* | 3 |' in (
+      tmp_path / 'ft' / 'out' / 'comparison.md').read_text()
 
 
 def test_a_run_from_before_a_field_existed_and_a_path_spelt_otherwise_split_no_group(tmp_path):

@@ -389,6 +389,16 @@ def notes(groups: dict[str, Sequence[RunScores]]) -> str:
   return '\n'.join(lines)
 
 
+def _shown(field: str, value) -> str:
+  """A table's cell: a path (`run_config.DATA_PATH_FIELDS`, recorded absolute) under the current
+  folder relative to it, so that a table committed from a repository names no one's machine."""
+  if field in run_config.DATA_PATH_FIELDS and isinstance(value, str) and os.path.isabs(value):
+    relative = os.path.relpath(value)
+    if not relative.startswith('..'):
+      return relative
+  return _fmt(value)
+
+
 def markdown(rows: Sequence[dict], fields: Sequence[str], checkpoint: str) -> str:
   out = []
   if checkpoint == 'best':
@@ -403,7 +413,7 @@ def markdown(rows: Sequence[dict], fields: Sequence[str], checkpoint: str) -> st
     out.append('|' + '---|' * len(header))
     for r in (r for r in rows if r['metric'] == metric):
       cells = [r['group'] + (' (baseline)' if r['baseline'] else ''),
-               *(_fmt(r['fields'][f]) for f in fields), str(r['runs']), str(r['images']),
+               *(_shown(f, r['fields'][f]) for f in fields), str(r['runs']), str(r['images']),
                f"{_fmt(r['mean'])} ± {_fmt(r['std'])}",
                f"[{_fmt(r['ci_images'][0])}, {_fmt(r['ci_images'][1])}]",
                f"[{_fmt(r['ci_runs_images'][0])}, {_fmt(r['ci_runs_images'][1])}]"]
