@@ -389,7 +389,7 @@ def test_runs_that_start_from_themselves_or_each_other_are_an_error_naming_them(
 
 
 SHIPPED = {'smoke': 4, 'cpu_selection': None, 'cv5:quickstart': 5, 'ablation:smoke': None,
-           'progressive:quickstart': 15}
+           'progressive:quickstart': 20}
 
 
 def test_every_shipped_sweep_loads_and_names_only_fields_of_its_config():
@@ -408,7 +408,9 @@ def test_every_shipped_sweep_loads_and_names_only_fields_of_its_config():
     assert pre.overrides['data.image_size'] == 32 and 'data.image_size' not in (
         progressive.overrides)
     assert progressive.overrides['num_train_steps'] == runs[f'short-fold={fold}'].overrides[
-        'num_train_steps'] == 300  # configs/quickstart.py: 64 px, 600 steps.
+        'num_train_steps'] == 300  # configs/quickstart.py: 64 px, 600 steps, lr 3e-3.
+    low_lr = runs[f'progressive_low_lr-fold={fold}']
+    assert low_lr.after == pre.name and low_lr.overrides['optim.lr'] == pytest.approx(3e-4)
 
 
 def test_a_changed_sweep_file_is_an_error_naming_the_run(trained_sweep, tmp_path):
