@@ -61,6 +61,7 @@ import csv
 import dataclasses
 import functools
 import io
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -105,7 +106,9 @@ class RunScores:
 @functools.cache
 def _defaults() -> dict:
   """configs/default.py's {dotted field: value}."""
-  return config_files.values(config_files.resolve('default'))
+  from configs import default
+
+  return run_config.leaves(json.loads(default.get_config().to_json_best_effort()))
 
 
 def _flatten(tree: dict) -> dict:
