@@ -505,14 +505,19 @@ def _one_run_sweep(tmp_path):
 
 
 def test_slurm_executor_runs_through_submitits_local_executor(tmp_path):
+  """Its jobs know no dependencies: a run that starts from another is submitted once that one's
+  job has ended."""
   root = tmp_path / 'root'
-  done = _cli('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
+  runs = "[{'name': 'ft', 'init_from.workdir': 'pre'}, {'name': 'pre'}]"
+  done = _cli('unet_jax.sweep', 'launch', _pre_ft_sweep(tmp_path, runs), '--root', str(root),
               '--executor', 'slurm', '--submitit-cluster', 'local', '--wait')
   assert done.returncode == 0, done.stdout + done.stderr
-  assert 'Submitted 1 job(s)' in done.stdout
-  assert 'sweep: waiting for the jobs: 0/1 ended (0:00:00 so far).' in done.stdout, done.stdout
-  assert results.read_run_summary(str(root / 'seed=3'))['state'] == 'finished'
-  assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id']
+  assert 'sweep: ft waits for pre: waiting for the jobs: 0/1 ended' in done.stdout, done.stdout
+  assert 'Submitted 2 job(s)' in done.stdout
+  assert results.read_run_summary(str(root / 'pre'))['state'] == 'finished'
+  summary = results.read_run_summary(str(root / 'ft'))
+  assert summary['state'] == 'finished' and summary['init_from']['workdir'] == str(root / 'pre')
+  assert all(entry['job_id'] for entry in sweep.read_manifest(str(root))['runs'].values())
 
 
 def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_finishes(tmp_path):
