@@ -90,3 +90,23 @@ def test_a_source_that_cannot_start_the_run_is_refused_before_its_workdir_exists
   with pytest.raises(ValueError, match=message.format(tmp=tmp_path, source=source)):
     train.train_and_evaluate(tiny_config(**fields), workdir)
   assert not os.path.exists(workdir)
+
+
+def test_a_run_and_its_source_moved_together_resume_where_they_are_now(source, tmp_path):
+  """A sweep's root moved (or copied to another disk): the run's command now names its source
+  where it is, which its config.json does not; a resume, which reads no source, goes on (it was
+  refused as trained under another config), and its summary keeps what it started from."""
+  root = tmp_path / 'root'
+  shutil.copytree(source, root / 'pre')
+  overrides = {'num_train_steps': 4, 'eval.every_steps': 0}
+  train.train_and_evaluate(tiny_config(**overrides, **{'init_from.workdir': str(root / 'pre')}),
+                           str(root / 'ft'), stop_after_step=2)
+  moved = tmp_path / 'moved'
+  shutil.move(root, moved)
+  train.train_and_evaluate(tiny_config(**overrides, **{'init_from.workdir': str(moved / 'pre')}),
+                           str(moved / 'ft'))
+  summary = results.read_run_summary(str(moved / 'ft'))
+  assert summary['state'] == 'finished' and summary['step'] == 4
+  assert summary['init_from']['workdir'] == str(root / 'pre')
+  recorded = results.read_json(str(moved / 'ft' / 'config.json'))['init_from']['workdir']
+  assert recorded == str(moved / 'pre')

@@ -29,10 +29,12 @@ RENAMED_FIELDS = {
 }
 
 
-# Dotted fields (a trailing '.': a whole group) a resumed run may change.
+# Dotted fields (a trailing '.': a whole group) a resumed run may change. `init_from.workdir`
+# is read only by a run without a checkpoint (what it started from stays in its summary.json):
+# a run and its source moved together resume where they are now.
 MAY_CHANGE_ON_RESUME = (
   'log_every_steps', 'checkpoint_every_steps', 'max_checkpoints_to_keep', 'profile_steps',
-  'data.dir', 'data.tfds_data_dir', 'data.cache', 'eval.every_steps',
+  'data.dir', 'data.tfds_data_dir', 'init_from.workdir', 'data.cache', 'eval.every_steps',
   'eval.pooled_every_steps', 'eval.batch_size', 'eval.metrics', 'inference.', 'parallelism',
   'deterministic')
 
