@@ -377,6 +377,20 @@ def test_on_slurm_a_run_that_starts_from_a_run_of_its_sweep_waits_for_its_job(tm
   assert record.read_text().count('#!/bin/bash') == 3  # Nothing submitted.
 
 
+def test_a_run_given_another_source_under_its_name_is_refused(tmp_path):
+  """Where a source lives may change on resume (a moved root), but a sweep names it by its
+  run's name: another name is another recipe, refused as any other changed override is."""
+  runs = "[{'name': 'ft', 'init_from.workdir': 'pre'}, {'name': 'pre'}, {'name': 'pre2'}]"
+  root = str(tmp_path / 'root')
+  sweep.plan(root, sweep.load_sweep(_pre_ft_sweep(tmp_path, runs)))
+  changed = sweep.load_sweep(_pre_ft_sweep(tmp_path, runs.replace("'pre'}, {'name': 'pre'",
+                                                                  "'pre2'}, {'name': 'pre'")))
+  assert [run.after for run in changed] == ['pre2', None, None]
+  with pytest.raises(ValueError, match=re.escape("Run 'ft' in sweep.json was launched with other "
+                                                 'overrides')):
+    sweep.plan(root, changed)
+
+
 def test_runs_that_start_from_themselves_or_each_other_are_an_error_naming_them(tmp_path):
   runs = ("[{'name': 'a', 'init_from.workdir': 'b'}, {'name': 'b', 'init_from.workdir': 'c'}, "
           "{'name': 'c', 'init_from.workdir': 'a'}]")

@@ -7,9 +7,9 @@ silently running with a default where the run had its own value.
 A run resumed from a checkpoint under another config (a changed learning rate, a config file
 edited or updated since) would be neither config's run, while its config.json and summary named
 only the new one; so a change of what the run trains is refused, naming the fields. What does not
-change the trained parameters may change on resume (`MAY_CHANGE_ON_RESUME`: where the data lives,
-how often the run logs, checkpoints and validates, how its probabilities become masks, how the
-step is placed on the devices).
+change the trained parameters may change on resume (`MAY_CHANGE_ON_RESUME`: where the data lives
+and where the run it started from is, how often the run logs, checkpoints and validates, how its
+probabilities become masks, how the step is placed on the devices).
 """
 
 import json

@@ -262,8 +262,10 @@ def write_manifest(root: str, manifest: dict) -> None:
 def _what_it_trains(config: str, overrides: dict) -> str:
   """A run's config file and the overrides its parameters depend on, as JSON: not those a resume
   may change (`run_config.MAY_CHANGE_ON_RESUME`: where the data lives, how often the run logs,
-  validates and checkpoints), which a sweep launched again may change as `main` allows."""
-  fixed = {k: v for k, v in overrides.items() if not run_config.may_change(k)}
+  validates and checkpoints), which a sweep launched again may change as `main` allows. Which
+  run it starts from stays (a resume may find it elsewhere, but a sweep names it by its run's
+  name, wherever the root is: another name is another recipe)."""
+  fixed = {k: v for k, v in overrides.items() if k == INIT_FROM or not run_config.may_change(k)}
   return json.dumps({'config': os.path.basename(config), 'overrides': fixed}, sort_keys=True,
                     default=str)
 
