@@ -561,7 +561,7 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
         else None
 
   independent = [run for run in runs if not source(run)]
-  if args.slurm_array:
+  if args.slurm_array and independent:  # An empty batch is a warning of submitit's.
     with executor.batch():
       jobs = [executor.submit(function(run)) for run in independent]
   else:
