@@ -12,8 +12,10 @@ that same split, so its numbers are optimistic, and the table says so).
 
 Groups. Runs that differ only by seed or fold (config.seed, config.data.fold) form a group: the
 seeds or folds of one configuration. How often a run logs, validates and checkpoints
-(CADENCE_FIELDS: a resume may change them) does not split a group. --group-by FIELD,... groups
-by those config fields instead. With --evaluation, how each run was evaluated counts as its
+(CADENCE_FIELDS: a resume may change them) does not split a group, nor does a field a run's
+config lacks (added since it ran: it counts at its default) or a data path spelt otherwise
+('/a/../data' is '/data'; a path under the current folder shows relative). --group-by FIELD,...
+groups by those config fields instead. With --evaluation, how each run was evaluated counts as its
 config does (EVALUATION_FIELDS: split, checkpoint, TTA, post-processing), but for the threshold,
 which `evaluate --tune_threshold` tunes per run: a group scored at several is named under the
 table.
