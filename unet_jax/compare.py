@@ -482,8 +482,9 @@ def main(argv=None) -> int:
                       'against; default: the first group.')
   parser.add_argument('--metric', default=','.join(DEFAULT_METRICS),
                       help=f'Metrics, comma-separated, from {native_scoring.METRICS}.')
-  parser.add_argument('--group-by', default='', help='Config fields to group by, e.g. loss,optim.lr;'
-                      ' default: every field but seed and fold.')
+  parser.add_argument('--group-by', default='',
+                      help='Config fields to group by, e.g. loss,optim.lr; default: every field '
+                      'but seed and fold.')
   parser.add_argument('--checkpoint', choices=('final', 'best'), default=None,
                       help="Whose training validation: 'final' (the default) or 'best'. With "
                       '--evaluation, the checkpoint is the one the evaluation scored.')
