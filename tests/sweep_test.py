@@ -309,8 +309,8 @@ def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_fini
             for n, r in sweep.read_manifest(str(root))['runs'].items()}
   assert states == {'ft-fold=0': 'finished', 'ft-fold=1': 'pending', 'pre-fold=0': 'finished',
                     'pre-fold=1': 'failed'}
-  assert ('| ft-fold=1 | pending (starts from pre-fold=1 once it has finished) | - |' in
-          sweep.status_table(str(root)))
+  assert ('| ft-fold=1 | pending (starts from pre-fold=1, which failed: --retry-failed launches '
+          'it) | - |') in sweep.status_table(str(root))
   # Launched again: nothing to start while its source stays failed.
   events.clear()
   assert sweep.main(launch) == 1 and events == []
@@ -319,6 +319,11 @@ def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_fini
   # The source retried, and this time it finishes: then the run that starts from it.
   fails.clear()
   (root / 'pre-fold=1' / 'ended').unlink()
+  manifest = sweep.read_manifest(str(root))
+  manifest['runs']['pre-fold=1']['state'] = 'running'  # As the launcher records it at its start.
+  sweep.write_manifest(str(root), manifest)
+  assert ('| ft-fold=1 | pending (starts from pre-fold=1 once it has finished) | - |' in
+          sweep.status_table(str(root)))
   assert sweep.main([*launch, '--retry-failed']) == 0
   assert [name for name, _, _ in events] == ['pre-fold=1', 'ft-fold=1']
 

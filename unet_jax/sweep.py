@@ -956,7 +956,9 @@ def status_table(root: str) -> str:
     else:
       source = entry.get('overrides', {}).get(INIT_FROM)
       if state == 'pending' and isinstance(source, str) and source in manifest['runs']:
-        state = f'pending (starts from {source} once it has finished)'
+        state = (f'pending (starts from {source}, which failed: --retry-failed launches it)'
+                 if manifest['runs'][source].get('state') == 'failed' else
+                 f'pending (starts from {source} once it has finished)')
       lines.append(f'| {name} | {state} | - | - | - |')
     if state.startswith('failed'):
       job = _submitted_job(entry)
