@@ -303,8 +303,10 @@ def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_fini
   assert started['ft-fold=0'][0] >= ended
   assert f'--config.init_from.workdir={root / "pre-fold=0"}' in started['ft-fold=0'][1]
   assert not any(arg.startswith('--config.init_from') for arg in started['pre-fold=0'][1])
-  assert 'sweep: ft-fold=1 not started: it starts from pre-fold=1, which ended failed.' in (
-      capsys.readouterr().err)
+  err = capsys.readouterr().err
+  assert 'sweep: ft-fold=1 not started: it starts from pre-fold=1, which ended failed.' in err
+  assert ('sweep: 0/4 finished, 2 running, 0 failed, 2 waiting (2 for the runs they start '
+          'from)\n') in err, err
   states = {n: r.get('state', 'pending')
             for n, r in sweep.read_manifest(str(root))['runs'].items()}
   assert states == {'ft-fold=0': 'finished', 'ft-fold=1': 'pending', 'pre-fold=0': 'finished',

@@ -482,7 +482,8 @@ class LocalLauncher:
         line = (len(states), len(running), len(pending))
         if line != last_counts or now - last_line > 60 or not (pending or running):
           last_line, last_counts = now, line
-          self._progress(states, len(runs), len(running), len(pending), durations)
+          held = sum(r.after in launched and states.get(r.after) != 'finished' for r in pending)
+          self._progress(states, len(runs), len(running), len(pending), durations, held)
     finally:
       for s, handler in old.items():
         signal.signal(s, handler)
@@ -497,15 +498,18 @@ class LocalLauncher:
                         'checkpoints); launch again to resume.\n')
     self.stop_requested = True
 
-  def _progress(self, states, total, running, pending, durations):
+  def _progress(self, states, total, running, pending, durations, held=0):
+    """The progress line; `held`: how many of the `pending` wait for the run they start from."""
     done = sum(s == 'finished' for s in states.values())
     failed = sum(s == 'failed' for s in states.values())
     eta = ''
     if durations and (running or pending):
       mean = sum(durations) / len(durations)
       eta = f', ETA {_clock(mean * (pending + running) / self.parallel)}'
+    held_text = (f' ({held} for the run it starts from)' if held == 1 else
+                 f' ({held} for the runs they start from)' if held else '')
     self.stream.write(f'sweep: {done}/{total} finished, {running} running, {failed} failed, '
-                      f'{pending} waiting{eta}\n')
+                      f'{pending} waiting{held_text}{eta}\n')
     self.stream.flush()
 
 
