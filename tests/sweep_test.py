@@ -251,7 +251,7 @@ PRE_FT = ("[{'name': 'ft-fold=0', 'data.fold': 0, 'init_from.workdir': 'pre-fold
 
 
 def _fake_runs(monkeypatch, fails: set[str]) -> list:
-  """Runs as processes that end after 0.3 s, writing when (`<workdir>/ended`), with status 1 for
+  """Runs as processes that end after 1 s, writing when (`<workdir>/ended`), with status 1 for
   the names in `fails` (read when each starts) and 0 for the others; returns the list of (name,
   time, command) of each start."""
   events = []
@@ -261,7 +261,7 @@ def _fake_runs(monkeypatch, fails: set[str]) -> list:
     os.makedirs(workdir, exist_ok=True)
     events.append((run.name, time.time(), run.command(workdir)))
     ended = os.path.join(workdir, 'ended')
-    process = subprocess.Popen([sys.executable, '-c', 'import sys, time; time.sleep(0.3); '
+    process = subprocess.Popen([sys.executable, '-c', 'import sys, time; time.sleep(1); '
                                 f'open({ended!r}, "w").write(str(time.time())); '
                                 f'sys.exit({int(run.name in fails)})'])
     return process, open(os.devnull, 'w')  # The launcher closes it.
