@@ -384,6 +384,48 @@ def test_on_slurm_a_run_that_starts_from_a_run_of_its_sweep_waits_for_its_job(tm
   assert record.read_text().count('#!/bin/bash') == 3  # Nothing submitted.
 
 
+def test_a_run_whose_source_another_process_trains_waits_for_that_process(
+    tmp_path, monkeypatch, capsys):
+  """A killed launcher leaves its runs training (each in a session of its own): launched again,
+  the sweep leaves the source to its process and starts the run after it once that process has
+  ended with the source finished (it said: launch again later); if that process is killed
+  instead, the run stays pending (exit status 75: launched again, the source resumes)."""
+  import threading
+
+  events = _fake_runs(monkeypatch, set())
+  monkeypatch.setattr(sweep.workdir_lock, 'training_alive',
+                      lambda workdir: os.path.exists(os.path.join(workdir, 'alive')))
+  runs = "[{'name': 'ft', 'init_from.workdir': 'pre'}, {'name': 'pre'}]"
+  launch = ['launch', _pre_ft_sweep(tmp_path, runs), '--root', str(tmp_path / 'root'),
+            '--parallel', '2']
+
+  def other_process(pre, finishes: bool):  # Holds pre's lock for 1.5 s, then ends.
+    pre.mkdir(parents=True)
+    (pre / 'alive').write_text('')
+
+    def end():
+      time.sleep(1.5)
+      if finishes:
+        (pre / 'ended').write_text(str(time.time()))
+      (pre / 'alive').unlink()
+    threading.Thread(target=end, daemon=True).start()
+
+  other_process(tmp_path / 'root' / 'pre', finishes=True)
+  assert sweep.main(launch) == 0
+  assert [name for name, _, _ in events] == ['ft']
+  assert events[0][1] >= float((tmp_path / 'root' / 'pre' / 'ended').read_text())
+  out, err = capsys.readouterr()
+  assert 'pre (its training process is alive)' in out
+  assert 'sweep: ft waits for pre, which another process trains (its log.txt says which).' in err
+  # Killed instead of finishing: nothing started; launch again later.
+  events.clear()
+  launch[3] = str(tmp_path / 'killed')
+  other_process(tmp_path / 'killed' / 'pre', finishes=False)
+  assert sweep.main(launch) == sweep.STOPPED_STATUS and events == []
+  assert 'sweep: ft not started: it starts from pre, which ended interrupted.' in (
+      capsys.readouterr().err)
+
+
 def test_a_run_given_another_source_under_its_name_is_refused(tmp_path):
   """Where a source lives may change on resume (a moved root), but a sweep names it by its
   run's name: another name is another recipe, refused as any other changed override is."""

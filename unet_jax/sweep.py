@@ -20,8 +20,9 @@ writes nothing (no folder, no sweep.json).
 A run may start from another run of the same sweep (fine-tuning, progressive resizing: see
 experiments/sweeps/progressive.py): its `init_from.workdir` is that run's name, e.g.
 {'name': 'ft-fold=0', 'init_from.workdir': 'pre-fold=0'}, and means `DIR/pre-fold=0`. It starts
-once that run has finished: locally the launcher waits for it; on SLURM its job waits for the
-other's (`--dependency=afterok`). If that run fails, it is not started (nor are the runs that
+once that run has finished: locally the launcher waits for it (also while another process
+trains it, one a killed launcher left running); on SLURM its job waits for the other's
+(`--dependency=afterok`). If that run fails, it is not started (nor are the runs that
 start from it) until the failed one is launched again with --retry-failed and finishes. Runs
 that start from each other in a circle are an error at load.
 
@@ -392,9 +393,12 @@ def local_slots(parallel: int) -> list[tuple[list[int] | None, list[str] | None]
 class LocalLauncher:
   """N runs at once as subprocesses, each with its own devices; stops them all on a signal."""
 
-  def __init__(self, root: str, parallel: int, stream=None, slots=None):
-    """`slots`: `local_slots(parallel)`, where the caller has it already (it asks nvidia-smi)."""
-    self.root, self.parallel = root, max(1, parallel)
+  def __init__(self, root: str, parallel: int, stream=None, slots=None,
+               elsewhere: frozenset[str] = frozenset()):
+    """`slots`: `local_slots(parallel)`, where the caller has it already (it asks nvidia-smi).
+    `elsewhere`: runs of the sweep that another process trains (a killed launcher's), which
+    runs to launch may start from: waited for until their lock is released."""
+    self.root, self.parallel, self.elsewhere = root, max(1, parallel), elsewhere
     self.stream = stream or sys.stderr
     self.stop_requested = False
     self.stopped_by = None  # The name of the signal that stopped it.
@@ -416,30 +420,35 @@ class LocalLauncher:
 
   def launch(self, runs: Sequence[Run], manifest: dict) -> dict:
     """Runs `runs` to their ends and returns {name: state}; raises `Interrupted` (with the
-    states) once a signal has stopped them. A run that starts from another of `runs` (`after`)
-    starts once that one has finished; if it ends otherwise, it is not started (nor are the runs
-    that start from it): its state is NOT_STARTED (its manifest entry stays as it was). Other
-    sources were checked before (`blocked_by_sources`)."""
+    states) once a signal has stopped them. A run that starts from another of `runs` or of
+    `elsewhere` (`after`) starts once that one has finished; if it ends otherwise, it is not
+    started (nor are the runs that start from it): its state is NOT_STARTED if that one failed,
+    'pending' if it was stopped or killed (launched again, it resumes, and then this one); its
+    manifest entry stays as it was. Other sources were checked before (`blocked_by_sources`)."""
     pending, running, states = list(runs), {}, {}
     launched = {run.name for run in runs}
     free = list(range(self.parallel))
     started_at, durations = {}, []
     old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     last_line, last_counts = 0.0, None
+    told = set()  # Runs said to wait for another process's.
     try:
       while pending or running:
-        waiting = {r.name for r in pending}
-        for run in [r for r in pending if r.after in launched and r.after not in waiting
-                    and r.after not in running and states.get(r.after) != 'finished']:
+        sources = {r.name: self._source(r, states, launched, pending, running) for r in pending}
+        for run in [r for r in pending if sources[r.name] not in ('ready', 'wait')]:
           pending.remove(run)  # Its source ended otherwise (or was not started itself).
-          ended = states.get(run.after)
-          states[run.name] = NOT_STARTED
+          # For a failure; a source stopped or killed resumes when launched again, and then it.
+          states[run.name] = NOT_STARTED if sources[run.name] in ('failed', NOT_STARTED) \
+              else 'pending'
           self.stream.write(f'sweep: {run.name} not started: it starts from {run.after}, which '
-                            + (f'ended {ended}' if ended != NOT_STARTED else 'was not started')
-                            + '.\n')
+                            + (f'ended {sources[run.name]}' if sources[run.name] != NOT_STARTED
+                               else 'was not started') + '.\n')
+        for run in [r for r in pending if r.after in self.elsewhere and r.name not in told]:
+          told.add(run.name)
+          self.stream.write(f'sweep: {run.name} waits for {run.after}, which another process '
+                            'trains (its log.txt says which).\n')
         while free and not self.stop_requested and (run := next(
-            (r for r in pending if r.after not in launched or states.get(r.after) == 'finished'),
-            None)):
+            (r for r in pending if sources[r.name] == 'ready'), None)):
           pending.remove(run)
           slot = free.pop(0)
           running[run.name] = (run, slot, *self._start(run, self.slots[slot]))
@@ -482,7 +491,7 @@ class LocalLauncher:
         line = (len(states), len(running), len(pending))
         if line != last_counts or now - last_line > 60 or not (pending or running):
           last_line, last_counts = now, line
-          held = sum(r.after in launched and states.get(r.after) != 'finished' for r in pending)
+          held = sum(sources.get(r.name) == 'wait' for r in pending)
           self._progress(states, len(runs), len(running), len(pending), durations, held)
     finally:
       for s, handler in old.items():
@@ -490,6 +499,24 @@ class LocalLauncher:
     if self.stopped_by:
       raise Interrupted(self.stopped_by, states)
     return states
+
+  def _source(self, run: Run, states: dict, launched: set, pending: list, running: dict) -> str:
+    """Where the run it starts from stands: 'ready' (none, or it has finished), 'wait', or how
+    it ended otherwise."""
+    if not run.after:
+      return 'ready'
+    if run.after in launched:
+      if run.after in running or any(r.name == run.after for r in pending):
+        return 'wait'
+      ended = states.get(run.after)
+    elif run.after in self.elsewhere:
+      if workdir_lock.training_alive(os.path.join(self.root, run.after)):
+        return 'wait'
+      ended = run_state(self.root, run.after)  # Killed: its summary says what it last wrote.
+      ended = 'interrupted' if ended in ('running', 'pending') else ended
+    else:
+      return 'ready'  # Finished before this launch (`blocked_by_sources`).
+    return 'ready' if ended == 'finished' else ended
 
   def _on_signal(self, signum, frame):
     if not self.stop_requested:
@@ -764,15 +791,17 @@ def check_data(root: str, runs: Sequence[Run], args) -> None:
     print(f'sweep: warning, as seen from this machine: {problem}', file=sys.stderr, flush=True)
 
 
-def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args,
-                  slots=None) -> dict[str, str] | None:
+def run_or_submit(root: str, runs: Sequence[Run], manifest: dict, args, slots=None,
+                  elsewhere: frozenset[str] = frozenset()) -> dict[str, str] | None:
   """Runs `runs` here (`args.executor` 'local', `args.parallel` at once, on `slots` if given:
-  see `local_slots`) and returns {name: state} (raises `Interrupted` if a signal stopped them);
+  see `local_slots`; runs that start from one of `elsewhere`, which another process trains,
+  wait for it) and returns {name: state} (raises `Interrupted` if a signal stopped them);
   or submits them to SLURM, prints the job ids, and returns their states once they have ended
   with `args.wait`, None without it (the next launch finds them: see `plan`)."""
   check_data(root, runs, args)
   if args.executor == 'local':
-    return LocalLauncher(root, args.parallel, slots=slots).launch(runs, manifest)
+    return LocalLauncher(root, args.parallel, slots=slots, elsewhere=elsewhere).launch(
+        runs, manifest)
   jobs = submit_slurm(root, runs, manifest, args)
   print(f'Submitted {len(jobs)} job(s): {", ".join(str(j.job_id) for j in jobs)}.', flush=True)
   if not args.wait:
@@ -870,17 +899,20 @@ def launcher_lock(root: str, status_command: str, dry_run: bool = False):
 
 
 def blocked_by_sources(runs: Sequence[Run], manifest: dict, busy: dict[str, str],
-                       slurm_dependencies: bool = False) -> dict[str, str]:
+                       slurm_dependencies: bool = False,
+                       elsewhere: frozenset[str] = frozenset()) -> dict[str, str]:
   """{name: why} of the runs among `runs` (those to launch) that cannot start in this launch for
   their source, a run of the sweep (`Run.after`) that is neither finished nor among `runs`:
-  failed (and not retried), or trained by another process; and of the runs that start from
-  them. With `slurm_dependencies`, a source in a SLURM job that SLURM still holds is no reason:
-  the run's job waits for that one (`submit_slurm`)."""
+  failed (and not retried), or trained by another process or job; and of the runs that start
+  from them. A source in `elsewhere` (trained by another process here) is no reason: the local
+  launcher waits for it. With `slurm_dependencies`, neither is a source in a SLURM job that
+  SLURM still holds: the run's job waits for that one (`submit_slurm`)."""
   launched, blocked = {run.name for run in runs}, {}
   while True:
     new = {}
     for run in runs:
-      if not run.after or run.name in blocked or run.after in launched - blocked.keys():
+      if (not run.after or run.name in blocked or run.after in launched - blocked.keys()
+          or run.after in elsewhere):
         continue
       entry = manifest['runs'][run.after]
       if run.after in blocked:
@@ -904,8 +936,12 @@ def blocked_by_sources(runs: Sequence[Run], manifest: dict, busy: dict[str, str]
 def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
   to_launch, skipped, busy, manifest = plan(root, runs, retry_failed=args.retry_failed,
                                             label=args.sweep, write=not args.dry_run)
+  # Sources another process trains here (a killed launcher's runs): the local launcher waits.
+  elsewhere = frozenset(
+      name for name in {run.after for run in to_launch} & busy.keys()
+      if args.executor == 'local' and workdir_lock.training_alive(os.path.join(root, name)))
   blocked = blocked_by_sources(to_launch, manifest, busy, slurm_dependencies=(
-      args.executor == 'slurm' and args.submitit_cluster == 'slurm'))
+      args.executor == 'slurm' and args.submitit_cluster == 'slurm'), elsewhere=elsewhere)
   to_launch = [run for run in to_launch if run.name not in blocked]
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
         f'{len(skipped)} skipped ({", ".join(skipped) or "none"}).', flush=True)
@@ -927,7 +963,7 @@ def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
       return 1
     return 0
   try:
-    states = run_or_submit(root, to_launch, manifest, args, slots)
+    states = run_or_submit(root, to_launch, manifest, args, slots, elsewhere)
   except Interrupted as stopped:  # Stopped runs say 'stopped': the status is 75 below.
     states = {**{run.name: 'pending' for run in to_launch}, **stopped.states}
   if states is None:  # Submitted: not ended yet (`status` follows them; launch again after).
@@ -935,6 +971,7 @@ def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
           'again once they have ended (jobs SLURM holds are not submitted twice).', flush=True)
     return STOPPED_STATUS
   print(status_table(root), flush=True)
+  busy = {name: why for name, why in busy.items() if run_state(root, name) != 'finished'}
   if busy or any(s in ('stopped', 'running', 'pending') for s in states.values()):
     return STOPPED_STATUS  # Not all ended: launching again goes on.
   # Failed now or before (skipped), or not started for a source that failed.
