@@ -318,11 +318,17 @@ def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_fini
   assert sweep.main(launch) == 1 and events == []
   assert ('1 not started: ft-fold=1 (it starts from pre-fold=1, which failed; fix that, then '
           'launch again with --retry-failed).') in capsys.readouterr().out
+  # With a checkpoint of its own (it had started before), it resumes: it reads no source.
+  (root / 'ft-fold=1' / 'checkpoints' / '8').mkdir(parents=True)
+  assert sweep.main(launch) == 1 and [name for name, _, _ in events] == ['ft-fold=1']
+  shutil.rmtree(root / 'ft-fold=1')
+  events.clear()
   # The source retried, and this time it finishes: then the run that starts from it.
   fails.clear()
   (root / 'pre-fold=1' / 'ended').unlink()
   manifest = sweep.read_manifest(str(root))
   manifest['runs']['pre-fold=1']['state'] = 'running'  # As the launcher records it at its start.
+  manifest['runs']['ft-fold=1']['state'] = 'pending'  # Its folder removed above.
   sweep.write_manifest(str(root), manifest)
   assert ('| ft-fold=1 | pending (starts from pre-fold=1 once it has finished) | - |' in
           sweep.status_table(str(root)))
@@ -382,6 +388,11 @@ def test_on_slurm_a_run_that_starts_from_a_run_of_its_sweep_waits_for_its_job(tm
   assert ('1 not started: ft (it starts from pre, which failed; fix that, then launch again '
           'with --retry-failed).') in third.stdout
   assert record.read_text().count('#!/bin/bash') == 3  # Nothing submitted.
+  # With a checkpoint of its own, it resumes from it, and its job waits for nothing.
+  (root / 'ft' / 'checkpoints' / '8').mkdir(parents=True)
+  fourth = _cli(*launch, env=env)
+  assert 'Submitted 1 job(s): 4245' in fourth.stdout, fourth.stdout + fourth.stderr
+  assert '--dependency' not in record.read_text().split('#!/bin/bash')[-1]
 
 
 def test_a_run_whose_source_another_process_trains_waits_for_that_process(

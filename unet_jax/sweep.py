@@ -503,8 +503,8 @@ class LocalLauncher:
   def _source(self, run: Run, states: dict, launched: set, pending: list, running: dict) -> str:
     """Where the run it starts from stands: 'ready' (none, or it has finished), 'wait', or how
     it ended otherwise."""
-    if not run.after:
-      return 'ready'
+    if not run.after or results.has_checkpoint(os.path.join(self.root, run.name)):
+      return 'ready'  # No source, or a resume from its own checkpoint: it reads none.
     if run.after in launched:
       if run.after in running or any(r.name == run.after for r in pending):
         return 'wait'
@@ -587,9 +587,11 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
     return slurm.TrainingJob(run.command(os.path.join(root, run.name), extra), cwd=os.getcwd(),
                              env_changes=changes)
 
-  def source(run):
-    return run.after if run.after and manifest['runs'][run.after].get('state') != 'finished' \
-        else None
+  def source(run):  # The unfinished run it waits for; none for a resume (it reads none).
+    if not run.after or manifest['runs'][run.after].get('state') == 'finished' or \
+        results.has_checkpoint(os.path.join(root, run.name)):
+      return None
+    return run.after
 
   independent = [run for run in runs if not source(run)]
   if args.slurm_array and independent:  # An empty batch is a warning of submitit's.
@@ -898,7 +900,7 @@ def launcher_lock(root: str, status_command: str, dry_run: bool = False):
           'launcher that ended, however it ended, holds no lock).')
 
 
-def blocked_by_sources(runs: Sequence[Run], manifest: dict, busy: dict[str, str],
+def blocked_by_sources(root: str, runs: Sequence[Run], manifest: dict, busy: dict[str, str],
                        slurm_dependencies: bool = False,
                        elsewhere: frozenset[str] = frozenset()) -> dict[str, str]:
   """{name: why} of the runs among `runs` (those to launch) that cannot start in this launch for
@@ -906,13 +908,15 @@ def blocked_by_sources(runs: Sequence[Run], manifest: dict, busy: dict[str, str]
   failed (and not retried), or trained by another process or job; and of the runs that start
   from them. A source in `elsewhere` (trained by another process here) is no reason: the local
   launcher waits for it. With `slurm_dependencies`, neither is a source in a SLURM job that
-  SLURM still holds: the run's job waits for that one (`submit_slurm`)."""
+  SLURM still holds: the run's job waits for that one (`submit_slurm`). A run with a checkpoint
+  of its own resumes from it and needs no source."""
   launched, blocked = {run.name for run in runs}, {}
+  resumes = {run.name for run in runs if results.has_checkpoint(os.path.join(root, run.name))}
   while True:
     new = {}
     for run in runs:
-      if (not run.after or run.name in blocked or run.after in launched - blocked.keys()
-          or run.after in elsewhere):
+      if (not run.after or run.name in blocked.keys() | resumes
+          or run.after in launched - blocked.keys() or run.after in elsewhere):
         continue
       entry = manifest['runs'][run.after]
       if run.after in blocked:
@@ -940,7 +944,7 @@ def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
   elsewhere = frozenset(
       name for name in {run.after for run in to_launch} & busy.keys()
       if args.executor == 'local' and workdir_lock.training_alive(os.path.join(root, name)))
-  blocked = blocked_by_sources(to_launch, manifest, busy, slurm_dependencies=(
+  blocked = blocked_by_sources(root, to_launch, manifest, busy, slurm_dependencies=(
       args.executor == 'slurm' and args.submitit_cluster == 'slurm'), elsewhere=elsewhere)
   to_launch = [run for run in to_launch if run.name not in blocked]
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
