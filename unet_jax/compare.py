@@ -88,7 +88,7 @@ EVALUATION_FIELDS = ('split', 'images', 'truth', 'checkpoint', 'tta', 'largest_c
 # A threshold tuned per run (`evaluate --tune_threshold`) differs between seeds by design: it
 # splits no group, and a group scored at several is named under the table.
 THRESHOLD_FIELD = 'evaluation.threshold'
-INIT_FROM = 'init_from.workdir'
+INIT_FROM = run_config.INIT_FROM
 # The parts of a run's name (`hyper.run_name` joins them with '-') that name its seed or fold.
 _SPLIT_PARTS = ('seed=', 'fold=', 'data.fold=')
 
@@ -126,7 +126,7 @@ def _flatten(tree: dict) -> dict:
     if isinstance(path := fields.get(field), str) and path and '://' not in path:
       fields[field] = os.path.normpath(path)
   if fields.get(INIT_FROM):
-    folder, name = os.path.split(os.path.normpath(fields[INIT_FROM]))
+    folder, name = os.path.split(fields[INIT_FROM])  # Normalized above.
     fields[INIT_FROM] = os.path.join(folder, '-'.join(
         f'{part.split("=")[0]}=*' if part.startswith(_SPLIT_PARTS) else part
         for part in name.split('-')))

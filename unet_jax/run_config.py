@@ -79,7 +79,8 @@ def check_renamed(tree: dict, path: str) -> None:
 
 
 # Paths that config.json records absolute: where the data is, and the run this one starts from.
-DATA_PATH_FIELDS = ('data.dir', 'data.tfds_data_dir', 'init_from.workdir')
+INIT_FROM = 'init_from.workdir'  # The run a run starts from (`unet_jax.init_from`).
+DATA_PATH_FIELDS = ('data.dir', 'data.tfds_data_dir', INIT_FROM)
 
 
 def with_absolute_data_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

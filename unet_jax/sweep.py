@@ -89,7 +89,7 @@ from collections.abc import Sequence
 from unet_jax import cli, config_files, hyper, results, run_config, slurm, workdir_lock
 
 MANIFEST = 'sweep.json'
-INIT_FROM = 'init_from.workdir'
+INIT_FROM = run_config.INIT_FROM
 # The state `LocalLauncher.launch` gives a run it did not start for its source (`Run.after`).
 NOT_STARTED = 'not started'
 LOG = 'log.txt'
@@ -118,6 +118,13 @@ class Run:
   # The run of the same sweep it starts from (its `init_from.workdir` names it): it starts once
   # that one has finished, and its command gives that run's workdir under the sweep's root.
   after: str | None = None
+  # It has a checkpoint of its own (`mark_resumes`): it resumes from it and reads no source.
+  resumes: bool = False
+
+  @property
+  def waits_for(self) -> str | None:
+    """The run of the sweep it must wait for: `after`, unless it resumes."""
+    return None if self.resumes else self.after
 
   @property
   def hash(self) -> str:
@@ -434,7 +441,8 @@ class LocalLauncher:
     told = set()  # Runs said to wait for another process's.
     try:
       while pending or running:
-        sources = {r.name: self._source(r, states, launched, pending, running) for r in pending}
+        waiting = {r.name for r in pending}
+        sources = {r.name: self._source(r, states, launched, waiting, running) for r in pending}
         for run in [r for r in pending if sources[r.name] not in ('ready', 'wait')]:
           pending.remove(run)  # Its source ended otherwise (or was not started itself).
           # For a failure; a source stopped or killed resumes when launched again, and then it.
@@ -443,7 +451,7 @@ class LocalLauncher:
           self.stream.write(f'sweep: {run.name} not started: it starts from {run.after}, which '
                             + (f'ended {sources[run.name]}' if sources[run.name] != NOT_STARTED
                                else 'was not started') + '.\n')
-        for run in [r for r in pending if r.after in self.elsewhere and r.name not in told]:
+        for run in [r for r in pending if r.waits_for in self.elsewhere and r.name not in told]:
           told.add(run.name)
           self.stream.write(f'sweep: {run.name} waits for {run.after}, which another process '
                             'trains (its log.txt says which).\n')
@@ -500,19 +508,20 @@ class LocalLauncher:
       raise Interrupted(self.stopped_by, states)
     return states
 
-  def _source(self, run: Run, states: dict, launched: set, pending: list, running: dict) -> str:
-    """Where the run it starts from stands: 'ready' (none, or it has finished), 'wait', or how
-    it ended otherwise."""
-    if not run.after or results.has_checkpoint(os.path.join(self.root, run.name)):
-      return 'ready'  # No source, or a resume from its own checkpoint: it reads none.
-    if run.after in launched:
-      if run.after in running or any(r.name == run.after for r in pending):
+  def _source(self, run: Run, states: dict, launched: set, waiting: set, running: dict) -> str:
+    """Where the run it waits for stands: 'ready' (none, or it has finished), 'wait', or how it
+    ended otherwise."""
+    source = run.waits_for
+    if not source:
+      return 'ready'
+    if source in launched:
+      if source in running or source in waiting:
         return 'wait'
-      ended = states.get(run.after)
-    elif run.after in self.elsewhere:
-      if workdir_lock.training_alive(os.path.join(self.root, run.after)):
+      ended = states.get(source)
+    elif source in self.elsewhere:
+      if workdir_lock.training_alive(os.path.join(self.root, source)):
         return 'wait'
-      ended = run_state(self.root, run.after)  # Killed: its summary says what it last wrote.
+      ended = run_state(self.root, source)  # Killed: its summary says what it last wrote.
       ended = 'interrupted' if ended in ('running', 'pending') else ended
     else:
       return 'ready'  # Finished before this launch (`blocked_by_sources`).
@@ -587,11 +596,10 @@ def submit_slurm(root: str, runs: Sequence[Run], manifest: dict, args) -> list:
     return slurm.TrainingJob(run.command(os.path.join(root, run.name), extra), cwd=os.getcwd(),
                              env_changes=changes)
 
-  def source(run):  # The unfinished run it waits for; none for a resume (it reads none).
-    if not run.after or manifest['runs'][run.after].get('state') == 'finished' or \
-        results.has_checkpoint(os.path.join(root, run.name)):
-      return None
-    return run.after
+  def source(run):  # The unfinished run it waits for.
+    waits_for = run.waits_for
+    return waits_for if waits_for and manifest['runs'][waits_for].get('state') != 'finished' \
+        else None
 
   independent = [run for run in runs if not source(run)]
   if args.slurm_array and independent:  # An empty batch is a warning of submitit's.
@@ -900,36 +908,35 @@ def launcher_lock(root: str, status_command: str, dry_run: bool = False):
           'launcher that ended, however it ended, holds no lock).')
 
 
-def blocked_by_sources(root: str, runs: Sequence[Run], manifest: dict, busy: dict[str, str],
+def blocked_by_sources(runs: Sequence[Run], manifest: dict, busy: dict[str, str],
                        slurm_dependencies: bool = False,
                        elsewhere: frozenset[str] = frozenset()) -> dict[str, str]:
   """{name: why} of the runs among `runs` (those to launch) that cannot start in this launch for
-  their source, a run of the sweep (`Run.after`) that is neither finished nor among `runs`:
+  their source, a run of the sweep (`Run.waits_for`) that is neither finished nor among `runs`:
   failed (and not retried), or trained by another process or job; and of the runs that start
   from them. A source in `elsewhere` (trained by another process here) is no reason: the local
   launcher waits for it. With `slurm_dependencies`, neither is a source in a SLURM job that
-  SLURM still holds: the run's job waits for that one (`submit_slurm`). A run with a checkpoint
-  of its own resumes from it and needs no source."""
+  SLURM still holds: the run's job waits for that one (`submit_slurm`)."""
   launched, blocked = {run.name for run in runs}, {}
-  resumes = {run.name for run in runs if results.has_checkpoint(os.path.join(root, run.name))}
   while True:
     new = {}
     for run in runs:
-      if (not run.after or run.name in blocked.keys() | resumes
-          or run.after in launched - blocked.keys() or run.after in elsewhere):
+      source = run.waits_for
+      if (not source or run.name in blocked or source in launched - blocked.keys()
+          or source in elsewhere):
         continue
-      entry = manifest['runs'][run.after]
-      if run.after in blocked:
-        new[run.name] = f'it starts from {run.after}, which cannot start either'
+      entry = manifest['runs'][source]
+      if source in blocked:
+        new[run.name] = f'it starts from {source}, which cannot start either'
       elif entry.get('state') == 'finished':
         continue
-      elif run.after in busy:
+      elif source in busy:
         if slurm_dependencies and _submitted_job(entry):
           continue
-        new[run.name] = (f'it starts from {run.after}, which another process or job trains; '
+        new[run.name] = (f'it starts from {source}, which another process or job trains; '
                          'launch again once it has finished')
       else:
-        new[run.name] = (f'it starts from {run.after}, which '
+        new[run.name] = (f'it starts from {source}, which '
                          + ('failed; fix that, then launch again with --retry-failed'
                             if entry.get('state') == 'failed' else 'has not finished'))
     if not new:
@@ -937,14 +944,23 @@ def blocked_by_sources(root: str, runs: Sequence[Run], manifest: dict, busy: dic
     blocked.update(new)
 
 
+def mark_resumes(root: str, runs: Sequence[Run]) -> list[Run]:
+  """`runs`, those that start from a run of the sweep and have a checkpoint of their own marked
+  `resumes`: a resume reads no source, so they wait for none (asked once, before the launch:
+  only a run's own training writes its checkpoints)."""
+  return [dataclasses.replace(run, resumes=True) if run.after and results.has_checkpoint(
+      os.path.join(root, run.name)) else run for run in runs]
+
+
 def _launch(args, runs: Sequence[Run], root: str, slots=None) -> int:
   to_launch, skipped, busy, manifest = plan(root, runs, retry_failed=args.retry_failed,
                                             label=args.sweep, write=not args.dry_run)
+  to_launch = mark_resumes(root, to_launch)
   # Sources another process trains here (a killed launcher's runs): the local launcher waits.
   elsewhere = frozenset(
-      name for name in {run.after for run in to_launch} & busy.keys()
+      name for name in {run.waits_for for run in to_launch} & busy.keys()
       if args.executor == 'local' and workdir_lock.training_alive(os.path.join(root, name)))
-  blocked = blocked_by_sources(root, to_launch, manifest, busy, slurm_dependencies=(
+  blocked = blocked_by_sources(to_launch, manifest, busy, slurm_dependencies=(
       args.executor == 'slurm' and args.submitit_cluster == 'slurm'), elsewhere=elsewhere)
   to_launch = [run for run in to_launch if run.name not in blocked]
   print(f'sweep {args.sweep}: {len(runs)} runs; {len(to_launch)} to launch, '
