@@ -96,12 +96,12 @@ def test_runs_at_once_never_prepare_the_dataset_together(prepared, tmp_path, mon
   launched at once (a sweep's --parallel 2, the full-scale paper's jobs on SLURM) the others
   would wait an hour for the first, holding their devices. Refused before any run starts, with
   the command that prepares it once; one at a time, the first prepares it for the others."""
-  from unet_jax import sweep
+  from unet_jax import local_launcher, slurm_launcher, sweep
 
   started, submitted = [], []
-  monkeypatch.setattr(sweep.LocalLauncher, 'launch',
+  monkeypatch.setattr(local_launcher.LocalLauncher, 'launch',
                       lambda self, runs, manifest: started.extend(runs) or {})
-  monkeypatch.setattr(sweep, 'submit_slurm',
+  monkeypatch.setattr(slurm_launcher, 'submit_slurm',
                       lambda root, runs, manifest, args: submitted.extend(runs) or [])
 
   def launch(name, data_dir, *more):

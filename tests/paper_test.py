@@ -14,7 +14,7 @@ import fake_slurm  # tests/fake_slurm.py; pytest puts tests/ on sys.path.
 import pytest
 
 from experiments.paper import scales, tables
-from unet_jax import sweep
+from unet_jax import sweep_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,7 +76,7 @@ def _stopped_once_running(root, out):
              '--out', str(out)]
   paper = subprocess.Popen(command, cwd=REPO, env=ONE_DEVICE, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
-  manifest, deadline = root / 'table1' / sweep.MANIFEST, time.time() + 300
+  manifest, deadline = root / 'table1' / sweep_runs.MANIFEST, time.time() + 300
   while time.time() < deadline and paper.poll() is None:
     if manifest.exists() and 'running' in manifest.read_text():
       break
@@ -153,7 +153,7 @@ def test_on_slurm_the_evaluations_are_one_job_that_writes_the_report(smoke_paper
   env = {**env, 'XLA_FLAGS': ONE_DEVICE['XLA_FLAGS']}
   on_slurm = ('--executor', 'slurm', '--slurm-partition', 'gpu', '--slurm-gpus-per-node', '1')
   first = _paper(root, out, *on_slurm, env=env)
-  assert first.returncode == sweep.STOPPED_STATUS, first.stdout[-2000:] + first.stderr[-2000:]
+  assert first.returncode == sweep_runs.STOPPED_STATUS, first.stdout[-2000:] + first.stderr[-2000:]
   assert 'Submitted the evaluation job 4242' in first.stdout, first.stdout
   submitted = record.read_text()
   assert submitted.count('#SBATCH --partition=gpu') == 1 and '#SBATCH --gpus-per-node=1' in (
@@ -163,7 +163,7 @@ def test_on_slurm_the_evaluations_are_one_job_that_writes_the_report(smoke_paper
 
   queue.write_text('4242|RUNNING\n')
   again = _paper(root, out, *on_slurm, env=env)
-  assert again.returncode == sweep.STOPPED_STATUS, again.stdout[-2000:] + again.stderr[-2000:]
+  assert again.returncode == sweep_runs.STOPPED_STATUS, again.stdout[-2000:] + again.stderr[-2000:]
   assert 'The evaluation job (SLURM job 4242) is running' in again.stderr
   assert record.read_text().count('#SBATCH --partition=gpu') == 1
 
@@ -209,14 +209,14 @@ def test_on_slurm_it_submits_the_runs_ends_and_never_submits_them_twice(tmp_path
       tables.ablation_runs(scales.SCALES['smoke']))
   first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                          check=False, env=env)
-  assert first.returncode == sweep.STOPPED_STATUS, first.stdout[-2000:] + first.stderr[-2000:]
+  assert first.returncode == sweep_runs.STOPPED_STATUS, first.stdout[-2000:] + first.stderr[-2000:]
   assert record.read_text().count('#SBATCH --partition=gpu') == runs
   assert f'Not ended yet: {runs} run(s)' in first.stderr and 'sweep status --root' in first.stderr
   assert not (tmp_path / 'out').exists()
   queue.write_text(''.join(f'{4242 + i}|PENDING\n' for i in range(runs)))
   again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                          check=False, env=env)
-  assert again.returncode == sweep.STOPPED_STATUS, again.stdout[-2000:] + again.stderr[-2000:]
+  assert again.returncode == sweep_runs.STOPPED_STATUS, again.stdout[-2000:] + again.stderr[-2000:]
   assert record.read_text().count('#SBATCH --partition=gpu') == runs
   assert again.stdout.count('0 to launch') == 2 and 'SLURM job 4242, pending' in again.stdout
   queue.write_text(''.join(f'{4242 + i}|PENDING\n' for i in range(1, runs)))
@@ -224,7 +224,7 @@ def test_on_slurm_it_submits_the_runs_ends_and_never_submits_them_twice(tmp_path
   log = tmp_path / 'root' / 'table1' / 'slurm' / '4242' / '4242_0_log.err'
   log.write_text('Traceback (most recent call last):\n'
                  'ValueError: config.data.dir: no such folder.\n')
-  name = next(name for name, entry in sweep.read_manifest(str(tmp_path / 'root' / 'table1'))[
+  name = next(name for name, entry in sweep_runs.read_manifest(str(tmp_path / 'root' / 'table1'))[
       'runs'].items() if entry['job_id'] == '4242')
   third = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                          check=False, env=env)

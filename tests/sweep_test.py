@@ -20,7 +20,7 @@ import time
 import fake_slurm  # tests/fake_slurm.py; pytest puts tests/ on sys.path.
 import pytest
 
-from unet_jax import compare, results, sweep
+from unet_jax import compare, local_launcher, results, slurm_launcher, sweep, sweep_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOOD = ['loss=bce-seed=0', 'loss=bce-seed=1', 'loss=bce_dice-seed=0', 'loss=bce_dice-seed=1']
@@ -36,14 +36,14 @@ def test_launch_stop_and_launch_again_finishes_every_run_once(trained_sweep):
   assert trained_sweep['first_status'] == 75  # Stopped by SIGTERM, its runs checkpointed.
   assert 'SIGTERM: stopping the runs' in trained_sweep['first']
   assert trained_sweep['finished_first']  # At least one run had finished before the stop.
-  manifest = sweep.read_manifest(root)
+  manifest = sweep_runs.read_manifest(root)
   assert {n: r['state'] for n, r in manifest['runs'].items()} == {
       **dict.fromkeys(GOOD, 'finished'), 'norm=bogus': 'failed'}
   assert "model.norm='bogus'" in manifest['runs']['norm=bogus']['error'] or 'bogus' in \
       manifest['runs']['norm=bogus']['error']
   assert trained_sweep['second_status'] == 1  # The failed run is reported, the others finished.
   for name in trained_sweep['finished_first']:  # Not trained again.
-    with open(os.path.join(root, name, sweep.LOG)) as f:
+    with open(os.path.join(root, name, sweep_runs.LOG)) as f:
       assert f.read().count('\n=== ') == 1, name
   for name in GOOD:
     summary = results.read_run_summary(os.path.join(root, name))
@@ -55,7 +55,7 @@ def test_launch_stop_and_launch_again_finishes_every_run_once(trained_sweep):
   assert '| norm=bogus | failed |' in status.stdout
   failure = next(line for line in status.stdout.splitlines() if line.startswith('- norm=bogus: '))
   assert "'bogus'" in failure and failure.endswith(  # Its error's last line, and the whole log.
-      f'(output: {os.path.join(root, "norm=bogus", sweep.LOG)})'), status.stdout
+      f'(output: {os.path.join(root, "norm=bogus", sweep_runs.LOG)})'), status.stdout
   # Launched once more: everything finished or failed is skipped, the failure said again.
   again = _cli('unet_jax.sweep', 'launch', trained_sweep['file'], '--root', root)
   assert again.returncode == 1 and '0 to launch, 5 skipped' in again.stdout
@@ -67,6 +67,17 @@ def test_status_of_a_folder_no_sweep_was_launched_in_is_an_error_not_an_empty_ta
   done = _cli('unet_jax.sweep', 'status', '--root', str(tmp_path / 'run'))
   assert done.returncode == 1 and done.stdout == '', done.stdout
   assert done.stderr.startswith(f"Error: '{tmp_path / 'run'}' holds no sweep.json"), done.stderr
+
+
+def test_the_sweep_and_compare_commands_import_neither_jax_nor_tensorflow():
+  """`sweep status` and `compare` read summaries and CSVs, through results -> native_scoring ->
+  metrics, which imported JAX: a second more at every start of either."""
+  code = ('import sys, unet_jax.sweep, unet_jax.compare, unet_jax.local_launcher, '
+          'unet_jax.slurm_launcher, unet_jax.sweep_checks; '
+          "bad = [m for m in ('jax', 'tensorflow') if m in sys.modules]; assert not bad, bad")
+  run = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                       timeout=120, check=False)
+  assert run.returncode == 0, run.stderr[-2000:]
 
 
 def test_a_dry_run_writes_nothing_and_a_misspelt_field_stops_the_sweep_before_any_run(tmp_path):
@@ -85,10 +96,11 @@ def test_a_dry_run_writes_nothing_and_a_misspelt_field_stops_the_sweep_before_an
       moved.stderr), moved.stderr
   # A data path is taken from the launcher's folder once: launching again from another folder
   # (to resume) must give the runs the same data.
-  assert sweep.parse_sets(['data.dir=../d', 'config.data.tfds_data_dir=t', 'optim.lr=0.1']) == {
+  assert sweep_runs.parse_sets(['data.dir=../d', 'config.data.tfds_data_dir=t',
+                               'optim.lr=0.1']) == {
       'data.dir': os.path.abspath('../d'), 'data.tfds_data_dir': os.path.abspath('t'),
       'optim.lr': 0.1}
-  assert sweep.parse_sets(['data.tfds_data_dir=gs://bucket/tfds']) == {  # A URL stays one.
+  assert sweep_runs.parse_sets(['data.tfds_data_dir=gs://bucket/tfds']) == {  # A URL stays one.
       'data.tfds_data_dir': 'gs://bucket/tfds'}
   bad_config = tmp_path / 'bad_config.py'  # A run's config neither a file nor a preset.
   bad_config.write_text("def get_sweep(arg=None):\n  return {'config': 'quickstrat', "
@@ -96,7 +108,7 @@ def test_a_dry_run_writes_nothing_and_a_misspelt_field_stops_the_sweep_before_an
   with pytest.raises(FileNotFoundError, match=rf"^{bad_config}: config 'quickstrat': no such "
                      r'file, and not a preset\. Presets: default, .*quickstart.* \(by name, '
                      r'e\.g\. quickstart,'):
-    sweep.load_sweep(str(bad_config))
+    sweep_runs.load_sweep(str(bad_config))
 
 
 @pytest.mark.parametrize('option,value,message', [
@@ -115,8 +127,8 @@ def test_a_bad_executor_option_is_named_before_anything_is_written(tmp_path, opt
 def test_runs_at_once_get_gpus_of_their_own_and_never_more_runs_than_gpus(tmp_path, monkeypatch):
   """On a 2-GPU host, --parallel 3 gave the third run no GPU: it trained on the CPU, unsaid."""
   monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '4,5')  # The GPUs this job was given.
-  assert sweep.local_slots(1) == [(None, ['4', '5'])]
-  assert sweep.local_slots(2) == [(None, ['4']), (None, ['5'])]
+  assert local_launcher.local_slots(1) == [(None, ['4', '5'])]
+  assert local_launcher.local_slots(2) == [(None, ['4']), (None, ['5'])]
   with pytest.raises(ValueError, match=r'^--parallel 3 is more runs at once than the 2 GPU\(s\) '
                      r'here \(4,5\): .* use --parallel 2 or fewer\.$'):
     sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'root'), '--parallel', '3'])
@@ -134,7 +146,7 @@ def test_a_launch_asks_nvidia_smi_once(tmp_path, monkeypatch):
   monkeypatch.setenv('PATH', f'{fake.parent}{os.pathsep}{os.environ["PATH"]}')
   monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
   given = []
-  monkeypatch.setattr(sweep.LocalLauncher, 'launch',
+  monkeypatch.setattr(local_launcher.LocalLauncher, 'launch',
                       lambda self, runs, manifest: given.append(self.slots) or {})
   assert sweep.main(['launch', 'smoke', '--root', str(tmp_path / 'root'), '--parallel', '2']) == 0
   assert given == [[(None, ['0']), (None, ['1'])]]
@@ -154,14 +166,14 @@ def test_a_signal_between_two_runs_leaves_the_rest_pending_and_says_launch_again
     process.wait()
     return process, open(os.devnull, 'w')  # The launcher closes it.
 
-  monkeypatch.setattr(sweep.LocalLauncher, '_start', start)
-  state = sweep.run_state
-  monkeypatch.setattr(sweep, 'run_state',
+  monkeypatch.setattr(local_launcher.LocalLauncher, '_start', start)
+  state = sweep_runs.run_state
+  monkeypatch.setattr(sweep_runs, 'run_state',
                       lambda root, name: 'finished' if name in started else state(root, name))
   root = tmp_path / 'root'
   assert sweep.main(['launch', 'smoke', '--root', str(root), '--parallel', '1']) == 75
   states = {name: run.get('state', 'pending')
-            for name, run in sweep.read_manifest(str(root))['runs'].items()}
+            for name, run in sweep_runs.read_manifest(str(root))['runs'].items()}
   assert states == {started[0]: 'finished', **{n: 'pending' for n in states if n != started[0]}}
   assert len(started) == 1 and len(states) == 4
 
@@ -172,9 +184,9 @@ def test_runs_whose_data_folder_is_not_there_are_refused_before_any_starts(tmp_p
   CPU-scale paper without ../shared). On SLURM the nodes may have a folder the launcher lacks:
   a warning, and the jobs are submitted."""
   started, submitted = [], []
-  monkeypatch.setattr(sweep.LocalLauncher, 'launch',
+  monkeypatch.setattr(local_launcher.LocalLauncher, 'launch',
                       lambda self, runs, manifest: started.extend(runs) or {})
-  monkeypatch.setattr(sweep, 'submit_slurm',
+  monkeypatch.setattr(slurm_launcher, 'submit_slurm',
                       lambda root, runs, manifest, args: submitted.extend(runs) or [])
   missing = tmp_path / 'isic_sample'
   folder = ['--set', 'data.source=folder', '--set', f'data.dir={missing}']
@@ -201,7 +213,7 @@ def test_runs_whose_init_from_run_is_not_there_are_refused_before_any_starts(
   each run would fail at its start. Refused at once, naming the path; a run that has a
   checkpoint of its own resumes from it and needs no source."""
   started = []
-  monkeypatch.setattr(sweep.LocalLauncher, 'launch',
+  monkeypatch.setattr(local_launcher.LocalLauncher, 'launch',
                       lambda self, runs, manifest: started.extend(runs) or {})
   source = tmp_path / 'pre' / 'loss=bce-seed=0'
   args = ['launch', 'smoke', '--root', str(tmp_path / 'ft'), '--set',
@@ -270,8 +282,8 @@ def _fake_runs(monkeypatch, fails: set[str]) -> list:
     ended = os.path.exists(os.path.join(root, name, 'ended'))
     return 'pending' if not ended else 'failed' if name in fails else 'finished'
 
-  monkeypatch.setattr(sweep.LocalLauncher, '_start', start)
-  monkeypatch.setattr(sweep, 'run_state', run_state)
+  monkeypatch.setattr(local_launcher.LocalLauncher, '_start', start)
+  monkeypatch.setattr(sweep_runs, 'run_state', run_state)
   return events
 
 
@@ -308,7 +320,7 @@ def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_fini
   assert ('sweep: 0/4 finished, 2 running, 0 failed, 2 waiting (2 for the runs they start '
           'from)\n') in err, err
   states = {n: r.get('state', 'pending')
-            for n, r in sweep.read_manifest(str(root))['runs'].items()}
+            for n, r in sweep_runs.read_manifest(str(root))['runs'].items()}
   assert states == {'ft-fold=0': 'finished', 'ft-fold=1': 'pending', 'pre-fold=0': 'finished',
                     'pre-fold=1': 'failed'}
   assert ('| ft-fold=1 | pending (starts from pre-fold=1, which failed: --retry-failed launches '
@@ -326,10 +338,10 @@ def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_fini
   # The source retried, and this time it finishes: then the run that starts from it.
   fails.clear()
   (root / 'pre-fold=1' / 'ended').unlink()
-  manifest = sweep.read_manifest(str(root))
+  manifest = sweep_runs.read_manifest(str(root))
   manifest['runs']['pre-fold=1']['state'] = 'running'  # As the launcher records it at its start.
   manifest['runs']['ft-fold=1']['state'] = 'pending'  # Its folder removed above.
-  sweep.write_manifest(str(root), manifest)
+  sweep_runs.write_manifest(str(root), manifest)
   assert ('| ft-fold=1 | pending (starts from pre-fold=1 once it has finished) | - |' in
           sweep.status_table(str(root)))
   assert sweep.main([*launch, '--retry-failed']) == 0
@@ -350,7 +362,7 @@ def test_a_sweep_that_trains_a_run_and_then_one_from_it_ends_with_both_finished(
       'workdir': str(root / 'pre'), 'checkpoint': 'final', 'step': 2,
       'val_images_in_source_training': 0}
   source_ended = os.path.getmtime(root / 'pre' / 'summary.json')
-  with open(root / 'ft' / sweep.LOG) as f:
+  with open(root / 'ft' / sweep_runs.LOG) as f:
     started = time.mktime(time.strptime(f.read().split('=== ')[1][:19], '%Y-%m-%d %H:%M:%S'))
   assert started >= int(source_ended)
 
@@ -365,7 +377,7 @@ def test_on_slurm_a_run_that_starts_from_a_run_of_its_sweep_waits_for_its_job(tm
   launch = ('unet_jax.sweep', 'launch', _pre_ft_sweep(tmp_path, runs), '--root', str(root),
             '--executor', 'slurm', '--slurm-param', 'account=vision')
   first = _cli(*launch, env=env)
-  assert first.returncode == sweep.STOPPED_STATUS, first.stdout + first.stderr
+  assert first.returncode == sweep_runs.STOPPED_STATUS, first.stdout + first.stderr
   assert 'Submitted 2 job(s): 4242, 4243' in first.stdout
   pre, ft = record.read_text().split('#!/bin/bash')[1:]
   assert '--dependency' not in pre and '#SBATCH --account=vision' in pre
@@ -432,7 +444,7 @@ def test_a_run_whose_source_another_process_trains_waits_for_that_process(
   events.clear()
   launch[3] = str(tmp_path / 'killed')
   other_process(tmp_path / 'killed' / 'pre', finishes=False)
-  assert sweep.main(launch) == sweep.STOPPED_STATUS and events == []
+  assert sweep.main(launch) == sweep_runs.STOPPED_STATUS and events == []
   assert 'sweep: ft not started: it starts from pre, which ended interrupted.' in (
       capsys.readouterr().err)
 
@@ -442,8 +454,8 @@ def test_a_run_given_another_source_under_its_name_is_refused(tmp_path):
   run's name: another name is another recipe, refused as any other changed override is."""
   runs = "[{'name': 'ft', 'init_from.workdir': 'pre'}, {'name': 'pre'}, {'name': 'pre2'}]"
   root = str(tmp_path / 'root')
-  sweep.plan(root, sweep.load_sweep(_pre_ft_sweep(tmp_path, runs)))
-  changed = sweep.load_sweep(_pre_ft_sweep(tmp_path, runs.replace("'pre'}, {'name': 'pre'",
+  sweep.plan(root, sweep_runs.load_sweep(_pre_ft_sweep(tmp_path, runs)))
+  changed = sweep_runs.load_sweep(_pre_ft_sweep(tmp_path, runs.replace("'pre'}, {'name': 'pre'",
                                                                   "'pre2'}, {'name': 'pre'")))
   assert [run.after for run in changed] == ['pre2', None, None]
   with pytest.raises(ValueError, match=re.escape("Run 'ft' in sweep.json was launched with other "
@@ -457,9 +469,9 @@ def test_runs_that_start_from_themselves_or_each_other_are_an_error_naming_them(
   with pytest.raises(ValueError, match=re.escape(
       'runs that start from each other (config.init_from.workdir) can never start: a -> b -> c -> '
       "a. Make one of them start from scratch (init_from.workdir='')")):
-    sweep.load_sweep(_pre_ft_sweep(tmp_path, runs))
+    sweep_runs.load_sweep(_pre_ft_sweep(tmp_path, runs))
   with pytest.raises(ValueError, match=re.escape('never start: a -> a.')):
-    sweep.load_sweep(_pre_ft_sweep(tmp_path, "[{'name': 'a', 'init_from.workdir': 'a'}]"))
+    sweep_runs.load_sweep(_pre_ft_sweep(tmp_path, "[{'name': 'a', 'init_from.workdir': 'a'}]"))
 
 
 SHIPPED = {'smoke': 4, 'cpu_selection': None, 'cv5:quickstart': 5, 'ablation:smoke': None,
@@ -473,9 +485,9 @@ def test_every_shipped_sweep_loads_and_names_only_fields_of_its_config():
   assert sorted(name[:-3] for name in os.listdir(folder) if name.endswith('.py')) == sorted(
       spec.split(':')[0] for spec in SHIPPED)
   for spec, count in SHIPPED.items():
-    runs = sweep.load_sweep(spec)
+    runs = sweep_runs.load_sweep(spec)
     assert count is None or len(runs) == count, spec
-  runs = {run.name: run for run in sweep.load_sweep('progressive:quickstart')}
+  runs = {run.name: run for run in sweep_runs.load_sweep('progressive:quickstart')}
   for fold in range(5):  # Half the size, then the size from it with half the steps.
     pre, progressive = runs[f'pre-fold={fold}'], runs[f'progressive-fold={fold}']
     assert progressive.after == pre.name and pre.after is None
@@ -591,7 +603,7 @@ def test_slurm_executor_runs_through_submitits_local_executor(tmp_path):
   assert results.read_run_summary(str(root / 'pre'))['state'] == 'finished'
   summary = results.read_run_summary(str(root / 'ft'))
   assert summary['state'] == 'finished' and summary['init_from']['workdir'] == str(root / 'pre')
-  assert all(entry['job_id'] for entry in sweep.read_manifest(str(root))['runs'].values())
+  assert all(entry['job_id'] for entry in sweep_runs.read_manifest(str(root))['runs'].values())
 
 
 def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_finishes(tmp_path):
@@ -615,8 +627,8 @@ def test_a_slurm_job_signalled_before_its_time_limit_checkpoints_requeues_and_fi
         stderr=subprocess.STDOUT, timeout=300, check=False).returncode
     out.seek(0)
     printed = out.read()
-  assert status == sweep.STOPPED_STATUS and 'Submitted 1 job(s)' in printed, printed
-  job = sweep.read_manifest(str(root))['runs']['seed=3']['job_id']
+  assert status == sweep_runs.STOPPED_STATUS and 'Submitted 1 job(s)' in printed, printed
+  job = sweep_runs.read_manifest(str(root))['runs']['seed=3']['job_id']
   workdir, log = root / 'seed=3', root / 'slurm' / job / f'{job}_0_log.err'
   pids = [int(job)]  # The job's controller (submitit's local executor), killed at the end.
   try:
@@ -662,7 +674,7 @@ def test_slurm_executor_submits_what_sbatch_needs(tmp_path):
               '--slurm-gpus-per-node', '8', '--slurm-nodes', '2', '--slurm-cpus-per-task', '16',
               '--slurm-mem-gb', '200', '--slurm-param', 'account=vision', '--slurm-param',
               'qos=high', '--slurm-param', 'exclusive', env=env)
-  assert done.returncode == sweep.STOPPED_STATUS, done.stdout + done.stderr  # Not ended yet.
+  assert done.returncode == sweep_runs.STOPPED_STATUS, done.stdout + done.stderr  # Not ended yet.
   assert 'Submitted 1 job(s): 4242' in done.stdout
   submitted = record.read_text()
   for line in ('#SBATCH --partition=gpu', '#SBATCH --nodes=2', '#SBATCH --gpus-per-node=8',
@@ -670,8 +682,9 @@ def test_slurm_executor_submits_what_sbatch_needs(tmp_path):
                '#SBATCH --cpus-per-task=16', '#SBATCH --mem=200GB', '#SBATCH --account=vision',
                '#SBATCH --qos=high', '#SBATCH --exclusive\n'):
     assert line in submitted, line
-  assert sweep.read_manifest(str(root))['runs']['seed=3'] == {
-      **sweep.read_manifest(str(root))['runs']['seed=3'], 'state': 'submitted', 'job_id': '4242'}
+  assert sweep_runs.read_manifest(str(root))['runs']['seed=3'] == {
+      **sweep_runs.read_manifest(str(root))['runs']['seed=3'], 'state': 'submitted',
+      'job_id': '4242'}
   # The command each node runs: the training, as a subprocess, across the nodes.
   pickled = next((tmp_path / 'root' / 'slurm').rglob('*_submitted.pkl')).read_bytes()
   assert b'unet_jax.main' in pickled and b'--jax_distributed' in pickled
@@ -687,13 +700,13 @@ def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
   launch = ('unet_jax.sweep', 'launch', _one_run_sweep(tmp_path), '--root', str(root),
             '--executor', 'slurm')
   first = _cli(*launch, env=env)
-  assert first.returncode == sweep.STOPPED_STATUS, first.stdout + first.stderr
+  assert first.returncode == sweep_runs.STOPPED_STATUS, first.stdout + first.stderr
   assert 'Submitted 1 job(s): 4242' in first.stdout
   queue.write_text('4241|RUNNING\n4242|PENDING\n')  # Another job of the user's, and ours.
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
   assert '| seed=3 | pending (SLURM job 4242) |' in status.stdout, status.stdout
   again = _cli(*launch, env=env)
-  assert again.returncode == sweep.STOPPED_STATUS, again.stdout + again.stderr
+  assert again.returncode == sweep_runs.STOPPED_STATUS, again.stdout + again.stderr
   assert 'seed=3 (SLURM job 4242, pending)' in again.stdout
   assert record.read_text().count('#SBATCH --signal') == 1  # sbatch was called once in all.
   assert (tmp_path / 'squeue_args').read_text().split()[:3] == ['--noheader', '--array', '--user']
@@ -701,13 +714,14 @@ def test_a_run_slurm_still_holds_is_not_submitted_twice(tmp_path):
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
   assert '| seed=3 | interrupted |' in status.stdout, status.stdout
   third = _cli(*launch, env=env)
-  assert third.returncode == sweep.STOPPED_STATUS, third.stdout + third.stderr
+  assert third.returncode == sweep_runs.STOPPED_STATUS, third.stdout + third.stderr
   assert 'Submitted 1 job(s): 4243' in third.stdout
   queue.unlink()  # squeue fails: not a host it can be asked from.
   fourth = _cli(*launch, env=env)
-  assert fourth.returncode == sweep.STOPPED_STATUS and 'Submitted 1 job(s): 4244' in fourth.stdout
+  assert (fourth.returncode == sweep_runs.STOPPED_STATUS
+          and 'Submitted 1 job(s): 4244' in fourth.stdout)
   assert 'cannot ask SLURM (squeue) whether job 4243 of seed=3 is still queued' in fourth.stderr
-  assert sweep.read_manifest(str(root))['runs']['seed=3']['job_id'] == '4244'
+  assert sweep_runs.read_manifest(str(root))['runs']['seed=3']['job_id'] == '4244'
   assert record.read_text().count('#SBATCH --signal') == 3
 
 
@@ -721,7 +735,7 @@ def test_a_job_array_is_one_submission_whose_elements_squeue_and_sacct_answer_fo
   launch = ('unet_jax.sweep', 'launch', str(path), '--root', str(root), '--executor', 'slurm',
             '--slurm-array')
   first = _cli(*launch, env=env)
-  assert first.returncode == sweep.STOPPED_STATUS, first.stdout + first.stderr
+  assert first.returncode == sweep_runs.STOPPED_STATUS, first.stdout + first.stderr
   assert 'Submitted 2 job(s): 4242_0, 4242_1' in first.stdout, first.stdout
   assert record.read_text().count('#SBATCH --array=0-1') == 1
   queue.write_text('4242_0|RUNNING\n')  # Element 1 has ended, and failed.
@@ -735,7 +749,7 @@ def test_a_job_array_is_one_submission_whose_elements_squeue_and_sacct_answer_fo
   assert f'- seed=4: RuntimeError: The training exited with status 1 (output: {log})' in (
       status.stdout)
   again = _cli(*launch, env=env)
-  assert again.returncode == sweep.STOPPED_STATUS and 'seed=3 (SLURM job 4242_0, running)' in (
+  assert again.returncode == sweep_runs.STOPPED_STATUS and 'seed=3 (SLURM job 4242_0, running)' in (
       again.stdout), again.stdout + again.stderr
   assert record.read_text().count('#SBATCH --array') == 1  # Nothing submitted again.
   # `cancel` scancels the jobs SLURM still holds, and only those.
@@ -775,7 +789,7 @@ def test_a_job_slurm_says_failed_is_a_failed_run_with_its_output_and_not_resubmi
   assert again.returncode == 1 and 'skipped (seed=3)' in again.stdout, again.stdout + again.stderr
   assert '| seed=3 | failed |' in again.stdout  # And the failure under the table.
   assert record.read_text().count('#SBATCH --signal') == 1  # Not submitted again.
-  entry = sweep.read_manifest(str(root))['runs']['seed=3']
+  entry = sweep_runs.read_manifest(str(root))['runs']['seed=3']
   assert entry['state'] == 'failed' and entry['error'].startswith(
       'SLURM job 4242 ended OUT_OF_MEMORY (exit code 0:125):\nTraceback')
   retried = _cli(*launch, '--retry-failed', env=env)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from unet_jax import results, sweep, workdir_lock
+from unet_jax import results, sweep, sweep_runs, workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,11 +60,11 @@ def test_a_second_sweep_launcher_is_refused_before_it_touches_the_manifest(tmp_p
   process = holder(root, 'launcher')
   with pytest.raises(workdir_lock.InUse, match=rf'pid {process.pid} .*sweep status --root'):
     sweep.main(['launch', str(tmp_path / 'none.py'), '--root', str(root)])
-  assert not (root / sweep.MANIFEST).exists()
+  assert not (root / sweep_runs.MANIFEST).exists()
   process.kill()
   process.wait()
   assert sweep.main(['launch', str(tmp_path / 'none.py'), '--root', str(root)]) == 0
-  assert (root / sweep.MANIFEST).exists()
+  assert (root / sweep_runs.MANIFEST).exists()
 
 
 NO_RUNS = "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': []}\n"
@@ -72,15 +72,15 @@ NO_RUNS = "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': [
 
 ONE_RUN = "def get_sweep(arg=None):\n  return {'config': 'quickstart', 'runs': [{'seed': 3}]}\n"
 
-# The local launcher started on a run `plan` did not see in use (it was locked after): unet_jax
-# .sweep imports no JAX, so its children are forked from a process without JAX's threads.
+# The local launcher started on a run `plan` did not see in use (it was locked after): the
+# launcher imports no JAX, so its children are forked from a process without JAX's threads.
 LAUNCH_ONE = """
 import sys
-from unet_jax import sweep
-runs = sweep.load_sweep(sys.argv[1])
+from unet_jax import local_launcher, sweep_runs
+runs = sweep_runs.load_sweep(sys.argv[1])
 manifest = {'runs': {r.name: {'overrides': r.overrides, 'hash': r.hash, 'error': None}
                      for r in runs}}
-print(sweep.LocalLauncher(sys.argv[2], 1).launch(runs, manifest))
+print(local_launcher.LocalLauncher(sys.argv[2], 1).launch(runs, manifest))
 """
 
 
@@ -90,10 +90,10 @@ def test_a_sweep_leaves_a_run_another_process_trains_to_it(tmp_path, holder, cap
   root = tmp_path / 'root'
   holder(root / 'seed=3', workdir_lock.training_lock_name())
   assert sweep.main(['launch', str(tmp_path / 'one.py'), '--root', str(root)]) == (
-      sweep.STOPPED_STATUS)  # Nothing launched; not ended yet.
+      sweep_runs.STOPPED_STATUS)  # Nothing launched; not ended yet.
   assert ('1 left to the process or SLURM job that has them: seed=3 (its training process is '
           'alive).') in capsys.readouterr().out
-  assert sweep.read_manifest(str(root))['runs']['seed=3']['state'] == 'running'
+  assert sweep_runs.read_manifest(str(root))['runs']['seed=3']['state'] == 'running'
   # Started anyway (locked between plan and start): `python -m unet_jax.main` meets the lock,
   # names its holder, writes nothing, and the launcher records the run as running, not failed.
   process = holder(tmp_path / 'late' / 'seed=3', workdir_lock.training_lock_name())
@@ -122,7 +122,7 @@ def test_status_tells_a_live_run_from_one_whose_process_is_gone(tmp_path, holder
   record('resumed', 'stopped')  # Going on again, not validated since.
   record('done', 'finished')
   (tmp_path / 'starting').mkdir()  # The launcher started it; no summary yet.
-  sweep.write_manifest(str(tmp_path), {'runs': {
+  sweep_runs.write_manifest(str(tmp_path), {'runs': {
       n: {'state': 'running' if n == 'starting' else None}
       for n in ('alive', 'killed', 'resumed', 'done', 'starting')}})
   for name in ('alive', 'resumed', 'starting', 'killed'):

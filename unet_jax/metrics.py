@@ -7,16 +7,25 @@ weight a half-empty last batch like a full one. Works on numpy and jax arrays al
 Pixel counts are integers: int32 on the device (one batch of one step, far below 2^31 pixels),
 Python ints once summed on the host. float32 sums would round past 2^24 (16.7M) pixels, which
 one validation pass of a few hundred 256 x 256 images exceeds.
+
+JAX is imported by the two functions that need it, not at import: the run summaries and
+per-image CSVs that `python -m unet_jax.sweep status` and `unet_jax.compare` read come through
+`unet_jax.results` and `native_scoring` to `metrics_from_counts` here, and importing JAX made
+each of those commands take a second more to start.
 """
 
-import jax
-import jax.numpy as jnp
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+  import jax
 
 COUNT_KEYS = ('tp', 'fp', 'fn', 'tn', 'loss_sum', 'num_images')
 
 
-def confusion_counts(logits: jax.Array, masks: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
+def confusion_counts(logits: 'jax.Array', masks: 'jax.Array',
+                     valid: 'jax.Array') -> dict[str, 'jax.Array']:
   """Pixel counts over the images with valid == 1, the prediction thresholded at p >= 0.5.
 
   Args:
@@ -24,6 +33,8 @@ def confusion_counts(logits: jax.Array, masks: jax.Array, valid: jax.Array) -> d
     masks: [N, H, W, 1] in {0, 1}.
     valid: [N], 1 for real images and 0 for the padding of a last batch.
   """
+  import jax.numpy as jnp
+
   pred = logits >= 0
   truth = masks > 0
   weight = (valid > 0).reshape(-1, 1, 1, 1)
@@ -67,6 +78,8 @@ RATIOS = tuple(metrics_from_counts({'tp': 0, 'fp': 0, 'fn': 0, 'tn': 0}))
 def add_counts(total: dict | None, counts: dict) -> dict:
   """Running sum of two count dicts on the host: exact Python ints for integer counts (the pixel
   counts), floats for the rest (loss sums)."""
+  import jax
+
   counts = {k: (int(v) if np.issubdtype(np.asarray(v).dtype, np.integer) else float(v))
             for k, v in jax.device_get(counts).items()}
   if total is None:

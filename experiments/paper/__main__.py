@@ -39,13 +39,23 @@ import shlex
 import sys
 
 from experiments.paper import scales, tables
-from unet_jax import cli, compare, figures, results, slurm, sweep
+from unet_jax import (
+  cli,
+  compare,
+  figures,
+  local_launcher,
+  results,
+  slurm,
+  slurm_launcher,
+  sweep,
+  sweep_runs,
+)
 
 
 def launch(root: str, runs, args, slots=None) -> dict:
   """Launches (or resumes, or submits) `runs` under `root` (local runs on `slots`: see
-  `sweep.local_slots`); returns {name: state}, 'submitted' or 'busy' for runs that are SLURM's
-  or another process's now."""
+  `local_launcher.local_slots`); returns {name: state}, 'submitted' or 'busy' for runs that are
+  SLURM's or another process's now."""
   with sweep.launcher_lock(root, f'python -m unet_jax.sweep status --root {root}', args.dry_run):
     return _launch(root, runs, args, slots)
 
@@ -53,8 +63,9 @@ def launch(root: str, runs, args, slots=None) -> dict:
 def failure_line(root: str, name: str) -> str:
   """'table1/NAME: the last line of its error (output: its log)' for a failed run."""
   part, run = name.split('/', 1)
-  entry = sweep.read_manifest(os.path.join(root, part))['runs'][run]
-  return f'{part}/' + sweep.failure_line(os.path.join(root, part), run, entry, entry.get('error'))
+  entry = sweep_runs.read_manifest(os.path.join(root, part))['runs'][run]
+  return f'{part}/' + sweep_runs.failure_line(os.path.join(root, part), run, entry,
+                                              entry.get('error'))
 
 
 def _launch(root: str, runs, args, slots=None) -> dict:
@@ -73,7 +84,7 @@ def _launch(root: str, runs, args, slots=None) -> dict:
     ended = sweep.run_or_submit(root, to_launch, manifest, args, slots)
     for run in to_launch:  # A run a signal kept from starting is in no `ended`: 'pending'.
       states[run.name] = 'submitted' if ended is None else ended.get(
-          run.name, sweep.run_state(root, run.name))
+          run.name, sweep_runs.run_state(root, run.name))
   return states
 
 
@@ -123,10 +134,10 @@ def evaluation_job(root: str, out: str, scale: scales.Scale, args) -> int | None
   if state:
     print(f'The evaluation job (SLURM job {job_id}) is {state.lower()}: run the same command '
           'again once it has ended.', file=sys.stderr)
-    return sweep.STOPPED_STATUS
-  if state == '' and not args.retry_failed and (error := sweep.failed_job_error(root, job_id,
-                                                                                 queue)):
-    print(f'The evaluation job failed: {sweep.last_line(error)} (output: '
+    return sweep_runs.STOPPED_STATUS
+  if state == '' and not args.retry_failed and (
+      error := slurm_launcher.failed_job_error(root, job_id, queue)):
+    print(f'The evaluation job failed: {sweep_runs.last_line(error)} (output: '
           f'{slurm.job_log(root, job_id)}); fix the cause and run the same command with '
           '--retry-failed.', file=sys.stderr)
     return 1
@@ -135,17 +146,17 @@ def evaluation_job(root: str, out: str, scale: scales.Scale, args) -> int | None
           'still queued; submitting it again.', file=sys.stderr, flush=True)
   command = [sys.executable, '-m', 'experiments.paper', '--scale', args.scale, '--root', root,
              '--out', out, '--report-only']
-  executor = sweep.slurm_executor(root, args, name='paper-evaluation', nodes=1)
+  executor = slurm_launcher.slurm_executor(root, args, name='paper-evaluation', nodes=1)
   job = executor.submit(slurm.TrainingJob(command, cwd=scales.REPO,
-                                          env_changes=sweep.job_env_changes()))
+                                          env_changes=slurm_launcher.job_env_changes()))
   results.write_json(record_path, {'job_id': str(job.job_id), 'cluster': executor.cluster,
                                    'command': command})
   print(f'Submitted the evaluation job {job.job_id} (it evaluates the finished runs and writes '
         f'the report; its output: {slurm.job_log(root, str(job.job_id))}).', flush=True)
   if not args.wait:
     print('Run the same command again once it has ended.', flush=True)
-    return sweep.STOPPED_STATUS
-  sweep.wait_for([job], label='experiments.paper')
+    return sweep_runs.STOPPED_STATUS
+  slurm_launcher.wait_for([job], label='experiments.paper')
   if evaluations_to_do(root, scale):
     print(f'The evaluation job {job.job_id} ended without evaluating every run (output: '
           f'{slurm.job_log(root, str(job.job_id))}).', file=sys.stderr)
@@ -386,7 +397,7 @@ def main(argv=None) -> int:
   parts = (('table1', tables.table1_runs(scale)), ('ablation', tables.ablation_runs(scale)))
   if args.report_only:
     unfinished = [f'{part}/{run.name}' for part, runs in parts for run in runs
-                  if sweep.run_state(os.path.join(root, part), run.name) != 'finished']
+                  if sweep_runs.run_state(os.path.join(root, part), run.name) != 'finished']
     if unfinished:
       raise ValueError(f'--report-only: {len(unfinished)} run(s) under {args.root} are not '
                        f'finished ({", ".join(unfinished[:3])}{", ..." * (len(unfinished) > 3)}'
@@ -420,12 +431,12 @@ def _launch_all(root: str, parts, args, slots=None) -> int | None:
   for i, (part, runs) in enumerate(parts):
     try:
       ended = launch(os.path.join(root, part), runs, args, slots)
-    except sweep.Interrupted as stopped:  # The signal was to this command: launch no more.
+    except local_launcher.Interrupted as stopped:  # The signal was to this command: launch no more.
       left = [name for name, _ in parts[i + 1:]]
       print(f'Stopped by {stopped.signal_name}: the runs of {part} stopped, each checkpointed'
             + (f', and {" and ".join(left)} not launched' if left else '')
             + '; run the same command again to go on.', file=sys.stderr)
-      return sweep.STOPPED_STATUS
+      return sweep_runs.STOPPED_STATUS
     states.update({f'{part}/{name}': state for name, state in ended.items()})
   if args.dry_run:
     return 0
@@ -442,7 +453,7 @@ def _launch_all(root: str, parts, args, slots=None) -> int | None:
           f'again once they have (`python -m unet_jax.sweep status --root '
           f'{os.path.join(args.root, "table1")}`, and .../ablation, show where they are).',
           file=sys.stderr)
-    return sweep.STOPPED_STATUS
+    return sweep_runs.STOPPED_STATUS
   return None
 
 

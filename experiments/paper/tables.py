@@ -1,6 +1,6 @@
 """The report's tables and figures, each declared once: which runs, which comparison, which figure.
 
-Runs (each a `unet_jax.sweep.Run`, launched and resumed like a sweep's):
+Runs (each a `unet_jax.sweep_runs.Run`, launched and resumed like a sweep's):
   table1/seed-fold=K, table1/ours-fold=K    the two recipes on the scale's Table 1 folds
   ablation/NN_<change>-fold=K                the cumulative ablation's training steps 1-5 on the
                                              ablation folds (step 0 is table1/seed, step 6
@@ -20,7 +20,7 @@ import dataclasses
 import os
 
 from experiments.paper import scales
-from unet_jax import config_files, sweep
+from unet_jax import config_files, sweep_runs
 
 METRICS = ('threshold_jaccard', 'jaccard', 'dice')
 # The cumulative ablation, from the seed's recipe to ours: (label, the config fields it changes,
@@ -39,11 +39,11 @@ ABLATION = (
 TRAINING_STEPS = sum(isinstance(fields, tuple) for _, fields in ABLATION)
 
 
-def _run(scale: scales.Scale, name: str, overrides: dict) -> sweep.Run:
-  return sweep.Run(name, config_files.resolve(scale.ours), {**scale.common, **overrides})
+def _run(scale: scales.Scale, name: str, overrides: dict) -> sweep_runs.Run:
+  return sweep_runs.Run(name, config_files.resolve(scale.ours), {**scale.common, **overrides})
 
 
-def table1_runs(scale: scales.Scale) -> list[sweep.Run]:
+def table1_runs(scale: scales.Scale) -> list[sweep_runs.Run]:
   seed = scales.seed_overrides(scale)
   return [_run(scale, f'{recipe}-fold={fold}', {**overrides, 'data.fold': fold})
           for recipe, overrides in (('seed', seed), ('ours', {}))
@@ -64,7 +64,7 @@ def _slug(label: str) -> str:
   return label.replace(' ', '_')
 
 
-def ablation_runs(scale: scales.Scale) -> list[sweep.Run]:
+def ablation_runs(scale: scales.Scale) -> list[sweep_runs.Run]:
   """The training steps 1..TRAINING_STEPS-1 (the first and last are Table 1's runs)."""
   return [_run(scale, f'{step:02d}_{_slug(ABLATION[step - 1][0])}-fold={fold}',
                {**ablation_overrides(scale, step), 'data.fold': fold})
