@@ -220,6 +220,29 @@ def read_run_summary(workdir: str) -> dict | None:
   return summary
 
 
+def last_training_log(workdir: str, tail_bytes: int = 65536) -> dict | None:
+  """The last training row of `<workdir>/metrics.jsonl` ({'step', 'train_loss',
+  'train_images_per_sec', ...}), or None. A running run's summary.json is written at its
+  validations; this row, at every `config.log_every_steps`, says where it is now. Read from the
+  file's end only (a long run's file has thousands of rows); a half-written last line is skipped.
+  """
+  path = os.path.join(workdir, METRICS_JSONL)
+  try:
+    with open(path, 'rb') as f:
+      f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+      lines = f.read().decode('utf-8', errors='replace').splitlines()
+  except OSError:
+    return None
+  for line in reversed(lines):
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:
+      continue  # Half-written, or cut by the seek.
+    if isinstance(row, dict) and 'train_loss' in row and isinstance(row.get('step'), int):
+      return row
+  return None
+
+
 def write_run_summary(workdir: str, summary: dict, before_rename=None) -> None:
   """Writes `<workdir>/summary.json` atomically (`before_rename`: the fault tests' hook)."""
   if summary['state'] not in RUN_STATES:

@@ -63,7 +63,9 @@ Executors:
          output is in submitit's log, DIR/slurm/<job>/<job>_0_log.err. --wait waits for the
          jobs (the tests use submitit's local executor).
 
-`status` prints a table: run, state, step / total, best validation metric, wall time.
+`status` prints a table: run, state, step / total, best validation metric, wall time, and for a
+running run its training time left: its steps left at the training speed it last logged
+(metrics.jsonl, every log_every_steps; validations not counted), its step as last logged.
 
 Exit status of `launch`: 0 every run finished; 1 an error, or failed runs, now or before
 (listed with their errors and logs; --retry-failed launches them again), or runs not started
@@ -327,10 +329,11 @@ def _launch(args, runs: Sequence[sweep_runs.Run], root: str, slots=None) -> int:
 
 
 def status_table(root: str) -> str:
-  """A table of the sweep's runs: state, step / total, best validation metric, wall time."""
+  """A table of the sweep's runs: state, step / total, best validation metric, wall time, and
+  for a running run its training time left (`_now`)."""
   manifest = sweep_runs.read_manifest(root)
   queue = slurm.Queue()
-  lines = ['| run | state | step | best | wall time |', '|---|---|---|---|---|']
+  lines = ['| run | state | step | best | wall time | training left |', '|---|---|---|---|---|---|']
   failed = []
   for name, entry in manifest['runs'].items():
     summary = results.read_run_summary(os.path.join(root, name))
@@ -340,15 +343,17 @@ def status_table(root: str) -> str:
       best = summary.get('best')
       best_text = (f'{summary["selection"]["metric"]} {best["value"]:.4f} (step {best["step"]})'
                    if best else '-')
-      lines.append(f'| {name} | {state} | {summary["step"]}/{summary["num_train_steps"]} | '
-                   f'{best_text} | {sweep_runs.clock(summary.get("wall_time_s", 0))} |')
+      step, left = _now(os.path.join(root, name), summary) if state == 'running' else (
+          summary['step'], '-')
+      lines.append(f'| {name} | {state} | {step}/{summary["num_train_steps"]} | {best_text} | '
+                   f'{sweep_runs.clock(summary.get("wall_time_s", 0))} | {left} |')
     else:
       source = entry.get('overrides', {}).get(sweep_runs.INIT_FROM)
       if state == 'pending' and isinstance(source, str) and source in manifest['runs']:
         state = (f'pending (starts from {source}, which failed: --retry-failed launches it)'
                  if manifest['runs'][source].get('state') == 'failed' else
                  f'pending (starts from {source} once it has finished)')
-      lines.append(f'| {name} | {state} | - | - | - |')
+      lines.append(f'| {name} | {state} | - | - | - | - |')
     if state.startswith('failed'):
       job = sweep_runs.submitted_job(entry)
       error = (entry.get('error') or (summary or {}).get('error')
@@ -358,6 +363,20 @@ def status_table(root: str) -> str:
     lines += ['', f'Failed ({len(failed)}; fix the cause, then launch again with --retry-failed):',
               *(f'- {line}' for line in failed)]
   return '\n'.join(lines)
+
+
+def _now(workdir: str, summary: dict) -> tuple[int, str]:
+  """(step, training time left) of a running run. Its summary.json is written at its
+  validations (hundreds of steps apart); its metrics.jsonl at every `log_every_steps`: the later
+  of the two steps, and the steps left at the latest training speed logged (validations, and a
+  first step's compilation after a restart, not counted), '-' before any speed is."""
+  logged = results.last_training_log(workdir) or {}
+  step = max(summary['step'], logged.get('step', 0))
+  per_second = logged.get('train_images_per_sec') or summary.get('train_images_per_sec')
+  batch_size = (summary.get('config') or {}).get('batch_size')
+  if not per_second or not batch_size:
+    return step, '-'
+  return step, sweep_runs.clock((summary['num_train_steps'] - step) * batch_size / per_second)
 
 
 def _live_state(root: str, name: str, recorded: str, entry: dict, queue: slurm.Queue) -> str:
