@@ -743,8 +743,16 @@ def test_a_job_array_is_one_submission_whose_elements_squeue_and_sacct_answer_fo
   log = root / 'slurm' / '4242_1' / '4242_1_0_log.err'
   log.parent.mkdir(parents=True, exist_ok=True)
   log.write_text('RuntimeError: The training exited with status 1\n')
+  # Element 0 trains on a node: its step as last logged, and its training time left.
+  results.write_run_summary(str(root / 'seed=3'), {
+      'state': 'running', 'step': 100, 'num_train_steps': 1000, 'best': None,
+      'wall_time_s': 60.0, 'config': {'batch_size': 16},
+      'selection': {'metric': 'threshold_jaccard', 'split': 'val'}})
+  (root / 'seed=3' / results.METRICS_JSONL).write_text(
+      '{"step": 300, "train_loss": 0.5, "train_images_per_sec": 160.0}\n')
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
-  assert '| seed=3 | running (SLURM job 4242_0) |' in status.stdout, status.stdout
+  assert '| seed=3 | running (SLURM job 4242_0) | 300/1000 | - | 0:01:00 | 0:01:10 |' in (
+      status.stdout), status.stdout
   assert '| seed=4 | failed (SLURM job 4242_1, failed) |' in status.stdout, status.stdout
   assert f'- seed=4: RuntimeError: The training exited with status 1 (output: {log})' in (
       status.stdout)

@@ -343,7 +343,7 @@ def status_table(root: str) -> str:
       best = summary.get('best')
       best_text = (f'{summary["selection"]["metric"]} {best["value"]:.4f} (step {best["step"]})'
                    if best else '-')
-      step, left = _now(os.path.join(root, name), summary) if state == 'running' else (
+      step, left = _now(os.path.join(root, name), summary) if state.startswith('running') else (
           summary['step'], '-')
       lines.append(f'| {name} | {state} | {step}/{summary["num_train_steps"]} | {best_text} | '
                    f'{sweep_runs.clock(summary.get("wall_time_s", 0))} | {left} |')
