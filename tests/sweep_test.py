@@ -53,6 +53,7 @@ def test_launch_stop_and_launch_again_finishes_every_run_once(trained_sweep):
   for name in GOOD:
     assert f'| {name} | finished | 24/24 | threshold_jaccard' in status.stdout
   assert '| norm=bogus | failed |' in status.stdout
+  assert '\n5 runs: 4 finished, 1 failed.\n' in status.stdout, status.stdout
   failure = next(line for line in status.stdout.splitlines() if line.startswith('- norm=bogus: '))
   assert "'bogus'" in failure and failure.endswith(  # Its error's last line, and the whole log.
       f'(output: {os.path.join(root, "norm=bogus", sweep_runs.LOG)})'), status.stdout

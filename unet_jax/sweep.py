@@ -65,7 +65,8 @@ Executors:
 
 `status` prints a table: run, state, step / total, best validation metric, wall time, and for a
 running run its training time left: its steps left at the training speed it last logged
-(metrics.jsonl, every log_every_steps; validations not counted), its step as last logged.
+(metrics.jsonl, every log_every_steps; validations not counted), its step as last logged. Under
+the table: how many runs are in each state.
 
 Exit status of `launch`: 0 every run finished; 1 an error, or failed runs, now or before
 (listed with their errors and logs; --retry-failed launches them again), or runs not started
@@ -75,6 +76,7 @@ again later. So `launch ... && compare ...` compares only a sweep that has ended
 """
 
 import argparse
+import collections
 import contextlib
 import os
 import sys
@@ -330,11 +332,12 @@ def _launch(args, runs: Sequence[sweep_runs.Run], root: str, slots=None) -> int:
 
 def status_table(root: str) -> str:
   """A table of the sweep's runs: state, step / total, best validation metric, wall time, and
-  for a running run its training time left (`_now`)."""
+  for a running run its training time left (`_now`); under it, how many runs are in each state
+  (a sweep of dozens of runs, read at a glance), then the failed runs with their errors."""
   manifest = sweep_runs.read_manifest(root)
   queue = slurm.Queue()
   lines = ['| run | state | step | best | wall time | training left |', '|---|---|---|---|---|---|']
-  failed = []
+  failed, counts = [], collections.Counter()
   for name, entry in manifest['runs'].items():
     summary = results.read_run_summary(os.path.join(root, name))
     state = _live_state(root, name, summary['state'] if summary else entry.get('state', 'pending'),
@@ -354,11 +357,16 @@ def status_table(root: str) -> str:
                  if manifest['runs'][source].get('state') == 'failed' else
                  f'pending (starts from {source} once it has finished)')
       lines.append(f'| {name} | {state} | - | - | - | - |')
+    counts[state.split(' (')[0]] += 1
     if state.startswith('failed'):
       job = sweep_runs.submitted_job(entry)
       error = (entry.get('error') or (summary or {}).get('error')
                or (job and slurm_launcher.failed_job_error(root, job, queue)))
       failed.append(sweep_runs.failure_line(root, name, entry, error))
+  order = ('finished', 'running', 'submitted', 'pending', 'stopped', 'interrupted', 'failed')
+  ranked = sorted(counts, key=lambda s: (order.index(s) if s in order else len(order), s))
+  lines += ['', f'{sum(counts.values())} runs: '
+            + ', '.join(f'{counts[state]} {state}' for state in ranked) + '.']
   if failed:
     lines += ['', f'Failed ({len(failed)}; fix the cause, then launch again with --retry-failed):',
               *(f'- {line}' for line in failed)]
