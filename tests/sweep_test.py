@@ -752,8 +752,10 @@ def test_a_job_array_is_one_submission_whose_elements_squeue_and_sacct_answer_fo
   (root / 'seed=3' / results.METRICS_JSONL).write_text(
       '{"step": 300, "train_loss": 0.5, "train_images_per_sec": 160.0}\n')
   status = _cli('unet_jax.sweep', 'status', '--root', str(root), env=env)
-  assert '| seed=3 | running (SLURM job 4242_0) | 300/1000 | - | 0:01:00 | 0:01:10 |' in (
-      status.stdout), status.stdout
+  row = next(line for line in status.stdout.splitlines() if line.startswith('| seed=3 |'))
+  cells = row.split(' | ')  # Its wall time: 60 s, and the seconds since its summary was written.
+  assert cells[1:4] + cells[5:] == ['running (SLURM job 4242_0)', '300/1000', '-', '0:01:10 |'], row
+  assert '0:01:00' <= cells[4] <= '0:01:30', row
   assert '| seed=4 | failed (SLURM job 4242_1, failed) |' in status.stdout, status.stdout
   assert f'- seed=4: RuntimeError: The training exited with status 1 (output: {log})' in (
       status.stdout)

@@ -1,6 +1,7 @@
 """One writer per workdir and per sweep root, held against other processes (the OS's flock is the
 reference: another process holds the lock, then is killed with SIGKILL)."""
 
+import datetime
 import json
 import os
 import signal
@@ -137,15 +138,19 @@ def test_status_tells_a_live_run_from_one_whose_process_is_gone(tmp_path, holder
   assert table[7:] == ['', '5 runs: 1 finished, 3 running, 1 interrupted.']
 
 
-def test_status_shows_a_live_runs_last_logged_step_and_its_training_time_left(tmp_path, holder):
-  """summary.json is written at validations: a running run showed the step of its last one,
-  hundreds of steps behind, and nothing of how long it has left."""
+def test_status_shows_a_live_runs_last_logged_step_and_its_training_time_left(tmp_path, holder,
+                                                                              monkeypatch):
+  """summary.json is written at validations: a running run showed the step and wall time of
+  its last one, hundreds of steps behind, and nothing of how long it has left."""
   def record(name, state, rows=()):
     (tmp_path / name).mkdir()
     results.write_run_summary(str(tmp_path / name), {
         'state': state, 'step': 100, 'num_train_steps': 1000, 'best': None, 'wall_time_s': 60.0,
         'train_images_per_sec': 100.0, 'config': {'batch_size': 16},
         'selection': {'metric': 'threshold_jaccard', 'split': 'val'}})
+    path = tmp_path / name / results.RUN_SUMMARY  # Written at 12:00:00; it is 12:00:30 now.
+    path.write_text(json.dumps({**json.loads(path.read_text()),
+                                'updated': '2026-11-29T12:00:00+00:00'}))
     # A validation row, training rows, and a last line half written (a crash mid-write).
     lines = [json.dumps(row) for row in rows] + ['{"step": 31']
     (tmp_path / name / results.METRICS_JSONL).write_text('\n'.join(lines))
@@ -158,12 +163,15 @@ def test_status_shows_a_live_runs_last_logged_step_and_its_training_time_left(tm
       n: {'state': 'running'} for n in ('logged', 'unlogged', 'gone')}})
   holder(tmp_path / 'logged', workdir_lock.training_lock_name())
   holder(tmp_path / 'unlogged', workdir_lock.training_lock_name())
+  now = datetime.datetime(2026, 11, 29, 12, 0, 30, tzinfo=datetime.UTC).timestamp()
+  monkeypatch.setattr(time, 'time', lambda: now)
   table = sweep.status_table(str(tmp_path)).splitlines()
+  monkeypatch.undo()
   assert table[0] == '| run | state | step | best | wall time | training left |'
   assert sorted(table[2:5]) == [
-      '| gone | interrupted | 100/1000 | - | 0:01:00 | - |',
-      '| logged | running | 300/1000 | - | 0:01:00 | 0:01:10 |',  # 700 steps x 16 / 160 s.
-      '| unlogged | running | 100/1000 | - | 0:01:00 | 0:02:24 |']
+      '| gone | interrupted | 100/1000 | - | 0:01:00 | - |',  # Its wall time as recorded.
+      '| logged | running | 300/1000 | - | 0:01:30 | 0:01:10 |',  # 700 steps x 16 / 160 s.
+      '| unlogged | running | 100/1000 | - | 0:01:30 | 0:02:24 |']
 
 
 def test_a_waiting_lock_waits_for_its_holder_and_never_shares_a_removed_file(tmp_path, holder):

@@ -65,7 +65,8 @@ Executors:
 
 `status` prints a table: run, state, step / total, best validation metric, wall time, and for a
 running run its training time left: its steps left at the training speed it last logged
-(metrics.jsonl, every log_every_steps; validations not counted), its step as last logged. Under
+(metrics.jsonl, every log_every_steps; validations not counted), its step as last logged and
+its wall time until now. Under
 the table: how many runs are in each state.
 
 Exit status of `launch`: 0 every run finished; 1 an error, or failed runs, now or before
@@ -78,8 +79,10 @@ again later. So `launch ... && compare ...` compares only a sweep that has ended
 import argparse
 import collections
 import contextlib
+import datetime
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from unet_jax import (
@@ -346,10 +349,10 @@ def status_table(root: str) -> str:
       best = summary.get('best')
       best_text = (f'{summary["selection"]["metric"]} {best["value"]:.4f} (step {best["step"]})'
                    if best else '-')
-      step, left = _now(os.path.join(root, name), summary) if state.startswith('running') else (
-          summary['step'], '-')
+      step, wall, left = _now(os.path.join(root, name), summary) if state.startswith(
+          'running') else (summary['step'], summary.get('wall_time_s', 0), '-')
       lines.append(f'| {name} | {state} | {step}/{summary["num_train_steps"]} | {best_text} | '
-                   f'{sweep_runs.clock(summary.get("wall_time_s", 0))} | {left} |')
+                   f'{sweep_runs.clock(wall)} | {left} |')
     else:
       source = entry.get('overrides', {}).get(sweep_runs.INIT_FROM)
       if state == 'pending' and isinstance(source, str) and source in manifest['runs']:
@@ -373,18 +376,24 @@ def status_table(root: str) -> str:
   return '\n'.join(lines)
 
 
-def _now(workdir: str, summary: dict) -> tuple[int, str]:
-  """(step, training time left) of a running run. Its summary.json is written at its
-  validations (hundreds of steps apart); its metrics.jsonl at every `log_every_steps`: the later
-  of the two steps, and the steps left at the latest training speed logged (validations, and a
-  first step's compilation after a restart, not counted), '-' before any speed is."""
+def _now(workdir: str, summary: dict) -> tuple[int, float, str]:
+  """(step, wall time in seconds, training time left) of a running run. Its summary.json is
+  written at its validations (hundreds of steps apart), its metrics.jsonl at every
+  `log_every_steps`: the later of the two steps; the summary's wall time and the time since it
+  was written; the steps left at the latest training speed logged (validations, and a first
+  step's compilation after a restart, not counted), '-' before any speed is."""
   logged = results.last_training_log(workdir) or {}
   step = max(summary['step'], logged.get('step', 0))
+  wall = summary.get('wall_time_s', 0)
+  if summary.get('updated'):
+    written = datetime.datetime.fromisoformat(summary['updated']).timestamp()
+    wall += max(0.0, time.time() - written)
   per_second = logged.get('train_images_per_sec') or summary.get('train_images_per_sec')
   batch_size = (summary.get('config') or {}).get('batch_size')
   if not per_second or not batch_size:
-    return step, '-'
-  return step, sweep_runs.clock((summary['num_train_steps'] - step) * batch_size / per_second)
+    return step, wall, '-'
+  return step, wall, sweep_runs.clock(
+      (summary['num_train_steps'] - step) * batch_size / per_second)
 
 
 def _live_state(root: str, name: str, recorded: str, entry: dict, queue: slurm.Queue) -> str:
