@@ -163,9 +163,9 @@ def run_or_submit(root: str, runs: Sequence[sweep_runs.Run], manifest: dict, arg
   """Runs `runs` here (`args.executor` 'local', `args.parallel` at once, on `slots` if given:
   see `local_launcher.local_slots`; runs that start from one of `elsewhere`, which another
   process trains, wait for it) and returns {name: state} (raises `local_launcher.Interrupted` if
-  a signal stopped them);
-  or submits them to SLURM, prints the job ids, and returns their states once they have ended
-  with `args.wait`, None without it (the next launch finds them: see `plan`)."""
+  a signal stopped them); or submits them to SLURM, prints the job ids, and returns their states
+  once they have ended with `args.wait`, None without it (the next launch finds them: see
+  `plan`)."""
   sweep_checks.check_data(root, runs, args)
   if args.executor == 'local':
     launcher = local_launcher.LocalLauncher(root, args.parallel, slots=slots, elsewhere=elsewhere)
