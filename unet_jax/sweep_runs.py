@@ -2,7 +2,8 @@
 `ROOT/sweep.json`, which records what each run was launched with and where it stands.
 
 The launchers (`unet_jax.local_launcher`, `unet_jax.slurm_launcher`) and the commands of
-`python -m unet_jax.sweep` share these; none of them imports JAX or TensorFlow.
+`python -m unet_jax.sweep` share these; none of them imports JAX or TensorFlow when imported
+(`sweep_checks` imports TensorFlow only to ask whether an ISIC dataset is prepared).
 """
 
 import ast
