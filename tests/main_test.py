@@ -33,6 +33,28 @@ def test_help_explains_the_flags():
   assert f"preset's name ({', '.join(shipped)})" in named, named[:1500]
 
 
+# A command's end, seen from an atexit handler: those still run, after the freeze.
+_A_COMMAND = """
+import atexit, gc, sys
+from unet_jax import cli
+atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0, flush=True))
+def main(*args):
+  print('ran', flush=True)
+  return 3
+cli.run_absl(main) if sys.argv[1] == 'absl' else cli.run(main)
+"""
+
+
+def test_a_command_ends_without_collecting_the_garbage_of_all_it_imported():
+  """`cli.skip_the_final_collection`: every command's process ends with what the collector
+  tracks frozen, so the interpreter's last collection skips it (1.3 s of every exit of a process
+  that imported TensorFlow), its exit status and atexit handlers as before."""
+  for runner in ('absl', 'argparse'):
+    done = subprocess.run([sys.executable, '-c', _A_COMMAND, runner], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert (done.returncode, done.stdout) == (3, 'ran\nfrozen at exit: True\n'), done.stderr
+
+
 def test_a_misspelt_config_field_is_an_error_that_names_it(tmp_path):
   result = _run('unet_jax.main', '--config', 'configs/quickstart.py', '--workdir',
                 str(tmp_path / 'run'), '--config.optim.lrr=0.1')

@@ -2,6 +2,7 @@
 a progress bar."""
 
 import functools
+import gc
 import logging
 import os
 import sys
@@ -62,15 +63,45 @@ _HELP_FLAGS = {f'{dashes}{name}' for dashes in ('-', '--')
 
 def run_absl(main, **run_kwargs) -> None:
   """absl's `app.run` of `short_errors(main)`, except that help asked for exits with status 0:
-  absl ends `--help` with status 1, as it ends a wrong call, so `cmd --help && ...` failed."""
+  absl ends `--help` with status 1, as it ends a wrong call, so `cmd --help && ...` failed; and
+  the process ends without its last garbage collection (`skip_the_final_collection`)."""
   from absl import app
 
   try:
     app.run(short_errors(main), **run_kwargs)
   except SystemExit as stop:
+    skip_the_final_collection()
     if stop.code == 1 and _HELP_FLAGS & set(sys.argv[1:]):
       raise SystemExit(0) from None
     raise
+
+
+def run(main) -> None:
+  """`sys.exit(short_errors(main)())`, for the commands that parse their own arguments
+  (argparse), ending as `run_absl`'s do (`skip_the_final_collection`)."""
+  try:
+    status = short_errors(main)()
+  finally:
+    skip_the_final_collection()
+  sys.exit(status)
+
+
+def skip_the_final_collection() -> None:
+  """Called by a command's process as it ends, so that its exit skips the garbage collection of
+  all it imported: once TensorFlow is among it, that took 1.3 to 1.6 s at every exit on the
+  2-core machine (measured: from the last line printed to the exit of a short training and of
+  `evaluate`, 0.2 s with this).
+
+  `gc.freeze` moves every object the collector tracks into a generation it never collects, and
+  the interpreter's shutdown runs one last collection, which then has nothing to visit. What a
+  command must finish at exit finishes as before: its files are written and closed, orbax's
+  saves waited for and its writers closed before its main returns; atexit handlers and
+  `weakref.finalize` callbacks still run (after this, before that collection); objects freed by
+  reference counting are freed as before. Only garbage in reference cycles is left uncollected,
+  and the process ends with it. Never call it in a process that goes on (a test, a notebook):
+  what it froze would never be collected.
+  """
+  gc.freeze()
 
 
 class LibraryNoise(logging.Filter):

@@ -538,4 +538,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(cli.short_errors(main)())
+  cli.run(main)

@@ -39,7 +39,6 @@ import collections
 import csv
 import io
 import os
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -428,4 +427,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(cli.short_errors(main)())
+  cli.run(main)

@@ -474,4 +474,4 @@ def cancel(root: str) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(cli.short_errors(main)())
+  cli.run(main)

@@ -458,4 +458,4 @@ def _launch_all(root: str, parts, args, slots=None) -> int | None:
 
 
 if __name__ == '__main__':
-  sys.exit(cli.short_errors(main)())
+  cli.run(main)
