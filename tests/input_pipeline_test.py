@@ -10,7 +10,16 @@ import pytest
 import tensorflow as tf
 
 from configs import default
-from unet_jax import folds, input_pipeline, isic2018, photos, resize_policy, synthetic
+from unet_jax import (
+  evaluation,
+  folds,
+  input_pipeline,
+  isic2018,
+  isic_source,
+  photos,
+  resize_policy,
+  synthetic,
+)
 
 SIZE = 32
 
@@ -319,6 +328,30 @@ def _expected(info, ids, policy):
       tiles = canvas[None, top:top + SIZE, left:left + SIZE]
     images.append(tiles[0])
   return np.stack(images)
+
+
+def test_every_dataset_we_iterate_runs_without_tf_datas_autotuning_model(isic, monkeypatch):
+  """`input_pipeline.tf_data_options` on each: deleting an iterator waits for its autotuning
+  thread, up to a minute once the iterator has run a while (a run's end waited 36-54 s)."""
+  iterated = []
+
+  def recording(original):
+    def iterate(self):
+      iterated.append(self.options())
+      return original(self)
+    return iterate
+
+  for method in ('__iter__', 'as_numpy_iterator'):
+    monkeypatch.setattr(tf.data.Dataset, method, recording(getattr(tf.data.Dataset, method)))
+  monkeypatch.setattr(isic_source, '_IDS', {})  # Read the ids again, not from an earlier test.
+  monkeypatch.setattr(input_pipeline, '_CACHE', input_pipeline._CACHE.__class__())
+  for config in (_config(cache=True), _config(cache=False), _isic_config(isic[0])):
+    _train(config, 1)
+    _eval(config)
+    list(evaluation.iter_split(config, 'val'))
+  assert len(iterated) >= 9
+  assert all(o.autotune.enabled is False and o.deterministic for o in iterated), [
+      (o.autotune.enabled, o.deterministic) for o in iterated]
 
 
 @pytest.mark.parametrize('policy', ['stretch', 'pad', 'crop'])

@@ -143,7 +143,7 @@ def train_batches(
   ds = ds.skip(skip * batch)  # Indices only: skipped examples are never loaded.
   ds = ds.map(_as_written(load), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch, drop_remainder=True)  # `used` is a multiple of `batch`: no mixed epochs.
-  ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+  ds = ds.prefetch(tf.data.AUTOTUNE).with_options(tf_data_options())
   return _naming_bad_files(ds.as_numpy_iterator(), config.data, 'train')
 
 
@@ -187,7 +187,7 @@ def eval_batches(
     _as_written(load), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_batches * batch - n))
   ds = ds.batch(batch, drop_remainder=True)
-  ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+  ds = ds.prefetch(tf.data.AUTOTUNE).with_options(tf_data_options())
   return _naming_bad_files(ds.as_numpy_iterator(), config.data, split)
 
 
@@ -257,7 +257,8 @@ def _materialize(ds: tf.data.Dataset) -> tuple[_Store, np.ndarray]:
 
   ds = ds.map(_as_written(flatten), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   images, masks, shapes, keys = [], [], [np.zeros([0, 2], np.int64)], []
-  for image, mask, shape, key in ds.ragged_batch(_MATERIALIZE_CHUNK).with_options(_options()):
+  chunks = ds.ragged_batch(_MATERIALIZE_CHUNK).with_options(tf_data_options())
+  for image, mask, shape, key in chunks:
     # Equal-size examples batch densely, others as ragged rows: flatten either way.
     for out, x in ((images, image), (masks, mask)):
       out.append(x.flat_values if isinstance(x, tf.RaggedTensor) else tf.reshape(x, [-1]))
@@ -509,7 +510,20 @@ def _unknown_source(source: str) -> ValueError:
   return ValueError(f'config.data.source={source!r} is not one of {_SOURCES}.')
 
 
-def _options() -> tf.data.Options:
+def tf_data_options() -> tf.data.Options:
+  """The options of every pipeline we iterate: deterministic order, and no autotuning model.
+
+  tf.data's autotuning runs a thread per iterator that re-plans the pipeline, at first every few
+  milliseconds and then ever less often, up to once a minute, and deleting the iterator waits
+  for that thread (TensorFlow 2.21). A training iterator is deleted as its run ends: the
+  quickstart (600 steps) printed its final metrics 36 to 45 s after its last step, doing
+  nothing, on the 2-core machine (300-step runs: 49 and 54 s); with this, 0.1 s. Without the model, `tf.data.AUTOTUNE`
+  parallelism is fixed at the smaller of 16 and the cores tf.data may use, and prefetch buffers
+  still grow as their consumer needs (measured: the same batches, and the training input's
+  images/s on one and two cores within the run-to-run spread of `experiments.benchmark --mode
+  input`).
+  """
   options = tf.data.Options()
   options.deterministic = True
+  options.autotune.enabled = False
   return options

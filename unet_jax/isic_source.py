@@ -92,11 +92,14 @@ def _ids(data: ml_collections.ConfigDict, tfds_split: str) -> list[str]:
   """Sorted ids of a TFDS split: read once per process (records parsed, images not decoded)."""
   import tensorflow_datasets as tfds
 
+  from unet_jax import input_pipeline  # Which imports this module.
+
   prepared = builder(data)
   key = (prepared.data_dir, tfds_split)
   if key not in _IDS:
     ds = prepared.as_dataset(split=tfds_split,
                              decoders=tfds.decode.PartialDecoding({'id': True}))
+    ds = ds.with_options(input_pipeline.tf_data_options())
     _IDS[key] = sorted(x['id'].decode() for x in ds.as_numpy_iterator())
   return _IDS[key]
 
