@@ -214,7 +214,7 @@ def _imported(stderr: str) -> set[str]:
 
 def _check_a_finished_run_run_again(workdir, printed):
   """The same command on a finished run prints what the training run printed at its end,
-  answered from the run's files: no TensorFlow, no model (a second, not 7). A field that differs,
+  answered from the run's files: no TensorFlow, no model (a second, not 6). A field that differs,
   even one a run may change, goes the full way: it is checked and recorded."""
   env = {**os.environ, 'XLA_FLAGS': '--xla_backend_optimization_level=0'}
   again = subprocess.run([sys.executable, '-X', 'importtime', *_command(workdir)[1:]], cwd=REPO,
