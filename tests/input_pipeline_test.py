@@ -3,6 +3,8 @@
 import itertools
 import os
 import shutil
+import subprocess
+import sys
 
 import fake_isic  # tests/fake_isic.py; pytest puts tests/ on sys.path.
 import numpy as np
@@ -22,6 +24,7 @@ from unet_jax import (
 )
 
 SIZE = 32
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(**data):
@@ -108,6 +111,27 @@ def test_each_epoch_visits_every_example_once():
   assert sorted(x.astype(np.float32).tobytes() for x in epoch) == sorted(
     x.tobytes() for x in everything
   )
+
+
+# A script that leaves its iterators open as it ends, as a notebook's last cell may.
+_LEFT_OPEN = """
+from configs import default
+from unet_jax import input_pipeline
+config = default.get_config()
+config.data.image_size, config.data.synthetic_size, config.data.num_examples = 32, 40, 20
+config.batch_size = config.eval.batch_size = 4
+train = input_pipeline.train_batches(config)
+val = input_pipeline.eval_batches(config, 'val')
+print(next(train)['image'].shape, next(val)['image'].shape)
+"""
+
+
+def test_iterators_left_open_at_the_interpreters_end_close_quietly():
+  done = subprocess.run([sys.executable, '-c', _LEFT_OPEN], cwd=REPO, capture_output=True,
+                        text=True, timeout=300, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout == '(4, 32, 32, 3) (4, 32, 32, 3)\n'
+  assert 'Exception ignored' not in done.stderr and 'Error' not in done.stderr, done.stderr
 
 
 def test_train_errors():

@@ -344,11 +344,16 @@ def _uncached_source(config: ml_collections.ConfigDict, split: str, start: int, 
 
 
 def _naming_bad_files(batches: Iterator, data: ml_collections.ConfigDict, split: str) -> Iterator:
-  """`batches`, with a folder's undecodable file named when reading it fails (no cache)."""
+  """`batches`, with a folder's undecodable file named when reading it fails (no cache).
+
+  The except clause names no TensorFlow class: a generator still open as the interpreter ends
+  (a script's iterator) is closed then, after `tf` was cleared, and the clause is evaluated for
+  that GeneratorExit too (it printed "Exception ignored ... AttributeError" at the exit).
+  """
   try:
     yield from batches
-  except tf.errors.InvalidArgumentError as error:
-    if data.source != 'folder':
+  except Exception as error:
+    if not (data.source == 'folder' and isinstance(error, tf.errors.InvalidArgumentError)):
       raise
     raise _bad_file_error(data, split, error) from None
 
