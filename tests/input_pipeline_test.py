@@ -1,5 +1,6 @@
 """Tests for unet_jax.input_pipeline on tiny synthetic data and a tiny ISIC-layout folder."""
 
+import collections
 import itertools
 import os
 import shutil
@@ -368,7 +369,7 @@ def test_every_dataset_we_iterate_runs_without_tf_datas_autotuning_model(isic, m
   for method in ('__iter__', 'as_numpy_iterator'):
     monkeypatch.setattr(tf.data.Dataset, method, recording(getattr(tf.data.Dataset, method)))
   monkeypatch.setattr(isic_source, '_IDS', {})  # Read the ids again, not from an earlier test.
-  monkeypatch.setattr(input_pipeline, '_CACHE', input_pipeline._CACHE.__class__())
+  monkeypatch.setattr(input_pipeline, '_CACHE', collections.OrderedDict())  # Nothing cached.
   for config in (_config(cache=True), _config(cache=False), _isic_config(isic[0])):
     _train(config, 1)
     _eval(config)

@@ -100,8 +100,7 @@ def iter_split(config: ml_collections.ConfigDict, split: str,
           f'{", ".join(every[:3])}, ... ({len(every)} in all).')
   size = data.image_size
   if data.source == 'isic':
-    examples = isic_source.records(data, split, ids, native_mask=True)
-    for x in examples.with_options(input_pipeline.tf_data_options()).as_numpy_iterator():
+    for x in isic_source.records(data, split, ids, native_mask=True).as_numpy_iterator():
       yield Example(x['id'].decode(), x['image'], tuple(int(v) for v in x['native']),
                     x['mask_native'].astype(bool))
     return

@@ -522,11 +522,11 @@ def tf_data_options() -> tf.data.Options:
   milliseconds and then ever less often, up to once a minute, and deleting the iterator waits
   for that thread (TensorFlow 2.21). A training iterator is deleted as its run ends: the
   quickstart (600 steps) printed its final metrics 36 to 45 s after its last step, doing
-  nothing, on the 2-core machine (300-step runs: 49 and 54 s); with this, 0.1 s. Without the model, `tf.data.AUTOTUNE`
-  parallelism is fixed at the smaller of 16 and the cores tf.data may use, and prefetch buffers
-  still grow as their consumer needs (measured: the same batches, and the training input's
-  images/s on one and two cores within the run-to-run spread of `experiments.benchmark --mode
-  input`).
+  nothing, on the 2-core machine (300-step runs: 49 and 54 s); with this, 0.1 s. Without the
+  model, `tf.data.AUTOTUNE` parallelism is fixed at the smaller of 16 and the cores tf.data may
+  use, and prefetch buffers still grow as their consumer needs (measured: the same batches, and
+  the training input's images/s on one and two cores within the run-to-run spread of
+  `experiments.benchmark --mode input`).
   """
   options = tf.data.Options()
   options.deterministic = True

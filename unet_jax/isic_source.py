@@ -129,7 +129,7 @@ def records(data: ml_collections.ConfigDict, name: str, ids: list[str], *,
   """
   import tensorflow_datasets as tfds
 
-  from unet_jax import photos
+  from unet_jax import input_pipeline, photos  # input_pipeline imports this module.
 
   tfds_split, _ = split(data, name)
   wanted = tf.constant(ids, tf.string, shape=[len(ids)])
@@ -151,5 +151,6 @@ def records(data: ml_collections.ConfigDict, name: str, ids: list[str], *,
       out['mask_native'] = photos.decode_mask(x['mask_native'])[..., 0]
     return out
 
-  return ds.map(as_written(decode), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(as_written(decode), num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.with_options(input_pipeline.tf_data_options())
 
