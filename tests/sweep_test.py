@@ -744,7 +744,7 @@ def test_a_job_array_is_one_submission_whose_elements_squeue_and_sacct_answer_fo
   log = root / 'slurm' / '4242_1' / '4242_1_0_log.err'
   log.parent.mkdir(parents=True, exist_ok=True)
   log.write_text('RuntimeError: The training exited with status 1\n')
-  # Element 0 trains on a node: its step as last logged, and its training time left.
+  # Element 0 trains on a node: its step as last logged, and its time left.
   results.write_run_summary(str(root / 'seed=3'), {
       'state': 'running', 'step': 100, 'num_train_steps': 1000, 'best': None,
       'wall_time_s': 60.0, 'config': {'batch_size': 16},

@@ -5,7 +5,9 @@ events, a run logging every step for the windowed training loss, `unet_jax.evalu
 checkpoint for the per-image validation, orbax's directory listing for what was kept.
 """
 
+import contextlib
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -57,12 +59,35 @@ def tiny_config(**overrides):
   return config
 
 
+@contextlib.contextmanager
+def _absl_messages(messages: list[str]):
+  """Appends the messages absl logs at INFO and above in the block to `messages`."""
+  logger = logging.getLogger('absl')
+  handler = logging.Handler(logging.INFO)
+  handler.emit = lambda record: messages.append(record.getMessage())
+  level = logger.level
+  logger.addHandler(handler)
+  logger.setLevel(logging.INFO)
+  try:
+    yield
+  finally:
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
+def run_log() -> list[str]:
+  """What the `run` fixture's training logged."""
+  return []
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory, run_log):
   """(config, workdir, final metrics) of one finished tiny run, shared by the read-only tests."""
   workdir = str(tmp_path_factory.mktemp('run') / 'run')
   config = tiny_config()
-  return config, workdir, train.train_and_evaluate(config, workdir)
+  with _absl_messages(run_log):
+    return config, workdir, train.train_and_evaluate(config, workdir)
 
 
 def test_a_run_writes_its_summary_csvs_and_logs(run):
@@ -102,6 +127,43 @@ def test_a_run_writes_its_summary_csvs_and_logs(run):
   assert {k[4:] for k in native_rows[-1] if k.startswith('val_') and 'pooled' not in k} == set(
       config.eval.metrics)
   assert native_rows[-1]['val_dice'] == pytest.approx(final['dice'])
+
+
+def test_the_eta_counts_the_validations_the_run_then_made(run, run_log):
+  """Each progress line's ETA counts the validation passes still due; before a pass of a kind is
+  timed, it names how many are not counted. The reference: the passes the run then made, as its
+  metrics.jsonl records them, and the seconds of each kind's latest pass in its summary."""
+  _, workdir, _ = run
+  rows = metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  passes = [(r['step'], kind) for r in rows
+            for kind, key in (('pooled', 'val_pooled_dice'), ('native', 'val_threshold_jaccard'))
+            if key in r]
+  progress = {int(m.split()[1].split('/')[0]): m.split('| ETA ')[1]
+              for m in run_log if m.startswith('step ') and '| ETA ' in m}
+  assert sorted(progress) == [5, 10, 15, 20, 25, 30]
+  for step, eta in progress.items():
+    # Passes of a kind whose first pass came at or after this step (validation follows the
+    # step's progress line) were not timed yet.
+    first = {kind: min(s for s, k in passes if k == kind) for kind in ('pooled', 'native')}
+    untimed = sum(1 for s, kind in passes if s >= step and first[kind] >= step)
+    note = f' + {untimed} validation{"s" if untimed > 1 else ""} not timed yet' if untimed else ''
+    assert eta.endswith(note) and len(eta) == len('0:00:00') + len(note), (step, eta)
+  # Before any pass: pooled at 5, ..., 30 and native at 10, 20, 30; at 10, the native ones.
+  assert progress[5].endswith(' + 9 validations not timed yet')
+  assert progress[10].endswith(' + 3 validations not timed yet')
+  assert all(len(progress[step]) == len('0:00:00') for step in (15, 20, 25, 30))
+  timing = results.read_run_summary(workdir)['timing']
+  assert timing['pooled_validation_seconds'] > 0 and timing['native_validation_seconds'] > 0
+
+
+def test_the_validations_counted_are_those_the_loop_runs():
+  """`results.validations_due` (a closed form, read by `sweep status` without the loop) against
+  the loop's own test of each step, for cadences that do and do not divide the run."""
+  for last in (1, 7, 30, 31):
+    for every in (-1, 0, 1, 5, 10, 31, 40):
+      for first in range(last + 2):
+        want = sum(train._due(step, every, last) for step in range(max(first, 1), last + 1))
+        assert results.validations_due(first, last, every) == want, (first, last, every)
 
 
 def test_the_best_checkpoint_is_kept_beside_the_last_and_scores_as_recorded(run):

@@ -138,15 +138,19 @@ def test_status_tells_a_live_run_from_one_whose_process_is_gone(tmp_path, holder
   assert table[7:] == ['', '5 runs: 1 finished, 3 running, 1 interrupted.']
 
 
-def test_status_shows_a_live_runs_last_logged_step_and_its_training_time_left(tmp_path, holder,
-                                                                              monkeypatch):
+def test_status_shows_a_live_runs_last_logged_step_and_its_time_left(tmp_path, holder,
+                                                                      monkeypatch):
   """summary.json is written at validations: a running run showed the step and wall time of
-  its last one, hundreds of steps behind, and nothing of how long it has left."""
-  def record(name, state, rows=()):
+  its last one, hundreds of steps behind, and nothing of how long it has left. The time left
+  counts the validations still due, at the seconds of the run's latest pass of each kind."""
+  config = {'batch_size': 16, 'num_train_steps': 1000,
+            'eval': {'every_steps': 500, 'pooled_every_steps': 100}}
+
+  def record(name, state, rows=(), timing=None):
     (tmp_path / name).mkdir()
     results.write_run_summary(str(tmp_path / name), {
         'state': state, 'step': 100, 'num_train_steps': 1000, 'best': None, 'wall_time_s': 60.0,
-        'train_images_per_sec': 100.0, 'config': {'batch_size': 16},
+        'train_images_per_sec': 100.0, 'config': config, 'timing': timing or {},
         'selection': {'metric': 'threshold_jaccard', 'split': 'val'}})
     path = tmp_path / name / results.RUN_SUMMARY  # Written at 12:00:00; it is 12:00:30 now.
     path.write_text(json.dumps({**json.loads(path.read_text()),
@@ -156,8 +160,9 @@ def test_status_shows_a_live_runs_last_logged_step_and_its_training_time_left(tm
     (tmp_path / name / results.METRICS_JSONL).write_text('\n'.join(lines))
 
   training = [{'step': s, 'train_loss': 0.5, 'train_images_per_sec': 160.0} for s in (250, 300)]
-  record('logged', 'running', [*training, {'step': 300, 'val_pooled_dice': 0.8}])
-  record('unlogged', 'running')  # Its speed from its summary: (1000 - 100) x 16 / 100 s.
+  record('logged', 'running', [*training, {'step': 300, 'val_pooled_dice': 0.8}],
+         {'pooled_validation_seconds': 2.0, 'native_validation_seconds': 20.0})
+  record('unlogged', 'running')  # Its speed from its summary; no validation timed yet.
   record('gone', 'running', training)  # No process: interrupted, nothing left to time.
   sweep_runs.write_manifest(str(tmp_path), {'runs': {
       n: {'state': 'running'} for n in ('logged', 'unlogged', 'gone')}})
@@ -167,11 +172,14 @@ def test_status_shows_a_live_runs_last_logged_step_and_its_training_time_left(tm
   monkeypatch.setattr(time, 'time', lambda: now)
   table = sweep.status_table(str(tmp_path)).splitlines()
   monkeypatch.undo()
-  assert table[0] == '| run | state | step | best | wall time | training left |'
+  assert table[0] == '| run | state | step | best | wall time | time left |'
   assert sorted(table[2:5]) == [
       '| gone | interrupted | 100/1000 | - | 0:01:00 | - |',  # Its wall time as recorded.
-      '| logged | running | 300/1000 | - | 0:01:30 | 0:01:10 |',  # 700 steps x 16 / 160 s.
-      '| unlogged | running | 100/1000 | - | 0:01:30 | 0:02:24 |']
+      # 700 steps x 16 / 160 s = 70 s; pooled passes at 400, ..., 1000: 7 x 2 s; native passes
+      # at 500 and 1000: 2 x 20 s.
+      '| logged | running | 300/1000 | - | 0:01:30 | 0:02:04 |',
+      # (1000 - 100) x 16 / 100 s; 9 pooled (200, ..., 1000) and 2 native passes to come.
+      '| unlogged | running | 100/1000 | - | 0:01:30 | 0:02:24 + 11 validations not timed yet |']
 
 
 def test_a_waiting_lock_waits_for_its_holder_and_never_shares_a_removed_file(tmp_path, holder):

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import sweep_runs, workdir_lock
+from unet_jax import results, sweep_runs, workdir_lock
 
 # The state `LocalLauncher.launch` gives a run it did not start for its source (`Run.after`).
 NOT_STARTED = 'not started'
@@ -207,7 +207,7 @@ class LocalLauncher:
     eta = ''
     if durations and (running or pending):
       mean = sum(durations) / len(durations)
-      eta = f', ETA {sweep_runs.clock(mean * (pending + running) / self.parallel)}'
+      eta = f', ETA {results.clock(mean * (pending + running) / self.parallel)}'
     held_text = (f' ({held} for the run it starts from)' if held == 1 else
                  f' ({held} for the runs they start from)' if held else '')
     self.stream.write(f'sweep: {done}/{total} finished, {running} running, {failed} failed, '

@@ -16,7 +16,9 @@ name, then a rename): a reader never sees half a file, also after a crash.
      train_images_per_sec    training images per second over the timed steps (compiling steps
                              and validation excluded), all sessions together
      data_wait_fraction      the fraction of those seconds spent waiting for input
-     timing                  the sums behind the two: timed_steps, timed_seconds, wait_seconds
+     timing                  the sums behind the two: timed_steps, timed_seconds, wait_seconds;
+                             and pooled_validation_seconds, native_validation_seconds: the
+                             seconds of the latest pass of each kind (what `time_left` counts)
      num_params, num_batch_stats
      selection               {"metric": config.eval.best_metric, "split": "val"}: what picked best
      latest                  the last validation: {"step", "metrics", "per_image_csv"}
@@ -241,6 +243,51 @@ def last_training_log(workdir: str, tail_bytes: int = 65536) -> dict | None:
     if isinstance(row, dict) and 'train_loss' in row and isinstance(row.get('step'), int):
       return row
   return None
+
+
+# The kinds of validation pass (`config.eval`): {kind: its cadence field}.
+VALIDATION_CADENCE = {'pooled': 'pooled_every_steps', 'native': 'every_steps'}
+
+
+def validation_seconds_field(kind: str) -> str:
+  """The timing field holding the seconds of a run's latest validation pass of `kind`."""
+  return f'{kind}_validation_seconds'
+
+
+def validations_due(first_step: int, last_step: int, every: int) -> int:
+  """How many of the steps first_step..last_step validate: each multiple of `every` (none when
+  `every` <= 0) and the last step, as the training loop does."""
+  first_step = max(first_step, 1)  # Step 0 is the initialization: nothing validates it.
+  if first_step > last_step:
+    return 0
+  multiples = last_step // every - (first_step - 1) // every if every > 0 else 0
+  return multiples + (0 if every > 0 and last_step % every == 0 else 1)
+
+
+def time_left(step: int, last: int, seconds_per_step: float, eval_config: dict, timing: dict,
+              first_unvalidated: int) -> str:
+  """A run's time left as H:MM:SS: its steps after `step` up to `last` at `seconds_per_step`,
+  and each validation pass still due (from step `first_unvalidated` on; cadences from the run's
+  `config.eval`) at the seconds of the run's latest pass of its kind (`timing`; the first pass of
+  a session includes compiling, so a run's first estimates err long). Passes of a kind not timed
+  yet are named: '0:12:40 + 3 validations not timed yet'."""
+  seconds, untimed = max(0, last - step) * seconds_per_step, 0
+  for kind, cadence in VALIDATION_CADENCE.items():
+    every = eval_config.get(cadence)
+    due = 0 if every is None else validations_due(first_unvalidated, last, every)
+    pass_seconds = timing.get(validation_seconds_field(kind))
+    if pass_seconds is None:
+      untimed += due
+    else:
+      seconds += due * pass_seconds
+  note = f' + {untimed} validation{"s" if untimed > 1 else ""} not timed yet' if untimed else ''
+  return clock(seconds) + note
+
+
+def clock(seconds: float) -> str:
+  """H:MM:SS, for progress lines and the status table."""
+  seconds = int(max(0, seconds))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
 def write_run_summary(workdir: str, summary: dict, before_rename=None) -> None:

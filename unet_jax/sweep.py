@@ -335,11 +335,11 @@ def _launch(args, runs: Sequence[sweep_runs.Run], root: str, slots=None) -> int:
 
 def status_table(root: str) -> str:
   """A table of the sweep's runs: state, step / total, best validation metric, wall time, and
-  for a running run its training time left (`_now`); under it, how many runs are in each state
+  for a running run its time left (`_now`); under it, how many runs are in each state
   (a sweep of dozens of runs, read at a glance), then the failed runs with their errors."""
   manifest = sweep_runs.read_manifest(root)
   queue = slurm.Queue()
-  lines = ['| run | state | step | best | wall time | training left |', '|---|---|---|---|---|---|']
+  lines = ['| run | state | step | best | wall time | time left |', '|---|---|---|---|---|---|']
   failed, counts = [], collections.Counter()
   for name, entry in manifest['runs'].items():
     summary = results.read_run_summary(os.path.join(root, name))
@@ -352,7 +352,7 @@ def status_table(root: str) -> str:
       step, wall, left = _now(os.path.join(root, name), summary) if state.startswith(
           'running') else (summary['step'], summary.get('wall_time_s', 0), '-')
       lines.append(f'| {name} | {state} | {step}/{summary["num_train_steps"]} | {best_text} | '
-                   f'{sweep_runs.clock(wall)} | {left} |')
+                   f'{results.clock(wall)} | {left} |')
     else:
       source = entry.get('overrides', {}).get(sweep_runs.INIT_FROM)
       if state == 'pending' and isinstance(source, str) and source in manifest['runs']:
@@ -377,11 +377,12 @@ def status_table(root: str) -> str:
 
 
 def _now(workdir: str, summary: dict) -> tuple[int, float, str]:
-  """(step, wall time in seconds, training time left) of a running run. Its summary.json is
-  written at its validations (hundreds of steps apart), its metrics.jsonl at every
-  `log_every_steps`: the later of the two steps; the summary's wall time and the time since it
-  was written; the steps left at the latest training speed logged (validations, and a first
-  step's compilation after a restart, not counted), '-' before any speed is."""
+  """(step, wall time in seconds, time left) of a running run. Its summary.json is written at
+  its validations (hundreds of steps apart), its metrics.jsonl at every `log_every_steps`: the
+  later of the two steps; the summary's wall time and the time since it was written; the steps
+  left at the latest training speed logged and the validations still due at the run's latest
+  pass of each kind (`results.time_left`; a first step's compilation after a restart not
+  counted), '-' before any speed is."""
   logged = results.last_training_log(workdir) or {}
   step = max(summary['step'], logged.get('step', 0))
   wall = summary.get('wall_time_s', 0)
@@ -392,8 +393,10 @@ def _now(workdir: str, summary: dict) -> tuple[int, float, str]:
   batch_size = (summary.get('config') or {}).get('batch_size')
   if not per_second or not batch_size:
     return step, wall, '-'
-  return step, wall, sweep_runs.clock(
-      (summary['num_train_steps'] - step) * batch_size / per_second)
+  # The validations due after `step`: one due at it is done or under way as the run is read.
+  return step, wall, results.time_left(
+      step, summary['num_train_steps'], batch_size / per_second,
+      summary['config'].get('eval') or {}, summary.get('timing') or {}, first_unvalidated=step + 1)
 
 
 def _live_state(root: str, name: str, recorded: str, entry: dict, queue: slurm.Queue) -> str:

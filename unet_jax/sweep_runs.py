@@ -271,9 +271,3 @@ def log_tail(path: str, lines: int = 15) -> str:
       return ''.join(f.readlines()[-lines:]).strip()
   except OSError:
     return ''
-
-
-def clock(seconds: float) -> str:
-  """H:MM:SS, for progress lines and the status table."""
-  seconds = int(max(0, seconds))
-  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'

@@ -84,11 +84,6 @@ def _due(step: int, every: int, last_step: int) -> bool:
   return step == last_step or (every > 0 and step % every == 0)
 
 
-def _format_eta(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
-
-
 class _Record:
   """The run summary as the loop fills it in (`results` documents the fields).
 
@@ -158,6 +153,10 @@ class _Record:
     self.timing['timed_steps'] += steps
     self.timing['timed_seconds'] += seconds
     self.timing['wait_seconds'] += wait
+
+  def timed_validation(self, kind: str, seconds: float):
+    """The latest pass of a kind (`results.VALIDATION_CADENCE`): what the ETA counts per pass."""
+    self.timing[results.validation_seconds_field(kind)] = seconds
 
   def write(self, state: str, step: int, best: tuple[int, float] | None, *, error: str = ''):
     if jax.process_index() > 0:
@@ -325,15 +324,19 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """The validation passes due at `step` (logged and recorded); returns their metrics."""
     values = {}
     if _due(step, config.eval.pooled_every_steps, last_step):
+      start = time.perf_counter()
       pooled = evaluate_pooled(dp, state, config)
+      record.timed_validation('pooled', time.perf_counter() - start)
       writer.write_scalars(step, {f'val_pooled_{k}': v for k, v in pooled.items()})
       values.update({f'pooled_{k}': v for k, v in pooled.items()})
     if _due(step, config.eval.every_steps, last_step):
       logging.info('validating %d images at native resolution (step %d)...', len(native.ids),
                    step)
+      start = time.perf_counter()
       scores = native(dp.local_variables(state), step)
       if jax.process_index() == 0:
         results.write_per_image_csv(os.path.join(workdir, results.validation_csv(step)), scores)
+      record.timed_validation('native', time.perf_counter() - start)
       macro = native_scoring.summarize(scores)['macro_average']
       writer.write_scalars(step, {f'val_{k}': macro[k] for k in config.eval.metrics})
       values.update(macro)
@@ -404,12 +407,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         scalars['lr'] = float(schedule(step - 1))
         writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
         timing = record.timing
-        eta = (config.num_train_steps - step) * timing['timed_seconds'] / timing['timed_steps'] \
-            if timing['timed_steps'] else 0.0
+        # The steps left at this run's mean speed, and the validations due from this step on.
+        eta = results.time_left(
+            step, config.num_train_steps,
+            timing['timed_seconds'] / timing['timed_steps'] if timing['timed_steps'] else 0.0,
+            config.eval.to_dict(), timing, first_unvalidated=step)
         logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
                      config.num_train_steps, scalars['loss'],
                      scalars.get('images_per_sec', 0.0),
-                     100 * scalars.get('data_wait_fraction', 0.0), _format_eta(eta))
+                     100 * scalars.get('data_wait_fraction', 0.0), eta)
         writer.flush()
         window, timed_steps, wait_time = [], 0, 0.0
         window_start = time.perf_counter()
@@ -444,7 +450,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     manager.wait_until_finished()
     logging.info('Trained steps %d-%d in %s (after the first, compiling step).', start_step + 1,
-                 last_step, _format_eta(time.perf_counter() - train_start))
+                 last_step, results.clock(time.perf_counter() - train_start))
     finished = last_step == config.num_train_steps
     record.write('finished' if finished else 'stopped', last_step, best)
     return _final_metrics(record.latest)
