@@ -407,11 +407,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         scalars['lr'] = float(schedule(step - 1))
         writer.write_scalars(step, {f'train_{k}': v for k, v in scalars.items()})
         timing = record.timing
-        # The steps left at this run's mean speed, and the validations due from this step on.
+        # The steps left at this run's mean speed, and the validations due from this step on
+        # ('-' while no step is timed: the first, compiling one is not).
         eta = results.time_left(
-            step, config.num_train_steps,
-            timing['timed_seconds'] / timing['timed_steps'] if timing['timed_steps'] else 0.0,
-            config.eval.to_dict(), timing, first_unvalidated=step)
+            step, config.num_train_steps, timing['timed_seconds'] / timing['timed_steps'],
+            config.eval.to_dict(), timing, first_unvalidated=step) if timing['timed_steps'] else '-'
         logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
                      config.num_train_steps, scalars['loss'],
                      scalars.get('images_per_sec', 0.0),
