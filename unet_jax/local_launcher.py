@@ -143,8 +143,9 @@ class LocalLauncher:
           log.close()
           del running[name]
           free.append(slot)
-          durations.append(time.perf_counter() - started_at[name])
           state = sweep_runs.run_state(self.root, name)
+          if status == 0 and state == 'finished':
+            durations.append(time.perf_counter() - started_at[name])
           if status == 0 and state == 'finished':
             entry = {'state': 'finished', 'error': None}
           elif status == sweep_runs.STOPPED_STATUS or (self.stop_requested and state != 'failed'):
@@ -164,7 +165,8 @@ class LocalLauncher:
         if line != last_counts or now - printed_at > 60 or not (pending or running):
           printed_at, last_counts = now, line
           held = sum(sources.get(r.name) == 'wait' for r in pending)
-          self._progress(states, len(runs), len(running), len(pending), durations, held)
+          self._progress(states, len(runs), {n: started_at[n] for n in running}, len(pending),
+                         durations, held)
     finally:
       for s, handler in old.items():
         signal.signal(s, handler)
@@ -200,16 +202,46 @@ class LocalLauncher:
                         'checkpoints); launch again to resume.\n')
     self.stop_requested = True
 
-  def _progress(self, states, total, running, pending, durations, held=0):
-    """The progress line; `held`: how many of the `pending` wait for the run they start from."""
+  def _progress(self, states, total, running: dict, pending, durations, held=0):
+    """The progress line. `running`: {name: when it started (perf_counter)}; `durations`: the
+    seconds of the runs that finished; `held`: how many of the `pending` wait for the run they
+    start from."""
     done = sum(s == 'finished' for s in states.values())
     failed = sum(s == 'failed' for s in states.values())
-    eta = ''
-    if durations and (running or pending):
-      mean = sum(durations) / len(durations)
-      eta = f', ETA {results.clock(mean * (pending + running) / self.parallel)}'
+    eta = self._eta(running, pending, durations) if running or pending else ''
     held_text = (f' ({held} for the run it starts from)' if held == 1 else
                  f' ({held} for the runs they start from)' if held else '')
-    self.stream.write(f'sweep: {done}/{total} finished, {running} running, {failed} failed, '
+    self.stream.write(f'sweep: {done}/{total} finished, {len(running)} running, {failed} failed, '
                       f'{pending} waiting{held_text}{eta}\n')
     self.stream.flush()
+
+  def _eta(self, running: dict, pending: int, durations: list[float]) -> str:
+    """', ETA H:MM:SS' of the sweep, or '' before anything tells it. A running run's time left
+    is read from its files (`sweep_runs.running_progress`: its steps and its validations still
+    due); a pending run takes as long as the runs that finished took on average, or before any
+    has, as the running runs will have taken (their wall time and time left). The runs share
+    the `parallel` slots: the ETA is their work over the slots, and at least the longest
+    running run's time left. 'at least' where validations not timed yet are not counted."""
+    now, lefts, totals, untimed, unknown = time.perf_counter(), [], [], 0, []
+    for name, started in running.items():
+      workdir = os.path.join(self.root, name)
+      try:
+        summary = results.read_run_summary(workdir)
+      except (OSError, ValueError):  # Not ours to judge here: `status` says what it is.
+        summary = None
+      progress = sweep_runs.running_progress(workdir, summary) if summary else None
+      if progress and progress[2]:
+        _, wall, (seconds, passes) = progress
+        lefts.append(seconds)
+        totals.append(wall + seconds)
+        untimed += passes
+      else:
+        unknown.append(now - started)
+    per_run = (sum(durations) / len(durations) if durations else
+               sum(totals) / len(totals) if totals else None)
+    if per_run is None:
+      return ''
+    lefts += [max(0.0, per_run - elapsed) for elapsed in unknown]
+    seconds = max([(sum(lefts) + pending * per_run) / self.parallel, *lefts])
+    return f', ETA {"at least " if untimed else ""}{results.clock(seconds)}'
+

@@ -265,12 +265,12 @@ def validations_due(first_step: int, last_step: int, every: int) -> int:
 
 
 def time_left(step: int, last: int, seconds_per_step: float, eval_config: dict, timing: dict,
-              first_unvalidated: int) -> str:
-  """A run's time left as H:MM:SS: its steps after `step` up to `last` at `seconds_per_step`,
-  and each validation pass still due (from step `first_unvalidated` on; cadences from the run's
-  `config.eval`) at the seconds of the run's latest pass of its kind (`timing`; the first pass of
-  a session includes compiling, so a run's first estimates err long). Passes of a kind not timed
-  yet are named: '0:12:40 + 3 validations not timed yet'."""
+              first_unvalidated: int) -> tuple[float, int]:
+  """A run's time left: (seconds, validation passes not counted in them). The seconds are its
+  steps after `step` up to `last` at `seconds_per_step`, and each validation pass still due (from
+  step `first_unvalidated` on; cadences from the run's `config.eval`) at the seconds of the run's
+  latest pass of its kind (`timing`; the first pass of a session includes compiling, so a run's
+  first estimates err long). The passes of a kind not timed yet are not counted."""
   seconds, untimed = max(0, last - step) * seconds_per_step, 0
   for kind, cadence in VALIDATION_CADENCE.items():
     every = eval_config.get(cadence)
@@ -280,8 +280,13 @@ def time_left(step: int, last: int, seconds_per_step: float, eval_config: dict, 
       untimed += due
     else:
       seconds += due * pass_seconds
-  note = f' + {untimed} validation{"s" if untimed > 1 else ""} not timed yet' if untimed else ''
-  return clock(seconds) + note
+  return seconds, untimed
+
+
+def format_time_left(seconds: float, untimed: int) -> str:
+  """`time_left`'s answer as progress lines print it: '0:12:40 + 3 validations not timed yet'."""
+  return clock(seconds) + (
+      f' + {untimed} validation{"s" if untimed > 1 else ""} not timed yet' if untimed else '')
 
 
 def clock(seconds: float) -> str:

@@ -46,7 +46,8 @@ Executors:
          evenly over the N runs); otherwise the CPU cores are split: each run is pinned to its
          share (CPU affinity) and its thread pools sized to it. XLA_FLAGS' simulated device count
          (set by test suites) is not passed on. A progress line reports runs done, running,
-         failed and an ETA.
+         failed and an ETA (the running runs' time left, as `status` shows it, and the waiting
+         ones at the mean duration of the runs that finished, over the N slots).
   slurm  one SLURM job per run (or one job array: --slurm-array) through submitit, each job
          running the training command as a subprocess in the job's own environment
          (`unet_jax.slurm.TrainingJob`: only the command, its folder and a few environment
@@ -64,10 +65,10 @@ Executors:
          jobs (the tests use submitit's local executor).
 
 `status` prints a table: run, state, step / total, best validation metric, wall time, and for a
-running run its training time left: its steps left at the training speed it last logged
-(metrics.jsonl, every log_every_steps; validations not counted), its step as last logged and
-its wall time until now. Under
-the table: how many runs are in each state.
+running run its time left: its steps left at the training speed it last logged (metrics.jsonl,
+every log_every_steps) and its validations still due at the seconds of its latest pass of each
+kind (summary.json; passes of a kind not timed yet are named), its step as last logged and its
+wall time until now. Under the table: how many runs are in each state.
 
 Exit status of `launch`: 0 every run finished; 1 an error, or failed runs, now or before
 (listed with their errors and logs; --retry-failed launches them again), or runs not started
@@ -79,10 +80,8 @@ again later. So `launch ... && compare ...` compares only a sweep that has ended
 import argparse
 import collections
 import contextlib
-import datetime
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 from unet_jax import (
@@ -335,8 +334,9 @@ def _launch(args, runs: Sequence[sweep_runs.Run], root: str, slots=None) -> int:
 
 def status_table(root: str) -> str:
   """A table of the sweep's runs: state, step / total, best validation metric, wall time, and
-  for a running run its time left (`_now`); under it, how many runs are in each state
-  (a sweep of dozens of runs, read at a glance), then the failed runs with their errors."""
+  for a running run its time left (`sweep_runs.running_progress`); under it, how many runs are
+  in each state (a sweep of dozens of runs, read at a glance), then the failed runs with their
+  errors."""
   manifest = sweep_runs.read_manifest(root)
   queue = slurm.Queue()
   lines = ['| run | state | step | best | wall time | time left |', '|---|---|---|---|---|---|']
@@ -349,10 +349,11 @@ def status_table(root: str) -> str:
       best = summary.get('best')
       best_text = (f'{summary["selection"]["metric"]} {best["value"]:.4f} (step {best["step"]})'
                    if best else '-')
-      step, wall, left = _now(os.path.join(root, name), summary) if state.startswith(
-          'running') else (summary['step'], summary.get('wall_time_s', 0), '-')
+      step, wall, left = sweep_runs.running_progress(os.path.join(root, name), summary) \
+          if state.startswith('running') else (summary['step'], summary.get('wall_time_s', 0), None)
+      left_text = results.format_time_left(*left) if left else '-'
       lines.append(f'| {name} | {state} | {step}/{summary["num_train_steps"]} | {best_text} | '
-                   f'{results.clock(wall)} | {left} |')
+                   f'{results.clock(wall)} | {left_text} |')
     else:
       source = entry.get('overrides', {}).get(sweep_runs.INIT_FROM)
       if state == 'pending' and isinstance(source, str) and source in manifest['runs']:
@@ -374,29 +375,6 @@ def status_table(root: str) -> str:
     lines += ['', f'Failed ({len(failed)}; fix the cause, then launch again with --retry-failed):',
               *(f'- {line}' for line in failed)]
   return '\n'.join(lines)
-
-
-def _now(workdir: str, summary: dict) -> tuple[int, float, str]:
-  """(step, wall time in seconds, time left) of a running run. Its summary.json is written at
-  its validations (hundreds of steps apart), its metrics.jsonl at every `log_every_steps`: the
-  later of the two steps; the summary's wall time and the time since it was written; the steps
-  left at the latest training speed logged and the validations still due at the run's latest
-  pass of each kind (`results.time_left`; a first step's compilation after a restart not
-  counted), '-' before any speed is."""
-  logged = results.last_training_log(workdir) or {}
-  step = max(summary['step'], logged.get('step', 0))
-  wall = summary.get('wall_time_s', 0)
-  if summary.get('updated'):
-    written = datetime.datetime.fromisoformat(summary['updated']).timestamp()
-    wall += max(0.0, time.time() - written)
-  per_second = logged.get('train_images_per_sec') or summary.get('train_images_per_sec')
-  batch_size = (summary.get('config') or {}).get('batch_size')
-  if not per_second or not batch_size:
-    return step, wall, '-'
-  # The validations due after `step`: one due at it is done or under way as the run is read.
-  return step, wall, results.time_left(
-      step, summary['num_train_steps'], batch_size / per_second,
-      summary['config'].get('eval') or {}, summary.get('timing') or {}, first_unvalidated=step + 1)
 
 
 def _live_state(root: str, name: str, recorded: str, entry: dict, queue: slurm.Queue) -> str:

@@ -8,11 +8,13 @@ The launchers (`unet_jax.local_launcher`, `unet_jax.slurm_launcher`) and the com
 
 import ast
 import dataclasses
+import datetime
 import hashlib
 import importlib.util
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from unet_jax import cli, config_files, hyper, results, run_config, slurm
@@ -271,3 +273,25 @@ def log_tail(path: str, lines: int = 15) -> str:
       return ''.join(f.readlines()[-lines:]).strip()
   except OSError:
     return ''
+
+
+def running_progress(workdir: str, summary: dict) -> tuple[int, float, tuple[float, int] | None]:
+  """(step, wall time in seconds, time left) of a running run, read from its files. Its
+  summary.json is written at its validations (hundreds of steps apart), its metrics.jsonl at
+  every `log_every_steps`: the later of the two steps; the summary's wall time and the time since
+  it was written; `results.time_left` at the latest training speed logged (a first step's
+  compilation after a restart not counted), None before any speed is."""
+  logged = results.last_training_log(workdir) or {}
+  step = max(summary['step'], logged.get('step', 0))
+  wall = summary.get('wall_time_s', 0)
+  if summary.get('updated'):
+    written = datetime.datetime.fromisoformat(summary['updated']).timestamp()
+    wall += max(0.0, time.time() - written)
+  per_second = logged.get('train_images_per_sec') or summary.get('train_images_per_sec')
+  batch_size = (summary.get('config') or {}).get('batch_size')
+  if not per_second or not batch_size:
+    return step, wall, None
+  # The validations due after `step`: one due at it is done or under way as the run is read.
+  return step, wall, results.time_left(
+      step, summary['num_train_steps'], batch_size / per_second,
+      summary['config'].get('eval') or {}, summary.get('timing') or {}, first_unvalidated=step + 1)

@@ -409,9 +409,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         timing = record.timing
         # The steps left at this run's mean speed, and the validations due from this step on
         # ('-' while no step is timed: the first, compiling one is not).
-        eta = results.time_left(
+        eta = results.format_time_left(*results.time_left(
             step, config.num_train_steps, timing['timed_seconds'] / timing['timed_steps'],
-            config.eval.to_dict(), timing, first_unvalidated=step) if timing['timed_steps'] else '-'
+            config.eval.to_dict(), timing, first_unvalidated=step)) if timing['timed_steps'] else '-'
         logging.info('step %d/%d | loss %.4f | %.1f img/s | data wait %.0f%% | ETA %s', step,
                      config.num_train_steps, scalars['loss'],
                      scalars.get('images_per_sec', 0.0),
