@@ -351,25 +351,31 @@ def test_a_run_that_starts_from_a_run_of_its_sweep_starts_once_that_one_has_fini
   assert [name for name, _, _ in events] == ['pre-fold=1', 'ft-fold=1']
 
 
-def test_the_launchers_eta_reads_the_running_runs_time_left_from_their_files(tmp_path,
-                                                                              monkeypatch):
-  """Before any run has finished, the progress line had no ETA (it took the mean duration of
-  finished runs, counting each running run as a whole run). Now a running run's time left comes
-  from its files, as `status` shows it; a run that has logged nothing yet and the pending ones
-  take as long as a run is expected to take; the runs share the slots."""
+def test_the_launchers_eta_reads_the_runs_time_left_from_their_files(tmp_path, monkeypatch):
+  """Before any run had finished, the progress line had no ETA (it took the mean duration of
+  finished runs, counting each running run, and each run waiting to resume, as a whole run). Now
+  the time left of a run that has trained comes from its files, as `status` shows it; a run that
+  has logged nothing yet and the fresh waiting ones take as long as a run is expected to take;
+  the runs share the slots."""
   config = {'batch_size': 16, 'num_train_steps': 1000,
             'eval': {'every_steps': 500, 'pooled_every_steps': 100}}
-  (tmp_path / 'a').mkdir()
-  results.write_run_summary(str(tmp_path / 'a'), {
-      'state': 'running', 'step': 100, 'num_train_steps': 1000, 'best': None,
-      'wall_time_s': 60.0, 'config': config,
-      'timing': {'pooled_validation_seconds': 2.0, 'native_validation_seconds': 20.0},
-      'selection': {'metric': 'threshold_jaccard', 'split': 'val'}})
-  summary = tmp_path / 'a' / results.RUN_SUMMARY  # Written at 12:00:00; it is 12:00:30 now.
-  summary.write_text(json.dumps({**json.loads(summary.read_text()),
-                                 'updated': '2026-11-29T12:00:00+00:00'}))
-  (tmp_path / 'a' / results.METRICS_JSONL).write_text(
-      '{"step": 300, "train_loss": 0.5, "train_images_per_sec": 160.0}\n')
+  timing = {'pooled_validation_seconds': 2.0, 'native_validation_seconds': 20.0}
+
+  def record(name, step, rows='', **more):
+    (tmp_path / name).mkdir(exist_ok=True)
+    results.write_run_summary(str(tmp_path / name), {
+        'state': 'running', 'step': step, 'num_train_steps': 1000, 'best': None,
+        'wall_time_s': 60.0, 'config': config, 'timing': timing,
+        'selection': {'metric': 'threshold_jaccard', 'split': 'val'}, **more})
+    path = tmp_path / name / results.RUN_SUMMARY  # Written at 12:00:00; it is 12:00:30 now.
+    path.write_text(json.dumps({**json.loads(path.read_text()),
+                                'updated': '2026-11-29T12:00:00+00:00'}))
+    (tmp_path / name / results.METRICS_JSONL).write_text(rows)
+
+  record('a', 100, '{"step": 300, "train_loss": 0.5, "train_images_per_sec": 160.0}\n')
+  # Stopped at step 500 in an earlier launch, waiting to resume: 500 x 16 / 160 img/s = 50 s,
+  # pooled passes at 600, ..., 1000 (5 x 2 s) and a native one at 1000 (20 s): 80 s left.
+  record('c', 500, state='stopped', train_images_per_sec=160.0)
   now = datetime.datetime(2026, 11, 29, 12, 0, 30, tzinfo=datetime.UTC).timestamp()
   monkeypatch.setattr(time, 'time', lambda: now)
   stream = io.StringIO()
@@ -378,25 +384,26 @@ def test_the_launchers_eta_reads_the_running_runs_time_left_from_their_files(tmp
   # 'b' started 3.5 s ago and has written nothing (the half second: what this test takes).
   running = {'a': time.perf_counter(), 'b': time.perf_counter() - 3.5}
 
-  def line(durations, pending=3):
-    launcher._progress({}, 5, running, pending, durations)
+  def line(durations, pending=('c', 'd', 'e')):
+    launcher._progress({}, 5, running, list(pending), durations)
     return stream.getvalue().splitlines()[-1]
 
   # a: 700 steps x 16 / 160 img/s = 70 s, pooled passes at 400, ..., 1000 (7 x 2 s) and native
   # ones at 500 and 1000 (2 x 20 s): 124 s left, of 90 + 124 = 214 s in all (its wall time: 60 s
-  # summed, and 30 s since its summary). b: 214 - 3.5 = 210.5 s left. Pending: 3 x 214 s.
-  # Over 2 slots: (124 + 210.5 + 642) / 2 = 488.25 s.
-  assert line([]) == 'sweep: 0/5 finished, 2 running, 0 failed, 3 waiting, ETA 0:08:08'
-  # Runs that finished took 300 s: b 296.5 s left, pending 3 x 300 s: (124 + 296.5 + 900) / 2.
-  assert line([300.0]).endswith(', ETA 0:11:00')
+  # summed, and 30 s since its summary). b: 214 - 3.5 = 210.5 s left. Waiting: c 80 s, and the
+  # fresh d and e 214 s each. Over 2 slots: (124 + 210.5 + 80 + 428) / 2 = 421.25 s.
+  assert line([]) == 'sweep: 0/5 finished, 2 running, 0 failed, 3 waiting, ETA 0:07:01'
+  # Runs that trained from start to end took 300 s: b 296.5 s left, d and e 300 s each:
+  # (124 + 296.5 + 80 + 600) / 2 = 550.25 s.
+  assert line([300.0]).endswith(', ETA 0:09:10')
   # At least the longest running run's time left: 296.5 s, when nothing waits.
-  assert line([300.0], pending=0).endswith(', ETA 0:04:56')
+  assert line([300.0], pending=()).endswith(', ETA 0:04:56')
   # Validations of a kind not timed yet are not counted: the ETA says so.
-  summary.write_text(json.dumps({**json.loads(summary.read_text()), 'timing': {}}))
-  assert line([300.0]).endswith(', ETA at least 0:10:33')  # (70 + 296.5 + 900) / 2 s.
-  # Nothing to tell it: neither a finished run nor a running run's speed.
+  record('a', 100, '{"step": 300, "train_loss": 0.5, "train_images_per_sec": 160.0}\n', timing={})
+  assert line([300.0]).endswith(', ETA at least 0:08:43')  # (70 + 296.5 + 80 + 600) / 2 s.
+  # Nothing to tell how long a fresh run takes: neither a finished run nor a running run's speed.
   (tmp_path / 'a' / results.METRICS_JSONL).unlink()
-  summary.unlink()
+  (tmp_path / 'a' / results.RUN_SUMMARY).unlink()
   assert line([]) == 'sweep: 0/5 finished, 2 running, 0 failed, 3 waiting'
 
 

@@ -99,7 +99,9 @@ class LocalLauncher:
     pending, running, states = list(runs), {}, {}
     launched = {run.name for run in runs}
     free = list(range(self.parallel))
-    started_at, durations = {}, []
+    # When each running run started, and whether it resumed; how long each run trained from its
+    # start to its end in this launch took (a run's whole length: the ETA's pending runs).
+    started_at, resumed, durations = {}, set(), []
     old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     printed_at, last_counts = 0.0, None
     told = set()  # Runs said to wait for another process's.
@@ -123,6 +125,8 @@ class LocalLauncher:
             (r for r in pending if sources[r.name] == 'ready'), None)):
           pending.remove(run)
           slot = free.pop(0)
+          if results.has_checkpoint(os.path.join(self.root, run.name)):
+            resumed.add(run.name)
           running[run.name] = (run, slot, *self._start(run, self.slots[slot]))
           started_at[run.name] = time.perf_counter()
           manifest['runs'][run.name]['state'] = 'running'
@@ -144,7 +148,7 @@ class LocalLauncher:
           del running[name]
           free.append(slot)
           state = sweep_runs.run_state(self.root, name)
-          if status == 0 and state == 'finished':
+          if status == 0 and state == 'finished' and name not in resumed:
             durations.append(time.perf_counter() - started_at[name])
           if status == 0 and state == 'finished':
             entry = {'state': 'finished', 'error': None}
@@ -165,8 +169,8 @@ class LocalLauncher:
         if line != last_counts or now - printed_at > 60 or not (pending or running):
           printed_at, last_counts = now, line
           held = sum(sources.get(r.name) == 'wait' for r in pending)
-          self._progress(states, len(runs), {n: started_at[n] for n in running}, len(pending),
-                         durations, held)
+          self._progress(states, len(runs), {n: started_at[n] for n in running},
+                         [r.name for r in pending], durations, held)
     finally:
       for s, handler in old.items():
         signal.signal(s, handler)
@@ -202,46 +206,53 @@ class LocalLauncher:
                         'checkpoints); launch again to resume.\n')
     self.stop_requested = True
 
-  def _progress(self, states, total, running: dict, pending, durations, held=0):
-    """The progress line. `running`: {name: when it started (perf_counter)}; `durations`: the
-    seconds of the runs that finished; `held`: how many of the `pending` wait for the run they
-    start from."""
+  def _progress(self, states, total, running: dict, pending: list[str], durations, held=0):
+    """The progress line. `running`: {name: when it started (perf_counter)}; `pending`: the
+    names of the runs waiting; `durations`: the seconds of the runs that trained from their
+    start to their end; `held`: how many of the `pending` wait for the run they start from."""
     done = sum(s == 'finished' for s in states.values())
     failed = sum(s == 'failed' for s in states.values())
     eta = self._eta(running, pending, durations) if running or pending else ''
     held_text = (f' ({held} for the run it starts from)' if held == 1 else
                  f' ({held} for the runs they start from)' if held else '')
     self.stream.write(f'sweep: {done}/{total} finished, {len(running)} running, {failed} failed, '
-                      f'{pending} waiting{held_text}{eta}\n')
+                      f'{len(pending)} waiting{held_text}{eta}\n')
     self.stream.flush()
 
-  def _eta(self, running: dict, pending: int, durations: list[float]) -> str:
-    """', ETA H:MM:SS' of the sweep, or '' before anything tells it. A running run's time left
-    is read from its files (`sweep_runs.running_progress`: its steps and its validations still
-    due); a pending run takes as long as the runs that finished took on average, or before any
-    has, as the running runs will have taken (their wall time and time left). The runs share
-    the `parallel` slots: the ETA is their work over the slots, and at least the longest
-    running run's time left. 'at least' where validations not timed yet are not counted."""
-    now, lefts, totals, untimed, unknown = time.perf_counter(), [], [], 0, []
-    for name, started in running.items():
+  def _eta(self, running: dict, pending: list[str], durations: list[float]) -> str:
+    """', ETA H:MM:SS' of the sweep, or '' before anything tells it. The time left of a run that
+    has trained (running, or waiting to resume) is read from its files
+    (`sweep_runs.running_progress`: its steps and its validations still due); one that has not
+    takes as long as the runs that trained from start to end took on average, or before any has,
+    as the running runs will have taken (their wall time and time left). The runs share the
+    `parallel` slots: the ETA is their work over the slots, and at least the longest running
+    run's time left. 'at least' where validations not timed yet are not counted."""
+    now, untimed = time.perf_counter(), 0
+
+    def read(name: str) -> tuple[float, float] | None:
+      """(wall time, seconds left) of a run that has trained, from its files."""
+      nonlocal untimed
       workdir = os.path.join(self.root, name)
       try:
         summary = results.read_run_summary(workdir)
       except (OSError, ValueError):  # Not ours to judge here: `status` says what it is.
         summary = None
       progress = sweep_runs.running_progress(workdir, summary) if summary else None
-      if progress and progress[2]:
-        _, wall, (seconds, passes) = progress
-        lefts.append(seconds)
-        totals.append(wall + seconds)
-        untimed += passes
-      else:
-        unknown.append(now - started)
+      if not (progress and progress[2]):
+        return None
+      _, wall, (seconds, passes) = progress
+      untimed += passes
+      return wall, seconds
+
+    known = {name: read(name) for name in [*running, *pending]}
+    totals = [known[name][0] + known[name][1] for name in running if known[name]]
     per_run = (sum(durations) / len(durations) if durations else
                sum(totals) / len(totals) if totals else None)
-    if per_run is None:
+    if per_run is None and not all(known.values()):
       return ''
-    lefts += [max(0.0, per_run - elapsed) for elapsed in unknown]
-    seconds = max([(sum(lefts) + pending * per_run) / self.parallel, *lefts])
+    lefts = [known[name][1] if known[name] else max(0.0, per_run - (now - started))
+             for name, started in running.items()]
+    queued = [known[name][1] if known[name] else per_run for name in pending]
+    seconds = max([(sum(lefts) + sum(queued)) / self.parallel, *lefts])
     return f', ETA {"at least " if untimed else ""}{results.clock(seconds)}'
 

@@ -46,8 +46,8 @@ Executors:
          evenly over the N runs); otherwise the CPU cores are split: each run is pinned to its
          share (CPU affinity) and its thread pools sized to it. XLA_FLAGS' simulated device count
          (set by test suites) is not passed on. A progress line reports runs done, running,
-         failed and an ETA (the running runs' time left, as `status` shows it, and the waiting
-         ones at the mean duration of the runs that finished, over the N slots).
+         failed and an ETA (the time left of the runs that have trained, as `status` shows
+         it, and the fresh ones at the mean duration of the runs that finished, over N slots).
   slurm  one SLURM job per run (or one job array: --slurm-array) through submitit, each job
          running the training command as a subprocess in the job's own environment
          (`unet_jax.slurm.TrainingJob`: only the command, its folder and a few environment
