@@ -255,4 +255,3 @@ class LocalLauncher:
     queued = [known[name][1] if known[name] else per_run for name in pending]
     seconds = max([(sum(lefts) + sum(queued)) / self.parallel, *lefts])
     return f', ETA {"at least " if untimed else ""}{results.clock(seconds)}'
-

@@ -276,11 +276,12 @@ def log_tail(path: str, lines: int = 15) -> str:
 
 
 def running_progress(workdir: str, summary: dict) -> tuple[int, float, tuple[float, int] | None]:
-  """(step, wall time in seconds, time left) of a running run, read from its files. Its
-  summary.json is written at its validations (hundreds of steps apart), its metrics.jsonl at
-  every `log_every_steps`: the later of the two steps; the summary's wall time and the time since
-  it was written; `results.time_left` at the latest training speed logged (a first step's
-  compilation after a restart not counted), None before any speed is."""
+  """(step, wall time in seconds, time left) of a running run, read from its files (of a run
+  waiting to resume, the time left alone means something). Its summary.json is written at its
+  validations (hundreds of steps apart), its metrics.jsonl at every `log_every_steps`: the later
+  of the two steps; the summary's wall time and the time since it was written;
+  `results.time_left` at the latest training speed logged (a first step's compilation after a
+  restart not counted), None before any speed is."""
   logged = results.last_training_log(workdir) or {}
   step = max(summary['step'], logged.get('step', 0))
   wall = summary.get('wall_time_s', 0)
