@@ -222,6 +222,12 @@ def ensure_writable(folder: str, flag: str) -> None:
         from None
 
 
+def clock(seconds: float) -> str:
+  """H:MM:SS, for progress lines and tables."""
+  seconds = int(max(0, seconds))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
 class Progress:
   """A dependency-free progress bar on stderr: redrawn in place on a terminal, else every ~5%.
 
@@ -256,4 +262,4 @@ class Progress:
     eta = (self.total - self.done) / rate if rate > 0 else 0.0
     bar = '#' * filled + '.' * (self.width - filled)
     return (f'{self.label}[{bar}] {self.done}/{self.total} {rate:.2f} img/s '
-            f'ETA {eta:.0f}s {note}').rstrip()
+            f'ETA {clock(eta)} {note}').rstrip()

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from unet_jax import results, sweep_runs, workdir_lock
+from unet_jax import cli, results, sweep_runs, workdir_lock
 
 # The state `LocalLauncher.launch` gives a run it did not start for its source (`Run.after`).
 NOT_STARTED = 'not started'
@@ -254,4 +254,4 @@ class LocalLauncher:
              for name, started in running.items()]
     queued = [known[name][1] if known[name] else per_run for name in pending]
     seconds = max([(sum(lefts) + sum(queued)) / self.parallel, *lefts])
-    return f', ETA {"at least " if untimed else ""}{results.clock(seconds)}'
+    return f', ETA {"at least " if untimed else ""}{cli.clock(seconds)}'

@@ -71,7 +71,7 @@ import os
 from collections.abc import Sequence
 from importlib import metadata
 
-from unet_jax import metrics, native_scoring
+from unet_jax import cli, metrics, native_scoring
 
 RUN_SCHEMA_VERSION = 1
 EVAL_SCHEMA_VERSION = 1
@@ -285,14 +285,8 @@ def time_left(step: int, last: int, seconds_per_step: float, eval_config: dict, 
 
 def format_time_left(seconds: float, untimed: int) -> str:
   """`time_left`'s answer as progress lines print it: '0:12:40 + 3 validations not timed yet'."""
-  return clock(seconds) + (
+  return cli.clock(seconds) + (
       f' + {untimed} validation{"s" if untimed > 1 else ""} not timed yet' if untimed else '')
-
-
-def clock(seconds: float) -> str:
-  """H:MM:SS, for progress lines and the status table."""
-  seconds = int(max(0, seconds))
-  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
 def write_run_summary(workdir: str, summary: dict, before_rename=None) -> None:

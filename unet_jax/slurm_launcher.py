@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from unet_jax import results, slurm, sweep_runs
+from unet_jax import cli, slurm, sweep_runs
 
 
 def failed_job_error(root: str, job_id: str, queue: slurm.Queue) -> str | None:
@@ -114,5 +114,5 @@ def wait_for(jobs: Sequence, every_s: float = 60.0, poll_s: float = 5.0,
     if last is None or now - last >= every_s:
       last = now
       print(f'{label}: waiting for the jobs: {ended}/{len(jobs)} ended '
-            f'({results.clock(now - started)} so far).', flush=True)
+            f'({cli.clock(now - started)} so far).', flush=True)
     time.sleep(poll_s)

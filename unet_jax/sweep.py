@@ -353,7 +353,7 @@ def status_table(root: str) -> str:
           if state.startswith('running') else (summary['step'], summary.get('wall_time_s', 0), None)
       left_text = results.format_time_left(*left) if left else '-'
       lines.append(f'| {name} | {state} | {step}/{summary["num_train_steps"]} | {best_text} | '
-                   f'{results.clock(wall)} | {left_text} |')
+                   f'{cli.clock(wall)} | {left_text} |')
     else:
       source = entry.get('overrides', {}).get(sweep_runs.INIT_FROM)
       if state == 'pending' and isinstance(source, str) and source in manifest['runs']:

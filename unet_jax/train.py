@@ -450,7 +450,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     manager.wait_until_finished()
     logging.info('Trained steps %d-%d in %s (after the first, compiling step).', start_step + 1,
-                 last_step, results.clock(time.perf_counter() - train_start))
+                 last_step, cli.clock(time.perf_counter() - train_start))
     finished = last_step == config.num_train_steps
     record.write('finished' if finished else 'stopped', last_step, best)
     return _final_metrics(record.latest)
