@@ -156,6 +156,43 @@ def test_the_eta_counts_the_validations_the_run_then_made(run, run_log):
   assert timing['pooled_validation_seconds'] > 0 and timing['native_validation_seconds'] > 0
 
 
+def test_a_passs_seconds_leave_its_compilations_out(tmp_path, monkeypatch):
+  """The ETA counts each pass still due at the seconds of the latest pass of its kind; a first
+  pass's compilation would count for every later one. Here the pooled pass holds a 2 s
+  compilation (as JAX reports one: its compile event, which a real compilation emits too), and
+  the seconds recorded leave it out."""
+  events = []
+
+  def listener(event, seconds, **_):
+    events.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    jax.jit(lambda x: x * 3 + 1).lower(np.arange(7.0)).compile()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert train.COMPILE_EVENT in events  # The event this JAX emits when XLA compiles.
+
+  elapsed = []
+  evaluate_pooled = train.evaluate_pooled
+
+  def compiling_2s(*args):
+    start = time.perf_counter()
+    time.sleep(2.0)
+    jax.monitoring.record_event_duration_secs(train.COMPILE_EVENT, 2.0)
+    values = evaluate_pooled(*args)
+    elapsed.append(time.perf_counter() - start)
+    return values
+
+  monkeypatch.setattr(train, 'evaluate_pooled', compiling_2s)
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(tiny_config(**{'num_train_steps': 2, 'eval.every_steps': 2,
+                                          'eval.pooled_every_steps': 2}), workdir)
+  recorded = results.read_run_summary(workdir)['timing']['pooled_validation_seconds']
+  assert len(elapsed) == 1 and elapsed[0] > 2.0
+  assert 0 <= recorded <= elapsed[0] - 2.0 < 2.0
+
+
 def test_the_validations_counted_are_those_the_loop_runs():
   """`results.validations_due` (a closed form, read by `sweep status` without the loop) against
   the loop's own test of each step, for cadences that do and do not divide the run."""

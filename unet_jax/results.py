@@ -18,7 +18,8 @@ name, then a rename): a reader never sees half a file, also after a crash.
      data_wait_fraction      the fraction of those seconds spent waiting for input
      timing                  the sums behind the two: timed_steps, timed_seconds, wait_seconds;
                              and pooled_validation_seconds, native_validation_seconds: the
-                             seconds of the latest pass of each kind (what `time_left` counts)
+                             seconds of the latest pass of each kind, its XLA compilations left
+                             out (what `time_left` counts per pass)
      num_params, num_batch_stats
      selection               {"metric": config.eval.best_metric, "split": "val"}: what picked best
      latest                  the last validation: {"step", "metrics", "per_image_csv"}
@@ -269,8 +270,8 @@ def time_left(step: int, last: int, seconds_per_step: float, eval_config: dict, 
   """A run's time left: (seconds, validation passes not counted in them). The seconds are its
   steps after `step` up to `last` at `seconds_per_step`, and each validation pass still due (from
   step `first_unvalidated` on; cadences from the run's `config.eval`) at the seconds of the run's
-  latest pass of its kind (`timing`; the first pass of a session includes compiling, so a run's
-  first estimates err long). The passes of a kind not timed yet are not counted."""
+  latest pass of its kind (`timing`, compilations left out). The passes of a kind not timed yet
+  are not counted."""
   seconds, untimed = max(0, last - step) * seconds_per_step, 0
   for kind, cadence in VALIDATION_CADENCE.items():
     every = eval_config.get(cadence)

@@ -80,6 +80,27 @@ def evaluate_pooled(dp: parallel.DataParallel, state, config: ml_collections.Con
   return metrics.metrics_from_counts(total)
 
 
+# jax.monitoring's event for an XLA compilation (a persistent-cache hit included): the one-off
+# part of a validation pass that its seconds, as the ETA counts each pass, leave out.
+COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
+
+
+@contextlib.contextmanager
+def _compiling() -> Iterator[list[float]]:
+  """Yields a list that holds, once the block ends, the seconds of each XLA compilation in it."""
+  seconds = []
+
+  def listener(event: str, duration: float, **_):
+    if event == COMPILE_EVENT:
+      seconds.append(duration)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    yield seconds
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def _due(step: int, every: int, last_step: int) -> bool:
   return step == last_step or (every > 0 and step % every == 0)
 
@@ -155,8 +176,9 @@ class _Record:
     self.timing['wait_seconds'] += wait
 
   def timed_validation(self, kind: str, seconds: float):
-    """The latest pass of a kind (`results.VALIDATION_CADENCE`): what the ETA counts per pass."""
-    self.timing[results.validation_seconds_field(kind)] = seconds
+    """The latest pass of a kind (`results.VALIDATION_CADENCE`), its compilations left out:
+    what the ETA counts per pass still due."""
+    self.timing[results.validation_seconds_field(kind)] = max(0.0, seconds)
 
   def write(self, state: str, step: int, best: tuple[int, float] | None, *, error: str = ''):
     if jax.process_index() > 0:
@@ -324,19 +346,21 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """The validation passes due at `step` (logged and recorded); returns their metrics."""
     values = {}
     if _due(step, config.eval.pooled_every_steps, last_step):
-      start = time.perf_counter()
-      pooled = evaluate_pooled(dp, state, config)
-      record.timed_validation('pooled', time.perf_counter() - start)
+      with _compiling() as compiled:
+        start = time.perf_counter()
+        pooled = evaluate_pooled(dp, state, config)
+      record.timed_validation('pooled', time.perf_counter() - start - sum(compiled))
       writer.write_scalars(step, {f'val_pooled_{k}': v for k, v in pooled.items()})
       values.update({f'pooled_{k}': v for k, v in pooled.items()})
     if _due(step, config.eval.every_steps, last_step):
       logging.info('validating %d images at native resolution (step %d)...', len(native.ids),
                    step)
-      start = time.perf_counter()
-      scores = native(dp.local_variables(state), step)
+      with _compiling() as compiled:
+        start = time.perf_counter()
+        scores = native(dp.local_variables(state), step)
       if jax.process_index() == 0:
         results.write_per_image_csv(os.path.join(workdir, results.validation_csv(step)), scores)
-      record.timed_validation('native', time.perf_counter() - start)
+      record.timed_validation('native', time.perf_counter() - start - sum(compiled))
       macro = native_scoring.summarize(scores)['macro_average']
       writer.write_scalars(step, {f'val_{k}': macro[k] for k in config.eval.metrics})
       values.update(macro)
