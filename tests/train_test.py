@@ -141,10 +141,10 @@ def test_the_eta_counts_the_validations_the_run_then_made(run, run_log):
   progress = {int(m.split()[1].split('/')[0]): m.split('| ETA ')[1]
               for m in run_log if m.startswith('step ') and '| ETA ' in m}
   assert sorted(progress) == [5, 10, 15, 20, 25, 30]
+  first = {kind: min(s for s, k in passes if k == kind) for kind in ('pooled', 'native')}
   for step, eta in progress.items():
     # Passes of a kind whose first pass came at or after this step (validation follows the
     # step's progress line) were not timed yet.
-    first = {kind: min(s for s, k in passes if k == kind) for kind in ('pooled', 'native')}
     untimed = sum(1 for s, kind in passes if s >= step and first[kind] >= step)
     note = f' + {untimed} validation{"s" if untimed > 1 else ""} not timed yet' if untimed else ''
     assert eta.endswith(note) and len(eta) == len('0:00:00') + len(note), (step, eta)
