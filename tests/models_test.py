@@ -1,7 +1,9 @@
 """Model shapes and parameter counts, checked against counts derived by hand."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from configs import seed as seed_config
@@ -94,9 +96,63 @@ def test_upsample_nearest_matches_numpy_repeat():
   assert jnp.array_equal(models.upsample_nearest_2x(x), expected)
 
 
+def _first_max_gradient(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+  """2x2 max pooling's gradient in numpy, window by window: all of a window's gradient goes to
+  its first maximum in row-major order (np.argmax's first occurrence)."""
+  dx = np.zeros_like(x)
+  for i in range(x.shape[0]):
+    for r in range(0, x.shape[1], 2):
+      for c in range(0, x.shape[2], 2):
+        for ch in range(x.shape[3]):
+          k = int(np.argmax(x[i, r:r + 2, c:c + 2, ch].reshape(-1)))
+          dx[i, r + k // 2, c + k % 2, ch] = g[i, r // 2, c // 2, ch]
+  return dx
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_reshape_pooling_equals_reduce_window_in_values_and_gradients(dtype):
+  # Three levels only, so most windows hold ties, as windows of ReLU zeros do in the model.
+  x = jax.random.randint(jax.random.key(0), (2, 6, 8, 3), 0, 3).astype(dtype)
+  g = jax.random.normal(jax.random.key(1), (2, 3, 4, 3)).astype(dtype)
+  window, window_vjp = jax.vjp(lambda v: nn.max_pool(v, (2, 2), strides=(2, 2)), x)
+  reshaped, reshaped_vjp = jax.vjp(models.max_pool_2x2, x)
+  assert reshaped.dtype == window.dtype
+  assert jnp.array_equal(reshaped, window)
+  expected = _first_max_gradient(np.asarray(x, np.float32), np.asarray(g, np.float32))
+  np.testing.assert_array_equal(np.asarray(window_vjp(g)[0], np.float32), expected)
+  np.testing.assert_array_equal(np.asarray(reshaped_vjp(g)[0], np.float32), expected)
+
+
+def test_the_pool_setting_changes_no_loss_or_gradient():
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
+  y = (jax.random.uniform(jax.random.key(1), (2, 16, 16, 1)) > 0.5).astype(jnp.float32)
+  results = []
+  for pool in models.POOLS:
+    model = models.UNet(depth=2, base_width=4, dropout_levels=(2,), pool=pool)
+    variables = model.init(jax.random.key(2), x, train=False)
+
+    def loss(params, model=model, variables=variables):
+      logits, _ = model.apply({**variables, 'params': params}, x, train=True,
+                              rngs={'dropout': jax.random.key(3)}, mutable=['batch_stats'])
+      return jnp.mean(_bce(logits, y))
+
+    results.append(jax.value_and_grad(loss)(variables['params']))
+  (loss_a, grads_a), (loss_b, grads_b) = results
+  np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _bce(logits, labels):
+  """Binary cross-entropy from logits, numerically stable."""
+  return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
 def test_bad_settings_name_the_field():
   with pytest.raises(ValueError, match='config.model.norm'):
     _variables(models.UNet(depth=1, base_width=4, norm='layer', dropout_levels=()))
+  with pytest.raises(ValueError, match='UNet.pool'):
+    _variables(models.UNet(depth=1, base_width=4, pool='avg', dropout_levels=()))
   with pytest.raises(ValueError, match='dropout_levels'):
     _variables(models.UNet(depth=2, base_width=4, dropout_levels=(3,)))
   with pytest.raises(ValueError, match='image_size'):

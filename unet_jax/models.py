@@ -21,6 +21,7 @@ NORMS = ('batch', 'group', 'none')
 NORM_POSITIONS = ('after_act', 'before_act')
 UPSAMPLES = ('resize_conv', 'transpose', 'dense_d2s')
 HEADS = ('linear', 'seed')
+POOLS = ('reduce_window', 'reshape')
 
 # Keras' he_normal (truncated normal, fan-in scaling), the initializer of the classic Keras U-Net
 # (zhixuhao/unet) whose layers the seed notebook's model has; its parameter counts do not depend on it.
@@ -32,6 +33,47 @@ def upsample_nearest_2x(x: jax.Array) -> jax.Array:
   n, h, w, c = x.shape
   x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
   return x.reshape(n, 2 * h, 2 * w, c)
+
+
+@jax.custom_vjp
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 stride-2 max pooling as a reshape and a max over each window.
+
+  The same function as `nn.max_pool(x, (2, 2), strides=(2, 2))`, and, through the gradient
+  below, the same gradient as XLA's select-and-scatter gives it: each window's gradient goes to
+  its first maximum in row-major order (ties are common here: a window of ReLU zeros is one of
+  four equal values after the seed's BatchNorm). Only the computation differs: a reduction and
+  an elementwise select that XLA can fuse with their neighbours, where the reduce-window and
+  select-and-scatter of `nn.max_pool` ran as loops of their own on an H200 (3.3 ms and 1.4 ms of
+  the seed's 85 ms step at batch 128; experiments/results/benchmark_gpu.md).
+  """
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _max_pool_2x2_forward(x):
+  y = max_pool_2x2(x)
+  return y, (x, y)
+
+
+def _max_pool_2x2_backward(residuals, g):
+  x, y = residuals
+  n, h, w, c = x.shape
+  windows = x.reshape(n, h // 2, 2, w // 2, 2, c)
+  is_max = windows == y[:, :, None, :, None, :]
+  taken = jnp.zeros_like(y, dtype=bool)
+  firsts = {}
+  for row in range(2):
+    for col in range(2):
+      firsts[row, col] = is_max[:, :, row, :, col] & ~taken
+      taken = taken | is_max[:, :, row, :, col]
+  first = jnp.stack([jnp.stack([firsts[row, col] for col in range(2)], axis=3)
+                     for row in range(2)], axis=2)
+  dx = jnp.where(first, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
+  return (dx.reshape(n, h, w, c),)
+
+
+max_pool_2x2.defvjp(_max_pool_2x2_forward, _max_pool_2x2_backward)
 
 
 def depth_to_space_2x(x: jax.Array) -> jax.Array:
@@ -122,6 +164,10 @@ class UNet(nn.Module):
       1x1 conv to one logit).
     dtype: compute dtype (bfloat16 for mixed precision); param_dtype: the parameters' dtype.
     bn_axis_name: mapped axis over which BatchNorm statistics are averaged while training.
+    pool: how the 2x2 max pooling is computed, not what it computes: 'reduce_window'
+      (`nn.max_pool`) or 'reshape' (`max_pool_2x2`: the same values and gradients). A benchmark
+      setting (`experiments.benchmark --pool`) until a GPU measures which is faster; configs
+      leave it at the default.
   """
 
   depth: int = 4
@@ -136,6 +182,7 @@ class UNet(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   bn_axis_name: str | None = None
+  pool: str = 'reduce_window'
 
   def setup(self):
     for name, value, valid in (('norm', self.norm, NORMS),
@@ -143,6 +190,8 @@ class UNet(nn.Module):
                                ('upsample', self.upsample, UPSAMPLES), ('head', self.head, HEADS)):
       if value not in valid:
         raise ValueError(f'config.model.{name}={value!r} is not one of {valid}.')
+    if self.pool not in POOLS:
+      raise ValueError(f'UNet.pool={self.pool!r} is not one of {POOLS}.')
     bad_levels = [lvl for lvl in self.dropout_levels if not 0 <= lvl <= self.depth]
     if bad_levels:
       raise ValueError(f'config.model.dropout_levels has levels {bad_levels} outside '
@@ -165,7 +214,7 @@ class UNet(nn.Module):
     skips = []
     for level in range(self.depth + 1):
       if level > 0:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x) if self.pool == 'reshape' else nn.max_pool(x, (2, 2), strides=(2, 2))
       features = self.base_width * 2**level
       x = block(features, name=f'enc{level}_conv1')(x, train)
       x = block(features, name=f'enc{level}_conv2')(x, train)
