@@ -97,12 +97,16 @@ class Spec:
   dropout_rate: float = 0.5
   dropout_levels: tuple = (3, 4)
   augment: bool = True  # The JAX step augments its uint8 batch on the device, as training does.
+  pool: str = 'reduce_window'  # How JAX computes the max pooling (models.UNet.pool); same values.
 
   def model_kwargs(self) -> dict:
     return dict(depth=self.depth, base_width=self.base_width, norm='batch',
                 norm_position=self.norm_position, dropout_rate=self.dropout_rate,
                 dropout_levels=tuple(lvl for lvl in self.dropout_levels if lvl <= self.depth),
                 upsample=self.upsample, head=self.head)
+
+  def jax_model_kwargs(self) -> dict:
+    return dict(self.model_kwargs(), pool=self.pool)
 
   def analytic_flops(self) -> flops.UNetFlops:
     return flops.unet_flops(self.image_size, depth=self.depth, base_width=self.base_width,
@@ -134,6 +138,17 @@ def median_step_s(step, steps: int, warmup: int) -> float:
     step()
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def pipelined_step_s(dispatch, wait, steps: int) -> float:
+  """Mean wall time of `steps` calls of `dispatch()` (which must not block) followed by one
+  `wait()`: steps queued back to back, as the training loop runs them (it waits only when it
+  logs), where `median_step_s` waits for each step and so also times its dispatch and return."""
+  start = time.perf_counter()
+  for _ in range(steps):
+    dispatch()
+  wait()
+  return (time.perf_counter() - start) / steps
 
 
 @functools.cache
@@ -199,7 +214,7 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
   (`unet_jax/device_profile.py`) as the row's 'profile' (or why not, as 'profile_error').
   """
   dtype = parallel.compute_dtype(spec.precision)
-  model = models.UNet(**spec.model_kwargs(), dtype=dtype, bn_axis_name=ts.AXIS)
+  model = models.UNet(**spec.jax_model_kwargs(), dtype=dtype, bn_axis_name=ts.AXIS)
   tx = optim.create_optimizer(types.SimpleNamespace(**OPTIM), num_train_steps=10_000)
   preprocess = None
   if spec.augment:
@@ -224,7 +239,8 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
              plan_gib=_none_or(_plan_bytes(compiled), GIB),
              params=models.count_params(state.params))
   if compile_only:
-    return dict(row, first_step_s=None, step_ms=None, images_per_s=None, tflops=None,
+    return dict(row, first_step_s=None, step_ms=None, images_per_s=None, pipelined_step_ms=None,
+                pipelined_images_per_s=None, tflops=None,
                 matmul_peak_tflops=None, mfu=None, copy_gbps=None,
                 compute_floor_images_per_s=None, memory_floor_images_per_s=None, peak_gib=None,
                 loss=None)
@@ -233,12 +249,17 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
   jax.block_until_ready((state, step_metrics))
   first_step_s = time.perf_counter() - start
 
-  def step():
+  def dispatch():
     nonlocal state, step_metrics
     state, step_metrics = compiled(state, batch, rng)
+
+  def step():
+    dispatch()
     jax.block_until_ready((state, step_metrics))
 
   step_s = median_step_s(step, steps, warmup)
+  pipelined_s = pipelined_step_s(dispatch, lambda: jax.block_until_ready((state, step_metrics)),
+                                 steps)
   achieved = analytic.train * spec.batch_size / step_s
   peak_gib = _none_or(_device_peak_bytes(), GIB)  # The step's, before the ceilings' arrays.
   peak = matmul_peak_flops(jnp.dtype(dtype).name, matmul_size)
@@ -249,7 +270,8 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
       spec.image_size, bytes_per_element=jnp.dtype(dtype).itemsize, depth=spec.depth,
       base_width=spec.base_width, upsample=spec.upsample, head=spec.head)
   row = dict(row, first_step_s=first_step_s, step_ms=1e3 * step_s,
-             images_per_s=spec.batch_size / step_s, tflops=achieved / 1e12,
+             images_per_s=spec.batch_size / step_s, pipelined_step_ms=1e3 * pipelined_s,
+             pipelined_images_per_s=spec.batch_size / pipelined_s, tflops=achieved / 1e12,
              matmul_peak_tflops=peak / 1e12, mfu=achieved / peak, copy_gbps=bandwidth / 1e9,
              compute_floor_images_per_s=peak / analytic.train,
              memory_floor_images_per_s=bandwidth / floor_bytes,
@@ -297,7 +319,7 @@ def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mod
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
   model.train()
 
-  def step():
+  def dispatch():
     with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
       logits = forward(images)
     loss = torch_unet.loss_per_image(logits, masks).mean()
@@ -305,6 +327,10 @@ def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mod
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), OPTIM['grad_clip_norm'], foreach=True)
     optimizer.step()
+    return loss
+
+  def step():
+    loss = dispatch()
     sync()
     return loss
 
@@ -314,6 +340,7 @@ def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mod
   step()
   first_step_s = time.perf_counter() - start  # Includes torch.compile's compilation.
   step_s = median_step_s(step, steps, warmup)
+  pipelined_s = pipelined_step_s(dispatch, sync, steps)
   loss = float(step().item())
   analytic = spec.analytic_flops()
   achieved = analytic.train * spec.batch_size / step_s
@@ -322,7 +349,9 @@ def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mod
   row = dict(framework='torch', **dataclasses.asdict(dataclasses.replace(spec, augment=False)),
              compile_s=None,
              first_step_s=first_step_s, step_ms=1e3 * step_s,
-             images_per_s=spec.batch_size / step_s, gflop_per_image=analytic.train / 1e9,
+             images_per_s=spec.batch_size / step_s, pipelined_step_ms=1e3 * pipelined_s,
+             pipelined_images_per_s=spec.batch_size / pipelined_s,
+             gflop_per_image=analytic.train / 1e9,
              xla_gflop_per_image=None, tflops=achieved / 1e12,
              matmul_peak_tflops=None if peak_flops is None else peak_flops / 1e12,
              mfu=None if peak_flops is None else achieved / peak_flops, plan_gib=None,
@@ -490,7 +519,7 @@ def train_mode(args, argv: list[str]) -> dict:
     return {}
   specs = [Spec(upsample=u, precision=p, batch_size=b, image_size=args.image_size,
                 base_width=args.base_width, depth=args.depth, norm_position=args.norm_position,
-                head=args.head, augment=args.augment)
+                head=args.head, augment=args.augment, pool=args.pool)
            for u in _split(args.upsample) for p in _split(args.precisions)
            for b in map(int, _split(args.batch_sizes))]
   env = environment()
@@ -586,6 +615,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument('--norm-position', default='after_act', choices=models.NORM_POSITIONS,
                       help='BatchNorm after the ReLU (the seed) or before it. Default: %(default)s.')
   parser.add_argument('--head', default='seed', choices=models.HEADS, help='Output head. Default: %(default)s.')
+  parser.add_argument('--pool', default='reduce_window', choices=models.POOLS,
+                      help="How JAX computes the 2x2 max pooling: nn.max_pool's reduce-window or "
+                           'a reshape and a max, with the same values and gradients '
+                           '(models.max_pool_2x2). Default: %(default)s.')
   parser.add_argument('--batch-sizes', help='Comma-separated global batch sizes (input mode: '
                                             'the first one).')
   parser.add_argument('--precisions', help='Comma-separated: float32, bfloat16, auto.')

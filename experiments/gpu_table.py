@@ -17,6 +17,9 @@ import platform
 import subprocess
 import sys
 
+RESTART_PARTS = ('imports_s', 'backend_start_s', 'train_state_s', 'trace_and_lower_s',
+                 'compile_or_load_s', 'run_s')  # experiments/gpu_probes.py first_step's.
+
 
 def machine(path: str) -> dict:
   info = {}
@@ -108,6 +111,10 @@ def table(dirs) -> str:
           f"{_fmt(row['images_per_s'])}, {_fmt(row['compile_s'])}, "
           f"{_fmt(100 * row['mfu'] if row.get('mfu') is not None else None)}%, "
           f"{_fmt(row.get('peak_gib'), 2)} |")
+      if row.get('pipelined_images_per_s'):
+        lines.append(f"| {name} | {label}, batch {row['batch_size']}, steps queued back to back "
+                     f"(one wait at the end, as training runs them): images/s | "
+                     f"{_fmt(row['pipelined_images_per_s'])} |")
       if row.get('compute_floor_images_per_s') and row['batch_size'] == 128:
         lines.append(
             f"| {name} | floors, batch 128: images/s at the matmul's {_fmt(row['matmul_peak_tflops'])}"
@@ -138,6 +145,12 @@ def table(dirs) -> str:
     if aug_128 and row['batch_size'] == 128:
       lines.append(f"| torch | JAX augmenting / PyTorch not, batch 128 | "
                    f"{aug_128[0]['images_per_s'] / row['images_per_s']:.2f}x |")
+    if row.get('pipelined_images_per_s'):
+      lines.append(f"| torch | batch {row['batch_size']}, steps queued back to back: images/s | "
+                   f"{_fmt(row['pipelined_images_per_s'])} |")
+      if noaug_128 and row['batch_size'] == 128 and noaug_128[0].get('pipelined_images_per_s'):
+        lines.append(f'| torch | JAX / PyTorch, equal work, steps queued back to back, batch 128'
+                     f"{eager} | {noaug_128[0]['pipelined_images_per_s'] / row['pipelined_images_per_s']:.2f}x |")
   for row in _rows(_load(dirs, 'upsample'), framework='jax'):
     lines.append(f"| upsample | {row['upsample']}, batch {row['batch_size']}: images/s | "
                  f"{_fmt(row['images_per_s'])} |")
@@ -146,6 +159,10 @@ def table(dirs) -> str:
     for run in ('cold', 'warm'):
       lines.append(f'| restart | {run}: process start to first step done, s | '
                    f"{_fmt(restart[run]['process_start_to_first_step_s'])} |")
+      if 'imports_s' in restart[run]:  # Measured since 2026-11-30's first GPU session.
+        lines.append(f'| restart | {run}, by part: imports / backend start / train state / '
+                     f'trace and lower / compile or load / run, s | '
+                     + ' / '.join(_fmt(restart[run][k], 2) for k in RESTART_PARTS) + ' |')
   deterministic = _load(dirs, 'determinism')
   if deterministic:
     lines.append(f"| determinism | two identical steps, deterministic ops: bit-identical | "

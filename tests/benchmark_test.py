@@ -156,13 +156,15 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
   argv = ['--image-size', '16', '--base-width', '4', '--depth', '1', '--batch-sizes', '2',
           '--precisions', 'float32', '--upsample', 'dense_d2s', '--steps', '1', '--warmup', '0',
           '--matmul-size', '64', '--torch-compile', 'none', '--compilation-cache', '',
-          '--profile-steps', '2', '--torch' if use_torch else '--no-torch']
+          '--profile-steps', '2', '--pool', 'reshape', '--torch' if use_torch else '--no-torch']
   results = benchmark.main([*argv, '--out', str(out)])
   printed = capsys.readouterr().out
   rows = results['rows']
   assert [r['framework'] for r in rows] == (['jax', 'torch'] if use_torch else ['jax'])
   jax_row = rows[0]
   assert jax_row['images_per_s'] > 0 and jax_row['mfu'] > 0
+  assert all(r['pipelined_images_per_s'] > 0 for r in rows)  # Steps queued, one wait.
+  assert jax_row['pool'] == 'reshape'
   assert jax_row['gflop_per_image'] == pytest.approx(
       flops.unet_flops(16, depth=1, base_width=4, upsample='dense_d2s').train / 1e9)
   assert 'JAX/torch' in printed and 'jax | dense_d2s | f32 | yes | 2 |' in printed
