@@ -8,8 +8,9 @@ What holds where:
     autotuning) are not, so two identical steps can differ in the last bits. With
     `config.deterministic = True`, `python -m unet_jax.main` sets XLA's
     `--xla_gpu_deterministic_ops=true` before JAX starts, which picks deterministic kernels (at
-    some cost in speed). That this makes two identical GPU steps bit-identical is checked by the
-    GPU check script (experiments/gpu_check.sh), and unverified until a GPU session runs it.
+    some cost in speed). Measured on an H200 (2026-11-30, the GPU check script
+    experiments/gpu_check.sh): two identical steps of the seed's model are then bit-identical,
+    at 0.60x the speed (experiments/results/benchmark_gpu.md), so it is off by default.
 
 The flag must be in XLA_FLAGS before JAX initializes its backend, so it cannot be switched on
 from inside a running process; `check` says so when a run asks for it too late.
