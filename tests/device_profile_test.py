@@ -32,13 +32,13 @@ COMPUTE = [(1, 0, 6, 'cudnn-conv.3'), (2, 10, 4, 'cudnn-conv-bw-filter.1'),
 SECOND_STREAM = [(3, 5, 2, 'loop_convert_fusion.2')]
 
 
-def _trace(steps=2):
+def _trace(steps=2, events=COMPUTE, kernels=KERNELS):
   step_us = 30
-  compute = [_event(m, s + k * step_us, d, h) for k in range(steps) for m, s, d, h in COMPUTE]
+  compute = [_event(m, s + k * step_us, d, h) for k in range(steps) for m, s, d, h in events]
   second = [_event(m, s + k * step_us, d, h) for k in range(steps)
             for m, s, d, h in SECOND_STREAM]
   metadata = ' '.join(f'event_metadata {{ key: {k} value {{ id: {k} name: "{n}" }} }}'
-                      for k, n in KERNELS.items())
+                      for k, n in kernels.items())
   derived = [_event(1, 0, 30 * steps, 'jit_train_step')]
   text = f'''
     planes {{ id: 1 name: "/host:CPU"
@@ -72,6 +72,26 @@ def test_a_gpu_trace_is_read_from_the_device_streams_per_step():
   # An event with no HLO instruction is listed by its kernel name.
   assert 'memcpy32_post' in [o['op'] for o in result['top_ops']]
   assert 'convolution 48%' in device_profile.format_breakdown(result)
+
+
+def test_command_buffers_are_listed_by_kernel_and_an_op_by_its_longest_kernel():
+  """As the H200's trace of the seed's step had them (2026-11-30): fusions run inside XLA's
+  command buffers, whose events all carry the buffer's name, and a cuDNN convolution that
+  launches a memset before its GEMM. The top instructions once named a buffer by its first
+  kernel, and a convolution by its memset."""
+  kernels = {**KERNELS, 7: 'Memset 3', 8: 'loop_reduce_window_fusion', 9: 'input_scatter_fusion'}
+  events = [(7, 0, 1, 'cudnn-conv-bias-activation.96'), (1, 1, 6, 'cudnn-conv-bias-activation.96'),
+            (8, 8, 4, 'command_buffer_488'), (9, 12, 3, 'command_buffer_488'),
+            (8, 16, 2, 'command_buffer_490')]
+  result = device_profile.breakdown(_trace(1, events, kernels), steps=1)
+  top = {o['op']: (o['kind'], o['kernel'], o['launches_per_step'], o['ms_per_step'] * 1e3)
+         for o in result['top_ops']}
+  conv = top['cudnn-conv-bias-activation.96']
+  assert conv[:3] == ('convolution', KERNELS[1], 2) and conv[3] == pytest.approx(7)
+  assert top['loop_reduce_window_fusion'][0] == 'reduction'
+  assert top['loop_reduce_window_fusion'][2:] == pytest.approx((2, 6))  # Both buffers' launches.
+  assert top['input_scatter_fusion'][0] == 'elementwise fusion'
+  assert not [op for op in top if op.startswith('command_buffer')]
 
 
 @pytest.mark.parametrize('hlo_op, kernel, kind', [

@@ -17,9 +17,11 @@ on GPUs), convolution, matmul, reduction, elementwise fusion, copy/transpose, ot
 compiled program's HLO text is given, its instructions get the kind of what they compute
 (`hlo_kinds`: XLA:CPU's 'ynn_fusion' holding a convolution is a convolution); the rest, from
 their instruction's and kernel's names (`kind_of`), which on a GPU say it plainly. The breakdown
-keeps the top instructions by time with their raw names, for a reader to check the kinds
-against. On a CPU the thunks of every simulated device are summed, and a collective's time is
-mostly its wait for the slowest device.
+keeps the top instructions by time with their raw names and the kernel that took most of each
+one's time, for a reader to check the kinds against; the kernels that XLA:GPU runs inside a
+command buffer (a CUDA graph of many fusions, whose events all name the buffer) are listed each
+by its own name. On a CPU the thunks of every simulated device are summed, and a collective's
+time is mostly its wait for the slowest device.
 """
 
 import collections
@@ -169,13 +171,22 @@ def breakdown(profile, steps: int, *, top: int = 25, hlo_text: str | None = None
     kind = kind or kind_of(hlo_op, kernel)
     by_kind[kind] += duration
     launches[kind] += 1
-    key = hlo_op or kernel
-    entry = by_op.setdefault(key, {'op': key, 'kind': kind, 'kernel': kernel[:100], 'ns': 0,
-                                   'launches': 0})
+    # A command buffer (XLA:GPU's CUDA graph of many fusions) is no one instruction: its
+    # kernels are listed by name, as are events with no instruction.
+    key = kernel if not hlo_op or hlo_op.startswith('command_buffer') else hlo_op
+    entry = by_op.setdefault(key, {'op': key, 'ns': 0, 'launches': 0,
+                                   'kernels': collections.Counter(),
+                                   'kinds': collections.Counter()})
     entry['ns'] += duration
     entry['launches'] += 1
+    entry['kernels'][kernel] += duration
+    entry['kinds'][kind] += duration
   ms = lambda ns: ns / 1e6 / steps  # noqa: E731
   ops = sorted(by_op.values(), key=lambda o: -o['ns'])[:top]
+  for o in ops:  # An instruction's kind and kernel are those of most of its time (a cuDNN
+    # convolution launches a memset before its GEMM).
+    o['kind'] = o['kinds'].most_common(1)[0][0]
+    o['kernel'] = o['kernels'].most_common(1)[0][0][:100]
   return {
       'source': source, 'steps': steps, 'events_per_step': len(events) / steps,
       'kernel_ms_per_step': ms(total_ns), 'busy_ms_per_step': ms(_union_ns(events)),

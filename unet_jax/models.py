@@ -43,9 +43,9 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   below, the same gradient as XLA's select-and-scatter gives it: each window's gradient goes to
   its first maximum in row-major order (ties are common here: a window of ReLU zeros is one of
   four equal values after the seed's BatchNorm). Only the computation differs: a reduction and
-  an elementwise select that XLA can fuse with their neighbours, where the reduce-window and
-  select-and-scatter of `nn.max_pool` ran as loops of their own on an H200 (3.3 ms and 1.4 ms of
-  the seed's 85 ms step at batch 128; experiments/results/benchmark_gpu.md).
+  an elementwise select that XLA can fuse with their neighbours, where XLA:GPU runs the
+  reduce-window and select-and-scatter of `nn.max_pool` as loops of their own. Which is faster
+  on a GPU is for the GPU check to say (experiments/results/benchmark_gpu.md).
   """
   n, h, w, c = x.shape
   return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
