@@ -149,8 +149,9 @@ def table(dirs) -> str:
       lines.append(f"| torch | batch {row['batch_size']}, steps queued back to back: images/s | "
                    f"{_fmt(row['pipelined_images_per_s'])} |")
       if noaug_128 and row['batch_size'] == 128 and noaug_128[0].get('pipelined_images_per_s'):
+        queued = noaug_128[0]['pipelined_images_per_s'] / row['pipelined_images_per_s']
         lines.append(f'| torch | JAX / PyTorch, equal work, steps queued back to back, batch 128'
-                     f"{eager} | {noaug_128[0]['pipelined_images_per_s'] / row['pipelined_images_per_s']:.2f}x |")
+                     f'{eager} | {queued:.2f}x |')
   for row in _rows(_load(dirs, 'upsample'), framework='jax'):
     lines.append(f"| upsample | {row['upsample']}, batch {row['batch_size']}: images/s | "
                  f"{_fmt(row['images_per_s'])} |")
