@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check: what a lent GPU session measures, in one device call of about 5 minutes.
+# The GPU check: what a lent GPU session measures, in two device calls of about 6.5 minutes.
 #
-#   run(command="bash experiments/gpu_check.sh", timeout_s=420)
+#   run(command="bash experiments/gpu_check.sh", timeout_s=450)
 #   # A second call, with the first call's files copied to experiments/results/gpu/<date>/,
 #   # runs only the parts still missing:
 #   run(command="GPU_CHECK_DONE=experiments/results/gpu/<date> bash experiments/gpu_check.sh",
-#       timeout_s=420)
+#       timeout_s=450)
 #
 # Parts, in priority order, each in its own process (JAX preallocates GPU memory, so PyTorch
 # never shares a process with it) with its own timeout, each writing its JSON under $OUT as soon
 # as it ends (8 files at most, what the device tool brings back). Nothing runs past the call's
-# deadline (GPU_CHECK_DEADLINE seconds, default 300): a part starts only if about one of its
+# deadline (GPU_CHECK_DEADLINE seconds, default 380): a part starts only if about one of its
 # configurations fits in the time left, and a benchmark part stopped by the deadline keeps the
 # configurations it finished, for the next call to complete:
 #   machine       nvidia-smi's name, memory and driver; jax, jaxlib, flax, optax, torch versions
@@ -23,8 +23,8 @@
 #   jax-noaug     the same without the augmentation (the equal-work comparison with PyTorch)
 #   torch         its PyTorch twin at batch 128 (bf16 autocast, channels_last, torch.compile;
 #                 eager, marked so in its row and the table, if torch.compile fails)
-#   b256          batch 256 with the augmentation, where the memory plan fits (the
-#                 H200's 139 GiB; XLA:CPU's plan is 95 GiB); skipped with a note elsewhere
+#   b256          batch 256 with the augmentation, on cards of 60,000 MiB or more (it took
+#                 39.2 GiB on an H200, and JAX takes 75% of the card); skipped with a note elsewhere
 #   upsample      the other upsampling forms ('transpose', 'dense_d2s') at batch 128
 #   restart       a warm restart through the persistent compilation cache: process start to
 #                 first step done, imports included, cold and warm
@@ -51,14 +51,17 @@
 #   GPU_CHECK_PROBE_ARGS  likewise for the two probes
 #   GPU_CHECK_B256=1  run batch 256 whatever the card's memory (a full run on a CPU)
 #   GPU_CHECK_MIN_S   start any part with this much time left (default: each part's own,
-#                     60-100 s; the CPU test makes it small to cut a part short)
+#                     60-140 s; the CPU test makes it small to cut a part short)
+# Each part's time (the least to start it, the most it may run) is what it took on an H200
+# (2026-11-30): a JAX configuration 65-85 s (a cold compile of about 60 s; 107 s at batch 256),
+# PyTorch 70 s, the restart 87 s, determinism 50 s; the whole check about 13 minutes.
 # e.g. run(command="export GPU_CHECK_PARTS=jax-aug; OUT=$OUT/base bash experiments/gpu_check.sh;
 #          XLA_FLAGS=--xla_gpu_use_runtime_fusion=true OUT=$OUT/fusion bash experiments/gpu_check.sh")
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-workdirs/gpu_check}
 DONE=${GPU_CHECK_DONE:-}
-DEADLINE=${GPU_CHECK_DEADLINE:-300}
+DEADLINE=${GPU_CHECK_DEADLINE:-380}
 PY=${PYTHON:-python3}
 CACHE=${GPU_CHECK_CACHE:-/tmp/unet_jax_gpu_check_restart_cache}  # The restart part's only.
 PARTS=" ${GPU_CHECK_PARTS:-machine jax-aug jax-noaug torch b256 upsample restart determinism} "
@@ -109,27 +112,27 @@ part() {  # part NAME MIN_S BUDGET_S COMMAND...: run unless done earlier or past
   fi
 }
 
-big_card() {  # Whether the card holds batch 256 (XLA:CPU's plan: 95 GiB; the H100 has 80).
+big_card() {  # Whether batch 256 fits: 39.2 GiB on an H200, in JAX's 75% of the card (an H100's).
   "$PY" -c "import json,sys; m=json.load(open(sys.argv[1])).get('gpu_memory','0 MiB'); \
-sys.exit(0 if int(m.split()[0]) > 100_000 else 1)" "${DONE:-$OUT}/machine.json" 2>/dev/null
+sys.exit(0 if int(m.split()[0]) >= 60_000 else 1)" "${DONE:-$OUT}/machine.json" 2>/dev/null
 }
 
 part machine 60 60 "$PY" experiments/gpu_table.py --machine "$OUT/machine.json"
-part jax-aug 75 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+part jax-aug 90 210 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
   --batch-sizes 64,128 --profile-steps 3 --isolate "${EXTRA[@]}" --out "$OUT/jax-aug.json"
-part jax-noaug 75 120 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+part jax-noaug 75 180 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
   --batch-sizes 64,128 --no-augment --isolate "${EXTRA[@]}" --out "$OUT/jax-noaug.json"
 part torch 100 150 env JAX_PLATFORMS=cpu "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" \
   --frameworks torch --batch-sizes 128 "${EXTRA[@]}" --out "$OUT/torch.json"
 if big_card || [[ ${GPU_CHECK_B256:-} == 1 ]]; then
-  part b256 75 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+  part b256 140 180 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
     --batch-sizes 256 --isolate "${EXTRA[@]}" --out "$OUT/b256.json"
 elif [[ $PARTS == *" b256 "* ]]; then
-  echo "--- b256: skipped, the card has under 100 GB and the plan for batch 256 is 95 GiB"
-  echo '{"skipped": "the card has under 100 GB; XLA:CPU plans 95 GiB for batch 256"}' \
+  echo "--- b256: skipped, the card has under 60,000 MiB and batch 256 took 39.2 GiB on an H200"
+  echo '{"skipped": "the card has under 60,000 MiB; batch 256 took 39.2 GiB on an H200"}' \
     > "$OUT/b256.json"
 fi
-part upsample 75 150 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
+part upsample 80 200 "$PY" -m experiments.benchmark "${SEED_MODEL[@]}" --frameworks jax \
   --upsample transpose,dense_d2s --batch-sizes 128 --isolate "${EXTRA[@]}" \
   --out "$OUT/upsample.json"
 part restart 100 150 "$PY" -m experiments.gpu_probes restart --cache "$CACHE" \
