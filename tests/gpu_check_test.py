@@ -205,3 +205,26 @@ def test_the_table_refuses_a_folder_that_is_not_there_instead_of_printing_an_emp
   assert 'give the folder(s)' in error
   assert gpu_table.main([str(tmp_path)]) == 0  # An empty folder that exists: its table.
   assert '| target | measured | met |' in capsys.readouterr().out
+
+
+def test_the_recorded_gpu_table_is_what_its_files_print():
+  """benchmark_gpu.md's table of each GPU session is the one `python experiments/gpu_table.py
+  experiments/results/gpu/<date>` prints from the JSON files committed beside it: no figure in
+  it was typed by hand, and a change to the table's code that would print them otherwise shows
+  here."""
+  from experiments import gpu_table
+
+  results = os.path.join(ROOT, 'experiments', 'results')
+  with open(os.path.join(results, 'benchmark_gpu.md'), encoding='utf-8') as f:
+    recorded = f.read()
+  sessions = sorted(os.listdir(os.path.join(results, 'gpu')))
+  assert sessions, 'no GPU session recorded'
+  for date in sessions:
+    assert f'### {date}: ' in recorded, date
+  # Each folder of JSON files: a session's check, or a variant's (gpu/<date>/<variant>/).
+  folders = [folder for folder, _, files in os.walk(os.path.join(results, 'gpu'))
+             if any(name.endswith('.json') for name in files)]
+  assert len(folders) >= len(sessions)
+  for folder in folders:
+    printed = gpu_table.table([folder])
+    assert printed in recorded, f'{os.path.relpath(folder, results)}:\n{printed}'
