@@ -253,13 +253,15 @@ def bench_jax(spec: Spec, batch_np: dict, steps: int, warmup: int, matmul_size: 
     nonlocal state, step_metrics
     state, step_metrics = compiled(state, batch, rng)
 
-  def step():
-    dispatch()
+  def wait():
     jax.block_until_ready((state, step_metrics))
 
+  def step():
+    dispatch()
+    wait()
+
   step_s = median_step_s(step, steps, warmup)
-  pipelined_s = pipelined_step_s(dispatch, lambda: jax.block_until_ready((state, step_metrics)),
-                                 steps)
+  pipelined_s = pipelined_step_s(dispatch, wait, steps)
   achieved = analytic.train * spec.batch_size / step_s
   peak_gib = _none_or(_device_peak_bytes(), GIB)  # The step's, before the ceilings' arrays.
   peak = matmul_peak_flops(jnp.dtype(dtype).name, matmul_size)
@@ -526,7 +528,10 @@ def train_mode(args, argv: list[str]) -> dict:
   print(' '.join(f'{k}={v}' for k, v in env.items()), flush=True)
   # 'complete' turns true after the last configuration: a file cut short by a time limit keeps
   # what it measured and says so (experiments/gpu_check.sh then measures only what it lacks).
-  results = dict(env=env, args=vars(args), rows=[], complete=False)
+  # The output's name alone: a path of the machine that measured (the GPU machine's $OUT) means
+  # nothing where the file is kept.
+  results = dict(env=env, args=dict(vars(args), out=os.path.basename(args.out)), rows=[],
+                 complete=False)
   earlier = _earlier_rows(args.resume_from) if args.resume_from else []
   for i, spec in enumerate(specs):
     rows = _rows_of(spec, earlier, _frameworks(args))

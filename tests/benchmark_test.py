@@ -172,7 +172,9 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
     assert jax_row['jax_over_torch'] == pytest.approx(
         jax_row['images_per_s'] / rows[1]['images_per_s'])
     assert (jax_row['augment'], rows[1]['augment']) == (True, False)  # PyTorch never augments.
-  assert json.loads(out.read_text())['complete'] is True
+  saved = json.loads(out.read_text())
+  assert saved['complete'] is True
+  assert saved['args']['out'] == 'results.json'  # No path of the measuring machine.
   # The traced steps, read back from JAX's profiler (XLA:CPU's thunks here): every conv layer
   # (2 per level, 2 in the seed head; depth 1) runs its forward convolution in each step.
   profile = jax_row['profile']

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import seed as seed_config
-from unet_jax import models, summary
+from unet_jax import losses, models, summary
 
 
 def _variables(model, size=32):
@@ -136,18 +136,13 @@ def test_the_pool_setting_changes_no_loss_or_gradient():
     def loss(params, model=model, variables=variables):
       logits, _ = model.apply({**variables, 'params': params}, x, train=True,
                               rngs={'dropout': jax.random.key(3)}, mutable=['batch_stats'])
-      return jnp.mean(_bce(logits, y))
+      return jnp.mean(losses.bce_per_image(logits, y))
 
     results.append(jax.jit(jax.value_and_grad(loss))(variables['params']))
   (loss_a, grads_a), (loss_b, grads_b) = results
   np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
   for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-
-
-def _bce(logits, labels):
-  """Binary cross-entropy from logits, numerically stable."""
-  return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
 def test_bad_settings_name_the_field():
