@@ -87,6 +87,24 @@ def _profile(row) -> str:
           f"step {_fmt(row.get('step_ms'))} ms)")
 
 
+def _settings(name, result) -> list[str]:
+  """A line naming what a variant changed from the check's own settings (a flag of the
+  benchmark's, or XLA_FLAGS), so that a variant's table says what it measured."""
+  if not result or 'args' not in result:
+    return []
+  args, changed = result['args'], []
+  for flag, default in (('pool', 'reduce_window'), ('norm_position', 'after_act'),
+                        ('upsample', 'resize_conv')):
+    if (flag == 'upsample' and name == 'upsample') or (flag == 'pool' and name == 'torch'):
+      continue  # The part's own subject; a JAX-only setting.
+    if args.get(flag, default) != default:
+      changed.append(f"--{flag.replace('_', '-')} {args[flag]}")
+  xla_flags = result.get('env', {}).get('xla_flags')
+  if xla_flags:
+    changed.append(f'XLA_FLAGS={xla_flags}')
+  return [f"| {name} | settings other than the check's | {', '.join(changed)} |"] if changed else []
+
+
 def table(dirs) -> str:
   lines = ['| part | measure | value |', '|---|---|---|']
   info = _load(dirs, 'machine') or {}
@@ -95,6 +113,8 @@ def table(dirs) -> str:
   lines.append(f"| machine | versions | python {info.get('python')}, jax {info.get('jax')}, "
                f"jaxlib {info.get('jaxlib')}, flax {info.get('flax')}, optax {info.get('optax')}, "
                f"torch {info.get('torch')} |")
+  for name in ('jax-aug', 'jax-noaug', 'b256', 'torch', 'upsample'):
+    lines += _settings(name, _load(dirs, name))
   best = {}
   for name, label in (('jax-aug', 'with augmentation'), ('jax-noaug', 'without augmentation'),
                       ('b256', 'with augmentation')):
@@ -125,7 +145,8 @@ def table(dirs) -> str:
         lines.append(f"| {name} | device time by kind, batch {row['batch_size']} | "
                      f"{_profile(row)} |")
       key = 'aug' if name != 'jax-noaug' else 'noaug'
-      best[key] = max(best.get(key, 0), row['images_per_s'] or 0)
+      if row['images_per_s']:  # Not a --compile-only row (compile time and memory plan only).
+        best[key] = max(best.get(key, 0), row['images_per_s'])
       best.setdefault('compile', []).append(row['compile_s'])
   lines += _errors('torch', _load(dirs, 'torch')) + _errors('upsample', _load(dirs, 'upsample'))
   torch_rows = _rows(_load(dirs, 'torch'), framework='torch')
@@ -166,7 +187,9 @@ def table(dirs) -> str:
                      + ' / '.join(_fmt(restart[run][k], 2) for k in RESTART_PARTS) + ' |')
   deterministic = _load(dirs, 'determinism')
   if deterministic:
-    lines.append(f"| determinism | two identical steps, deterministic ops: bit-identical | "
+    ops = ('deterministic ops' if deterministic.get('deterministic_ops', True)
+           else "XLA's default ops")  # The probe without --deterministic: do steps differ?
+    lines.append(f"| determinism | two identical steps, {ops}: bit-identical | "
                  f"{deterministic['bit_identical']} ({deterministic['differing_leaves']} of "
                  f"{deterministic['leaves']} leaves differ) |")
     if deterministic.get('images_per_s'):
@@ -175,7 +198,7 @@ def table(dirs) -> str:
       cost = (f"; {without[0]['images_per_s']:.1f} without (jax-aug): "
               f"{deterministic['images_per_s'] / without[0]['images_per_s']:.2f}x"
               if without and without[0].get('images_per_s') else '')
-      lines.append(f"| determinism | deterministic ops, batch {size}: images/s | "
+      lines.append(f"| determinism | {ops}, batch {size}: images/s | "
                    f"{_fmt(deterministic['images_per_s'])}{cost} |")
   targets = [
       ('>= 2,000 images/s (best batch, with augmentation)',

@@ -12,6 +12,7 @@ imported there (each is replaced by a package that raises ImportError).
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -128,16 +129,22 @@ def test_a_part_stopped_by_the_deadline_keeps_what_it_finished(tmp_path):
   assert [r['batch_size'] for r in saved['rows']] == [2]
 
 
-def test_a_variant_runs_only_the_parts_asked_for(tmp_path):
+def test_a_variant_runs_only_the_parts_asked_for_and_its_table_says_what_it_changed(tmp_path):
   """How a speed-work session measures a variant beside its baseline: its own folder, the parts
-  it names, its extra flags."""
-  variant = _check(tmp_path / 'variant', 3000, GPU_CHECK_PARTS='machine',
-                   GPU_CHECK_ARGS='--norm-position before_act')
+  it names, its extra flags and XLA flags, which its table names (each variant's table goes into
+  benchmark_gpu.md as printed: without that line, two variants' tables read alike)."""
+  xla_flags = '--xla_backend_optimization_level=0 --xla_gpu_autotune_level=1'  # Parsed on CPU too.
+  variant = _check(tmp_path / 'variant', 3000, GPU_CHECK_PARTS='machine jax-noaug',
+                   GPU_CHECK_ARGS=f'{SHRINK} --batch-sizes 2 --pool reshape '
+                                  '--norm-position before_act', XLA_FLAGS=xla_flags)
   assert variant.returncode == 0, variant.stdout[-3000:] + variant.stderr[-2000:]
-  assert os.listdir(tmp_path / 'variant') == ['machine.json']
+  assert sorted(os.listdir(tmp_path / 'variant')) == ['jax-noaug.json', 'machine.json']
   for name in PARTS[1:]:
-    assert f'--- {name}: not asked for (GPU_CHECK_PARTS)' in variant.stdout or name == 'b256'
+    assert (f'--- {name}: not asked for (GPU_CHECK_PARTS)' in variant.stdout
+            or name in ('b256', 'jax-noaug'))
   assert 'b256' not in variant.stdout
+  assert ("| jax-noaug | settings other than the check's | --pool reshape, --norm-position "
+          f'before_act, XLA_FLAGS={xla_flags} |') in variant.stdout, variant.stdout[-3000:]
 
 
 def test_the_table_shows_what_failed_and_what_was_cut_short(tmp_path):
@@ -155,6 +162,30 @@ def test_the_table_shows_what_failed_and_what_was_cut_short(tmp_path):
   assert '| >= 2,000 images/s (best batch, with augmentation) | n/a | not measured |' in table
 
 
+def test_a_compile_only_variant_gives_its_compile_time_and_no_images_per_s(tmp_path):
+  """The next GPU session compiles the step once with no autotuning (`--compile-only`, to see
+  how much of the compile the autotuner is): its table has the compile time and its settings,
+  and says the throughput target was not measured (it read 0.00 images/s, 'no')."""
+  from experiments import gpu_table
+
+  done = subprocess.run(
+      [sys.executable, '-m', 'experiments.benchmark', *SHRINK.split(), '--frameworks', 'jax',
+       '--upsample', 'resize_conv', '--batch-sizes', '2', '--compile-only', '--out',
+       str(tmp_path / 'jax-aug.json')],
+      cwd=ROOT, env=dict(os.environ, XLA_FLAGS='--xla_gpu_autotune_level=0'),
+      capture_output=True, text=True, check=False, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  table = gpu_table.table([str(tmp_path)])
+  row = json.loads((tmp_path / 'jax-aug.json').read_text())['rows'][0]
+  assert row['images_per_s'] is None and row['compile_s'] > 0
+  assert (f"| jax-aug | with augmentation, batch 2: images/s, compile s, MFU, peak GiB | n/a, "
+          f"{row['compile_s']:.1f}, n/a%, ") in table, table
+  assert "| jax-aug | settings other than the check's | XLA_FLAGS=--xla_gpu_autotune_level=0 |" \
+      in table, table
+  assert '| >= 2,000 images/s (best batch, with augmentation) | n/a | not measured |' in table
+  assert f"| first-step compile < 60 s | {row['compile_s']:.2f} | yes |" in table
+
+
 def test_the_table_puts_what_deterministic_ops_cost_beside_the_same_step_without_them(tmp_path):
   from experiments import gpu_table
 
@@ -167,6 +198,14 @@ def test_the_table_puts_what_deterministic_ops_cost_beside_the_same_step_without
   table = gpu_table.table([str(tmp_path)])
   assert ('| determinism | deterministic ops, batch 64: images/s | 800.0; 1000.0 without '
           '(jax-aug): 0.80x |') in table, table
+  # The probe run without --deterministic (do two identical steps differ at all?) says so.
+  (tmp_path / 'determinism.json').write_text(json.dumps({
+      'deterministic_ops': False, 'bit_identical': False, 'differing_leaves': 30, 'leaves': 32,
+      'batch_size': 64, 'timed_steps': 10, 'images_per_s': 990.0}))
+  table = gpu_table.table([str(tmp_path)])
+  assert ("| determinism | two identical steps, XLA's default ops: bit-identical | False (30 of "
+          '32 leaves differ) |') in table, table
+  assert 'deterministic ops' not in table
 
 
 def test_the_table_compares_steps_queued_back_to_back_beside_steps_waited_for(tmp_path):
@@ -228,3 +267,28 @@ def test_the_recorded_gpu_table_is_what_its_files_print():
   for folder in folders:
     printed = gpu_table.table([folder])
     assert printed in recorded, f'{os.path.relpath(folder, results)}:\n{printed}'
+
+
+def _xla_accepts(flags: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, '-c', 'import jax; jax.numpy.zeros(2).block_until_ready()'],
+                        cwd=ROOT, env=dict(os.environ, XLA_FLAGS=flags), capture_output=True,
+                        text=True, check=False, timeout=300)
+
+
+def test_every_xla_flag_a_gpu_session_is_to_set_is_one_xla_knows():
+  """XLA aborts any process whose XLA_FLAGS holds a flag it does not know, which on a lent GPU
+  loses that part of the check and its minute of device time. Every `--xla_...=value` that the
+  prepared commands (benchmark_gpu.md, gpu_check.sh) and config.deterministic set goes through
+  XLA's own parser here: GPU flags parse on a CPU, and an unknown one fails here as there."""
+  from unet_jax import determinism
+
+  texts = [determinism.FLAG]
+  for path in ('experiments/results/benchmark_gpu.md', 'experiments/gpu_check.sh'):
+    with open(os.path.join(ROOT, path), encoding='utf-8') as f:
+      texts.append(f.read())
+  flags = sorted(set(re.findall(r"--xla_gpu_[a-z0-9_]+=[^\s'\"\\)`]+", '\n'.join(texts))))
+  assert '--xla_gpu_deterministic_ops=true' in flags and len(flags) >= 4, flags
+  known = _xla_accepts(' '.join(flags))
+  assert known.returncode == 0, known.stderr[-2000:]
+  unknown = _xla_accepts('--xla_gpu_autotune_levle=1')  # What a typo does.
+  assert unknown.returncode != 0 and 'Unknown flag' in unknown.stderr, unknown.stderr[-2000:]
