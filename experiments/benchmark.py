@@ -357,7 +357,12 @@ def bench_torch(spec: Spec, batch_np: dict, steps: int, warmup: int, compile_mod
              xla_gflop_per_image=None, tflops=achieved / 1e12,
              matmul_peak_tflops=None if peak_flops is None else peak_flops / 1e12,
              mfu=None if peak_flops is None else achieved / peak_flops, plan_gib=None,
-             peak_gib=peak_gib, loss=loss, params=params, torch_compile=compile_mode)
+             peak_gib=peak_gib, loss=loss, params=params, torch_compile=compile_mode,
+             # Where PyTorch ran: the result's `env` line describes JAX, which the GPU check's
+             # PyTorch part keeps on the CPU so that the two never share the card.
+             torch_device=torch.cuda.get_device_name() if device == 'cuda' else 'cpu',
+             torch_version=torch.__version__, torch_cuda=torch.version.cuda,
+             cudnn=torch.backends.cudnn.version() if device == 'cuda' else None)
   return row
 
 

@@ -154,6 +154,9 @@ def table(dirs) -> str:
   aug_128 = _rows(_load(dirs, 'jax-aug'), framework='jax', batch_size=128)
   ratio, ratio_note = None, ''
   for row in torch_rows:
+    if row.get('torch_device'):  # Recorded since 2026-11-30's first GPU session.
+      lines.append(f"| torch | ran on | {row['torch_device']}, torch {row.get('torch_version')}, "
+                   f"CUDA {row.get('torch_cuda')}, cuDNN {row.get('cudnn')} |")
     how = (f"eager: torch.compile failed, {_one_line(row['torch_compile_error'])}"
            if row.get('torch_compile_error') else f"compile '{row.get('torch_compile')}'")
     lines.append(f"| torch | batch {row['batch_size']}: images/s ({how}) | "

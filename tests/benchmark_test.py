@@ -149,7 +149,7 @@ def test_torch_forward_equals_jax_with_copied_weights(upsample, norm_position):
 def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
   use_torch = True
   try:
-    import torch  # noqa: F401
+    import torch
   except ImportError:
     use_torch = False
   out = tmp_path / 'results.json'
@@ -172,6 +172,8 @@ def test_benchmark_runs_and_prints_the_table(tmp_path, capsys):
     assert jax_row['jax_over_torch'] == pytest.approx(
         jax_row['images_per_s'] / rows[1]['images_per_s'])
     assert (jax_row['augment'], rows[1]['augment']) == (True, False)  # PyTorch never augments.
+    # Where PyTorch ran, in its own row (the env line is JAX's).
+    assert (rows[1]['torch_device'], rows[1]['torch_version']) == ('cpu', torch.__version__)
   saved = json.loads(out.read_text())
   assert saved['complete'] is True
   assert saved['args']['out'] == 'results.json'  # No path of the measuring machine.

@@ -218,13 +218,16 @@ def test_the_table_compares_steps_queued_back_to_back_beside_steps_waited_for(tm
              'images_per_s': 1500.0, 'pipelined_images_per_s': 1600.0, 'compile_s': 60.0,
              'mfu': 0.5, 'peak_gib': 20.0}
   torch_row = {'framework': 'torch', 'upsample': 'resize_conv', 'batch_size': 128,
-               'images_per_s': 1250.0, 'pipelined_images_per_s': 1280.0, 'torch_compile': 'default'}
+               'images_per_s': 1250.0, 'pipelined_images_per_s': 1280.0, 'torch_compile': 'default',
+               'torch_device': 'NVIDIA H200', 'torch_version': '2.11.0+cu130', 'torch_cuda': '13.0',
+               'cudnn': 91300}
   (tmp_path / 'jax-noaug.json').write_text(json.dumps({'rows': [jax_row], 'complete': True}))
   (tmp_path / 'torch.json').write_text(json.dumps({'rows': [torch_row], 'complete': True}))
   table = gpu_table.table([str(tmp_path)])
   assert ('| jax-noaug | without augmentation, batch 128, steps queued back to back (one wait at '
           'the end, as training runs them): images/s | 1600.0 |') in table, table
   assert '| torch | batch 128, steps queued back to back: images/s | 1280.0 |' in table
+  assert '| torch | ran on | NVIDIA H200, torch 2.11.0+cu130, CUDA 13.0, cuDNN 91300 |' in table
   assert '| torch | JAX / PyTorch, equal work (no augmentation), batch 128 | 1.20x |' in table
   assert ('| torch | JAX / PyTorch, equal work, steps queued back to back, batch 128 | 1.25x |'
           in table)
