@@ -10,6 +10,7 @@ imported there (each is replaced by a package that raises ImportError).
 """
 
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -55,8 +56,10 @@ def _check(out, deadline, done=None, **more_env):
                         capture_output=True, text=True, check=False, timeout=600)
 
 
-def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
-  pytest.importorskip('torch')
+def test_two_calls_within_their_deadline_measure_what_the_first_left(tmp_path):
+  """The check as one session ran it on the H200: a first call cut by its deadline, then a
+  second given its files. (The parts the prepared variant calls also run, PyTorch, the other
+  upsampling forms and the restart, are checked by running those calls below.)"""
   first, second = tmp_path / 'first', tmp_path / 'second'
   # Parts start with 60-140 s left (GPU-sized): a 70 s deadline admits the machine probe alone.
   one = _check(first, 70)
@@ -71,14 +74,15 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
                   mfu=0.5, peak_gib=None)
   cut_short = {'rows': [measured], 'complete': False}
   (first / 'jax-noaug.json').write_text(json.dumps(cut_short))
-  two = _check(second, 3000, done=first)
+  asked = 'machine jax-aug jax-noaug b256 determinism'
+  two = _check(second, 3000, done=first, GPU_CHECK_PARTS=asked)
   assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-2000:]
   assert '--- machine: measured by an earlier call' in two.stdout
   assert 'jax-noaug.json was cut short; measuring what it lacks' in two.stdout
-  assert sorted(p[:-5] for p in os.listdir(second)) == sorted(PARTS[1:])
+  assert sorted(p[:-5] for p in os.listdir(second)) == sorted(asked.split()[1:])
   results = {p: json.loads((second / f'{p}.json').read_text()) if (second / f'{p}.json').exists()
-             else json.loads((first / f'{p}.json').read_text()) for p in PARTS}
-  assert all(results[p]['complete'] for p in ('jax-aug', 'jax-noaug', 'torch', 'upsample'))
+             else json.loads((first / f'{p}.json').read_text()) for p in asked.split()}
+  assert all(results[p]['complete'] for p in ('jax-aug', 'jax-noaug'))
   assert [(r['framework'], r['batch_size'], r['augment']) for r in results['jax-aug']['rows']] == [
       ('jax', 64, True), ('jax', 128, True)]
   assert not any(r['augment'] for r in results['jax-noaug']['rows'])
@@ -87,15 +91,7 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   assert (kept['batch_size'], kept['images_per_s'], kept['resumed_from']) == (
       64, 123.0, str(first / 'jax-noaug.json'))
   assert new['batch_size'] == 128 and 'resumed_from' not in new
-  assert [(r['framework'], r['batch_size'], r['augment']) for r in results['torch']['rows']] == [
-      ('torch', 128, False)]
   assert results['determinism']['bit_identical'] is True
-  for run in ('cold', 'warm'):  # The child's parts, timed one after another, make up its time.
-    timing = results['restart'][run]
-    parts = [timing[k] for k in RESTART_PARTS]
-    assert min(parts) > 0 and sum(parts) <= timing['in_process_s'] + 1e-6
-    assert sum(parts) == pytest.approx(timing['in_process_s'], abs=0.05)
-    assert timing['in_process_s'] < timing['process_start_to_first_step_s']
   assert results['machine']['jax']
   # jax-aug traces its steps: where the device time went, by kind (unet_jax/device_profile).
   assert all(r['profile']['kinds']['convolution']['share'] > 0 for r in results['jax-aug']['rows'])
@@ -103,11 +99,8 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
   # No GPU of 60,000 MiB here: batch 256 is skipped with a note (GPU_CHECK_B256=1 forces it).
   assert results['b256'] == {
       'skipped': 'the card has under 60,000 MiB; batch 256 took 39.2 GiB on an H200'}
-  for text in ('JAX / PyTorch, equal work (no augmentation), batch 128', 'dense_d2s',
-               '| warm restart < 10 s |', 'bit-identical | True', '| b256 | batch 256 | skipped',
-               '| determinism | deterministic ops, batch 2: images/s | ',
-               '| restart | warm, by part: imports / backend start / train state / trace and '
-               'lower / compile or load / run, s | '):
+  for text in ('bit-identical | True', '| b256 | batch 256 | skipped',
+               '| determinism | deterministic ops, batch 2: images/s | '):
     assert text in table
   breakdown = next(line for line in table.splitlines()
                    if line.startswith('| jax-aug | device time by kind, batch 128 | '))
@@ -129,22 +122,16 @@ def test_a_part_stopped_by_the_deadline_keeps_what_it_finished(tmp_path):
   assert [r['batch_size'] for r in saved['rows']] == [2]
 
 
-def test_a_variant_runs_only_the_parts_asked_for_and_its_table_says_what_it_changed(tmp_path):
+def test_a_variant_runs_only_the_parts_asked_for(tmp_path):
   """How a speed-work session measures a variant beside its baseline: its own folder, the parts
-  it names, its extra flags and XLA flags, which its table names (each variant's table goes into
-  benchmark_gpu.md as printed: without that line, two variants' tables read alike)."""
-  xla_flags = '--xla_backend_optimization_level=0 --xla_gpu_autotune_level=1'  # Parsed on CPU too.
-  variant = _check(tmp_path / 'variant', 3000, GPU_CHECK_PARTS='machine jax-noaug',
-                   GPU_CHECK_ARGS=f'{SHRINK} --batch-sizes 2 --pool reshape '
-                                  '--norm-position before_act', XLA_FLAGS=xla_flags)
+  it names, its extra flags."""
+  variant = _check(tmp_path / 'variant', 3000, GPU_CHECK_PARTS='machine',
+                   GPU_CHECK_ARGS='--norm-position before_act')
   assert variant.returncode == 0, variant.stdout[-3000:] + variant.stderr[-2000:]
-  assert sorted(os.listdir(tmp_path / 'variant')) == ['jax-noaug.json', 'machine.json']
+  assert os.listdir(tmp_path / 'variant') == ['machine.json']
   for name in PARTS[1:]:
-    assert (f'--- {name}: not asked for (GPU_CHECK_PARTS)' in variant.stdout
-            or name in ('b256', 'jax-noaug'))
+    assert f'--- {name}: not asked for (GPU_CHECK_PARTS)' in variant.stdout or name == 'b256'
   assert 'b256' not in variant.stdout
-  assert ("| jax-noaug | settings other than the check's | --pool reshape, --norm-position "
-          f'before_act, XLA_FLAGS={xla_flags} |') in variant.stdout, variant.stdout[-3000:]
 
 
 def test_the_table_shows_what_failed_and_what_was_cut_short(tmp_path):
@@ -295,3 +282,95 @@ def test_every_xla_flag_a_gpu_session_is_to_set_is_one_xla_knows():
   assert known.returncode == 0, known.stderr[-2000:]
   unknown = _xla_accepts('--xla_gpu_autotune_levle=1')  # What a typo does.
   assert unknown.returncode != 0 and 'Unknown flag' in unknown.stderr, unknown.stderr[-2000:]
+
+
+def _prepared_calls() -> list[str]:
+  """The bash blocks of benchmark_gpu.md that the next GPU session passes to the device tool as
+  they are written (each headed `# run(command=<these lines>, ...)`)."""
+  with open(os.path.join(ROOT, 'experiments', 'results', 'benchmark_gpu.md'),
+            encoding='utf-8') as f:
+    return re.findall(r'```bash\n# run\(command=<these lines>[^\n]*\n(.*?)```', f.read(), re.S)
+
+
+def test_the_prepared_gpu_calls_run_as_written_and_their_tables_name_each_variant(tmp_path):
+  """The next GPU session's two device calls, copied from benchmark_gpu.md and run here as
+  written, shrunk: `python3` (which the GPU machine has, and gpu_check.sh's PYTHON) is a wrapper
+  that appends the small model's flags to each benchmark and probe (argparse keeps the last of a
+  repeated flag). Every variant must leave its JSON in its own folder, measured in full, and its
+  table must name what it changed: a call that stops at a typo costs that session its minutes."""
+  calls = _prepared_calls()
+  assert len(calls) == 2, calls
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  wrapper = bin_dir / 'python3'
+  wrapper.write_text(f"""#!/usr/bin/env bash
+case "$1 $2" in
+  '-m experiments.benchmark') exec {sys.executable} "$@" {SHRINK} ;;
+  '-m experiments.gpu_probes') exec {sys.executable} "$@" {PROBE} ;;
+  *) exec {sys.executable} "$@" ;;
+esac
+""")
+  wrapper.chmod(0o755)
+  out = tmp_path / 'out'
+  path = os.pathsep.join(p for p in (_lacking(tmp_path / 'lacks'), os.environ.get('PYTHONPATH'))
+                         if p)
+  env = dict(os.environ, OUT=str(out), PYTHON=str(wrapper), PYTHONPATH=path,
+             PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+             GPU_CHECK_CACHE=str(tmp_path / 'cache'))
+  env.pop('XLA_FLAGS', None)  # The calls' own, or none: a variant's table names any it was given.
+  for call in calls:
+    done = subprocess.run(['bash', '-c', call], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=False, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  have_torch = importlib.util.find_spec('torch') is not None
+  expected = {'base': ['jax-aug'], 'pool': ['jax-aug'],
+              'pair': ['jax-noaug', 'restart'] + (['torch'] if have_torch else []),
+              'fusion_autotuner_off': ['jax-aug'], 'autotune1': ['jax-aug'],
+              'autotune0': ['jax-aug'], 'transpose': ['upsample'], 'dense_d2s': ['upsample'],
+              'nondeterministic': ['determinism'], 'b16': ['jax-aug']}
+  assert sorted(os.listdir(out)) == sorted(expected)
+  tables = {}
+  for folder, parts in expected.items():
+    assert sorted(os.listdir(out / folder)) == sorted(f'{p}.json' for p in parts), folder
+    for part in parts:
+      result = json.loads((out / folder / f'{part}.json').read_text())
+      assert result.get('complete') is not False, (folder, part)
+      assert all(r['framework'] != 'error' for r in result.get('rows', [])), (folder, part)
+    tables[folder] = _table_of(out / folder)
+  settings = "settings other than the check's"
+  assert settings not in tables['base'] and settings not in tables['b16']
+  assert f'| jax-aug | {settings} | --pool reshape |' in tables['pool']
+  assert f'| jax-noaug | {settings} | --pool reshape |' in tables['pair']
+  assert '| torch | ' + settings not in tables['pair']  # A JAX-only setting.
+  for folder, flag in (('fusion_autotuner_off', 'experimental_enable_fusion_autotuner=false'),
+                       ('autotune1', 'autotune_level=1'), ('autotune0', 'autotune_level=0')):
+    assert f'| jax-aug | {settings} | XLA_FLAGS=--xla_gpu_{flag} |' in tables[folder], folder
+  assert '| >= 2,000 images/s (best batch, with augmentation) | n/a | not measured |' in tables[
+      'autotune0']  # Compile only.
+  assert "| determinism | two identical steps, XLA's default ops: bit-identical |" in tables[
+      'nondeterministic']
+  restart = json.loads((out / 'pair' / 'restart.json').read_text())
+  for run in ('cold', 'warm'):  # The child's parts, timed one after another, make up its time.
+    timing = restart[run]
+    parts = [timing[k] for k in RESTART_PARTS]
+    assert min(parts) > 0 and sum(parts) <= timing['in_process_s'] + 1e-6
+    assert sum(parts) == pytest.approx(timing['in_process_s'], abs=0.05)
+    assert timing['in_process_s'] < timing['process_start_to_first_step_s']
+  assert ('| restart | warm, by part: imports / backend start / train state / trace and lower / '
+          'compile or load / run, s | ') in tables['pair']
+  if have_torch:  # The pair, measured in one call: the equal-work ratio, waited and queued.
+    torch_rows = json.loads((out / 'pair' / 'torch.json').read_text())['rows']
+    assert [(r['framework'], r['batch_size'], r['augment']) for r in torch_rows] == [
+        ('torch', 128, False)]
+    for text in ('| torch | JAX / PyTorch, equal work (no augmentation), batch 128 | ',
+                 '| torch | JAX / PyTorch, equal work, steps queued back to back, batch 128 | ',
+                 '| torch | ran on | cpu, torch '):
+      assert text in tables['pair'], text
+  for form in ('transpose', 'dense_d2s'):
+    assert f'| upsample | {form}, batch 128: images/s | ' in tables[form]
+
+
+def _table_of(folder) -> str:
+  from experiments import gpu_table
+
+  return gpu_table.table([str(folder)])
