@@ -151,7 +151,7 @@ def _model_argv(args) -> list[str]:
           '--upsample', args.upsample]
 
 
-def main(argv=None) -> int:
+def parse_args(argv) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                    formatter_class=argparse.RawDescriptionHelpFormatter,
                                    epilog=__doc__.split('\n\n', 1)[1])
@@ -167,7 +167,11 @@ def main(argv=None) -> int:
   parser.add_argument('--batch-size', type=int, default=64)
   parser.add_argument('--precision', default='bfloat16')
   parser.add_argument('--upsample', default='resize_conv')
-  args = parser.parse_args(argv)
+  return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
   result = {'determinism': determinism, 'restart': restart, 'first-step': first_step}[
       args.probe](args)
   print(json.dumps(result), flush=True)

@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHRINK = ('--image-size 16 --base-width 2 --depth 1 --steps 1 --warmup 0 --matmul-size 32 '
           '--torch-compile none --precisions float32 --no-isolate')
 PROBE = '--image-size 16 --base-width 2 --depth 1 --batch-size 2 --precision float32'
+FAST = '--xla_backend_optimization_level=0'  # As every test: see conftest.
 # What the GPU machine's image lacks (the developers' guide): the check must not import any of it.
 GPU_MACHINE_LACKS = ('tensorflow', 'tensorflow_datasets', 'ml_collections', 'clu')
 RESTART_PARTS = ('imports_s', 'backend_start_s', 'train_state_s', 'trace_and_lower_s',
@@ -56,10 +57,8 @@ def _check(out, deadline, done=None, **more_env):
                         capture_output=True, text=True, check=False, timeout=600)
 
 
-def test_two_calls_within_their_deadline_measure_what_the_first_left(tmp_path):
-  """The check as one session ran it on the H200: a first call cut by its deadline, then a
-  second given its files. (The parts the prepared variant calls also run, PyTorch, the other
-  upsampling forms and the restart, are checked by running those calls below.)"""
+def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
+  pytest.importorskip('torch')
   first, second = tmp_path / 'first', tmp_path / 'second'
   # Parts start with 60-140 s left (GPU-sized): a 70 s deadline admits the machine probe alone.
   one = _check(first, 70)
@@ -74,15 +73,14 @@ def test_two_calls_within_their_deadline_measure_what_the_first_left(tmp_path):
                   mfu=0.5, peak_gib=None)
   cut_short = {'rows': [measured], 'complete': False}
   (first / 'jax-noaug.json').write_text(json.dumps(cut_short))
-  asked = 'machine jax-aug jax-noaug b256 determinism'
-  two = _check(second, 3000, done=first, GPU_CHECK_PARTS=asked)
+  two = _check(second, 3000, done=first)
   assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-2000:]
   assert '--- machine: measured by an earlier call' in two.stdout
   assert 'jax-noaug.json was cut short; measuring what it lacks' in two.stdout
-  assert sorted(p[:-5] for p in os.listdir(second)) == sorted(asked.split()[1:])
+  assert sorted(p[:-5] for p in os.listdir(second)) == sorted(PARTS[1:])
   results = {p: json.loads((second / f'{p}.json').read_text()) if (second / f'{p}.json').exists()
-             else json.loads((first / f'{p}.json').read_text()) for p in asked.split()}
-  assert all(results[p]['complete'] for p in ('jax-aug', 'jax-noaug'))
+             else json.loads((first / f'{p}.json').read_text()) for p in PARTS}
+  assert all(results[p]['complete'] for p in ('jax-aug', 'jax-noaug', 'torch', 'upsample'))
   assert [(r['framework'], r['batch_size'], r['augment']) for r in results['jax-aug']['rows']] == [
       ('jax', 64, True), ('jax', 128, True)]
   assert not any(r['augment'] for r in results['jax-noaug']['rows'])
@@ -91,7 +89,15 @@ def test_two_calls_within_their_deadline_measure_what_the_first_left(tmp_path):
   assert (kept['batch_size'], kept['images_per_s'], kept['resumed_from']) == (
       64, 123.0, str(first / 'jax-noaug.json'))
   assert new['batch_size'] == 128 and 'resumed_from' not in new
+  assert [(r['framework'], r['batch_size'], r['augment']) for r in results['torch']['rows']] == [
+      ('torch', 128, False)]
   assert results['determinism']['bit_identical'] is True
+  for run in ('cold', 'warm'):  # The child's parts, timed one after another, make up its time.
+    timing = results['restart'][run]
+    parts = [timing[k] for k in RESTART_PARTS]
+    assert min(parts) > 0 and sum(parts) <= timing['in_process_s'] + 1e-6
+    assert sum(parts) == pytest.approx(timing['in_process_s'], abs=0.05)
+    assert timing['in_process_s'] < timing['process_start_to_first_step_s']
   assert results['machine']['jax']
   # jax-aug traces its steps: where the device time went, by kind (unet_jax/device_profile).
   assert all(r['profile']['kinds']['convolution']['share'] > 0 for r in results['jax-aug']['rows'])
@@ -99,8 +105,11 @@ def test_two_calls_within_their_deadline_measure_what_the_first_left(tmp_path):
   # No GPU of 60,000 MiB here: batch 256 is skipped with a note (GPU_CHECK_B256=1 forces it).
   assert results['b256'] == {
       'skipped': 'the card has under 60,000 MiB; batch 256 took 39.2 GiB on an H200'}
-  for text in ('bit-identical | True', '| b256 | batch 256 | skipped',
-               '| determinism | deterministic ops, batch 2: images/s | '):
+  for text in ('JAX / PyTorch, equal work (no augmentation), batch 128', 'dense_d2s',
+               '| warm restart < 10 s |', 'bit-identical | True', '| b256 | batch 256 | skipped',
+               '| determinism | deterministic ops, batch 2: images/s | ',
+               '| restart | warm, by part: imports / backend start / train state / trace and '
+               'lower / compile or load / run, s | '):
     assert text in table
   breakdown = next(line for line in table.splitlines()
                    if line.startswith('| jax-aug | device time by kind, batch 128 | '))
@@ -147,30 +156,6 @@ def test_the_table_shows_what_failed_and_what_was_cut_short(tmp_path):
   assert ('| jax-aug | failed: resize_conv, batch 128 | Traceback (most recent call last): ... '
           'RESOURCE_EXHAUSTED: Out of memory |') in table
   assert '| >= 2,000 images/s (best batch, with augmentation) | n/a | not measured |' in table
-
-
-def test_a_compile_only_variant_gives_its_compile_time_and_no_images_per_s(tmp_path):
-  """The next GPU session compiles the step once with no autotuning (`--compile-only`, to see
-  how much of the compile the autotuner is): its table has the compile time and its settings,
-  and says the throughput target was not measured (it read 0.00 images/s, 'no')."""
-  from experiments import gpu_table
-
-  done = subprocess.run(
-      [sys.executable, '-m', 'experiments.benchmark', *SHRINK.split(), '--frameworks', 'jax',
-       '--upsample', 'resize_conv', '--batch-sizes', '2', '--compile-only', '--out',
-       str(tmp_path / 'jax-aug.json')],
-      cwd=ROOT, env=dict(os.environ, XLA_FLAGS='--xla_gpu_autotune_level=0'),
-      capture_output=True, text=True, check=False, timeout=300)
-  assert done.returncode == 0, done.stderr[-3000:]
-  table = gpu_table.table([str(tmp_path)])
-  row = json.loads((tmp_path / 'jax-aug.json').read_text())['rows'][0]
-  assert row['images_per_s'] is None and row['compile_s'] > 0
-  assert (f"| jax-aug | with augmentation, batch 2: images/s, compile s, MFU, peak GiB | n/a, "
-          f"{row['compile_s']:.1f}, n/a%, ") in table, table
-  assert "| jax-aug | settings other than the check's | XLA_FLAGS=--xla_gpu_autotune_level=0 |" \
-      in table, table
-  assert '| >= 2,000 images/s (best batch, with augmentation) | n/a | not measured |' in table
-  assert f"| first-step compile < 60 s | {row['compile_s']:.2f} | yes |" in table
 
 
 def test_the_table_puts_what_deterministic_ops_cost_beside_the_same_step_without_them(tmp_path):
@@ -292,9 +277,93 @@ def _prepared_calls() -> list[str]:
     return re.findall(r'```bash\n# run\(command=<these lines>[^\n]*\n(.*?)```', f.read(), re.S)
 
 
+# A `python3` that, asked to run a benchmark or a probe, records its command line instead (and
+# writes a benchmark's --out file with no rows); anything else it runs.
+_RECORDING_PYTHON = """import json, os, sys
+argv = sys.argv[1:]
+if argv[:2] in (['-m', 'experiments.benchmark'], ['-m', 'experiments.gpu_probes']):
+  with open(os.environ['CALLS_LOG'], 'a', encoding='utf-8') as f:
+    f.write(json.dumps({'argv': argv, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+                        'jax_platforms': os.environ.get('JAX_PLATFORMS', '')}) + '\\n')
+  if '--out' in argv and argv[1] == 'experiments.benchmark':
+    out = argv[argv.index('--out') + 1]
+    os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
+    with open(out, 'w', encoding='utf-8') as f:
+      json.dump({'complete': True, 'rows': []}, f)
+  sys.exit(0)
+os.execv(sys.executable, [sys.executable, *argv])
+"""
+
+
+def test_the_prepared_gpu_calls_give_each_part_valid_flags_and_a_folder_of_its_own(tmp_path):
+  """In every `make test`, in seconds: the next GPU session's two calls, run as benchmark_gpu.md
+  writes them (bash, gpu_check.sh, the parts it picks) with a python3 that records each
+  benchmark and probe instead of running it. Each recorded command line must parse with that
+  program's own parser (a misspelt flag fails here, not on the GPU), and each variant must be
+  what the file says, in a folder of its own. The slow test below runs them for real."""
+  from experiments import gpu_probes
+
+  calls = _prepared_calls()
+  assert len(calls) == 2, calls
+  bin_dir, out, log = tmp_path / 'bin', tmp_path / 'out', tmp_path / 'calls.jsonl'
+  bin_dir.mkdir()
+  recorder = bin_dir / 'python3'
+  recorder.write_text(f'#!{sys.executable}\n{_RECORDING_PYTHON}')
+  recorder.chmod(0o755)
+  env = dict(os.environ, OUT=str(out), PYTHON=str(recorder), CALLS_LOG=str(log),
+             PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+             GPU_CHECK_CACHE=str(tmp_path / 'cache'))
+  env.pop('XLA_FLAGS', None)  # The calls' own, or none, as on the GPU machine.
+  for call in calls:
+    done = subprocess.run(['bash', '-c', call], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert 'exit status 0' in done.stdout and not re.search(r'exit status [1-9]', done.stdout)
+  runs = {}
+  for line in log.read_text().splitlines():
+    record = json.loads(line)
+    program, argv = record['argv'][1], record['argv'][2:]
+    args = (benchmark.parse_args if program == 'experiments.benchmark'
+            else gpu_probes.parse_args)(argv)  # SystemExit(2) on a flag it does not know.
+    runs[os.path.relpath(args.out, out)] = (args, record)
+  assert sorted(runs) == sorted([
+      'base/jax-aug.json', 'pool/jax-aug.json', 'pair/jax-noaug.json', 'pair/torch.json',
+      'pair/restart.json', 'fusion_autotuner_off/jax-aug.json', 'autotune1/jax-aug.json',
+      'autotune0/jax-aug.json', 'transpose/upsample.json', 'dense_d2s/upsample.json',
+      'nondeterministic/determinism.json', 'b16/jax-aug.json'])
+  for name, (args, _) in runs.items():
+    if 'probe' in args:  # The probes' model is the seed's by default.
+      assert (args.image_size, args.base_width, args.depth) == (224, 64, 4), name
+      continue
+    # The seed's model at 224 px in bf16, compiled cold, as the baseline of 2026-11-30.
+    assert (args.image_size, args.base_width, args.depth, args.head, args.precisions,
+            args.compilation_cache) == (224, 64, 4, 'seed', 'bfloat16', ''), name
+    assert args.upsample == {'transpose/upsample.json': 'transpose',
+                             'dense_d2s/upsample.json': 'dense_d2s'}.get(name, 'resize_conv')
+    assert args.batch_sizes == ('16' if name.startswith('b16') else '128'), name
+    assert args.pool == ('reshape' if name.split('/')[0] in ('pool', 'pair') else
+                         'reduce_window'), name
+    assert args.compile_only == (name == 'autotune0/jax-aug.json'), name
+  flags = {name: record['xla_flags'] for name, (_, record) in runs.items()}
+  assert flags.pop('fusion_autotuner_off/jax-aug.json') == (
+      '--xla_gpu_experimental_enable_fusion_autotuner=false')
+  assert flags.pop('autotune1/jax-aug.json') == '--xla_gpu_autotune_level=1'
+  assert flags.pop('autotune0/jax-aug.json') == '--xla_gpu_autotune_level=0'
+  assert set(flags.values()) == {''}  # The others as XLA's defaults.
+  assert runs['pair/jax-noaug.json'][0].augment is False  # The equal-work pair, in one call.
+  assert runs['pair/torch.json'][0].frameworks == 'torch'
+  assert runs['pair/torch.json'][1]['jax_platforms'] == 'cpu'  # Never sharing the card.
+  assert runs['pair/restart.json'][0].probe == 'restart'
+  probe = runs['nondeterministic/determinism.json'][0]
+  assert probe.probe == 'determinism' and probe.deterministic is False
+
+
+@pytest.mark.slow
 def test_the_prepared_gpu_calls_run_as_written_and_their_tables_name_each_variant(tmp_path):
   """The next GPU session's two device calls, copied from benchmark_gpu.md and run here as
-  written, shrunk: `python3` (which the GPU machine has, and gpu_check.sh's PYTHON) is a wrapper
+  written, shrunk (about 90 s on 2 cores, so not in `make test`: `pytest -m slow
+  tests/gpu_check_test.py` before a GPU session's calls; the test above checks each call's
+  commands in every run): `python3` (which the GPU machine has, and gpu_check.sh's PYTHON) is a wrapper
   that appends the small model's flags to each benchmark and probe (argparse keeps the last of a
   repeated flag). Every variant must leave its JSON in its own folder, measured in full, and its
   table must name what it changed: a call that stops at a typo costs that session its minutes."""
@@ -303,9 +372,12 @@ def test_the_prepared_gpu_calls_run_as_written_and_their_tables_name_each_varian
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
   wrapper = bin_dir / 'python3'
+  # XLA:CPU's backend optimizations off, as in every test (conftest), appended to the call's
+  # own XLA_FLAGS; the two-call test above covers the traced profile.
   wrapper.write_text(f"""#!/usr/bin/env bash
+export XLA_FLAGS="${{XLA_FLAGS:+$XLA_FLAGS }}{FAST}"
 case "$1 $2" in
-  '-m experiments.benchmark') exec {sys.executable} "$@" {SHRINK} ;;
+  '-m experiments.benchmark') exec {sys.executable} "$@" {SHRINK} --profile-steps 0 ;;
   '-m experiments.gpu_probes') exec {sys.executable} "$@" {PROBE} ;;
   *) exec {sys.executable} "$@" ;;
 esac
@@ -338,13 +410,13 @@ esac
       assert all(r['framework'] != 'error' for r in result.get('rows', [])), (folder, part)
     tables[folder] = _table_of(out / folder)
   settings = "settings other than the check's"
-  assert settings not in tables['base'] and settings not in tables['b16']
-  assert f'| jax-aug | {settings} | --pool reshape |' in tables['pool']
-  assert f'| jax-noaug | {settings} | --pool reshape |' in tables['pair']
-  assert '| torch | ' + settings not in tables['pair']  # A JAX-only setting.
+  for folder in ('base', 'b16'):  # Only what this test adds.
+    assert f'| jax-aug | {settings} | XLA_FLAGS={FAST} |' in tables[folder], folder
+  assert f'| jax-aug | {settings} | --pool reshape, XLA_FLAGS={FAST} |' in tables['pool']
+  assert f'| jax-noaug | {settings} | --pool reshape, XLA_FLAGS={FAST} |' in tables['pair']
   for folder, flag in (('fusion_autotuner_off', 'experimental_enable_fusion_autotuner=false'),
                        ('autotune1', 'autotune_level=1'), ('autotune0', 'autotune_level=0')):
-    assert f'| jax-aug | {settings} | XLA_FLAGS=--xla_gpu_{flag} |' in tables[folder], folder
+    assert f'| jax-aug | {settings} | XLA_FLAGS=--xla_gpu_{flag} {FAST} |' in tables[folder], folder
   assert '| >= 2,000 images/s (best batch, with augmentation) | n/a | not measured |' in tables[
       'autotune0']  # Compile only.
   assert "| determinism | two identical steps, XLA's default ops: bit-identical |" in tables[
@@ -359,6 +431,7 @@ esac
   assert ('| restart | warm, by part: imports / backend start / train state / trace and lower / '
           'compile or load / run, s | ') in tables['pair']
   if have_torch:  # The pair, measured in one call: the equal-work ratio, waited and queued.
+    assert f'| torch | {settings} | XLA_FLAGS={FAST} |' in tables['pair']  # No pool: JAX's.
     torch_rows = json.loads((out / 'pair' / 'torch.json').read_text())['rows']
     assert [(r['framework'], r['batch_size'], r['augment']) for r in torch_rows] == [
         ('torch', 128, False)]
