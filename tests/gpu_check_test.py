@@ -43,9 +43,13 @@ def _lacking(root):
   return str(root)
 
 
+def _pythonpath_lacking(root) -> str:
+  """PYTHONPATH with `_lacking(root)` first."""
+  return os.pathsep.join(p for p in (_lacking(root), os.environ.get('PYTHONPATH')) if p)
+
+
 def _check(out, deadline, done=None, **more_env):
-  path = os.pathsep.join(p for p in (_lacking(out.parent / 'lacks'), os.environ.get('PYTHONPATH'))
-                         if p)
+  path = _pythonpath_lacking(out.parent / 'lacks')
   env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_ARGS=SHRINK, PYTHONPATH=path,
              GPU_CHECK_PROBE_ARGS=PROBE, GPU_CHECK_DEADLINE=str(deadline),
              GPU_CHECK_CACHE=str(out) + '_cache',
@@ -261,7 +265,7 @@ def test_every_xla_flag_a_gpu_session_is_to_set_is_one_xla_knows():
   for path in ('experiments/results/benchmark_gpu.md', 'experiments/gpu_check.sh'):
     with open(os.path.join(ROOT, path), encoding='utf-8') as f:
       texts.append(f.read())
-  flags = sorted(set(re.findall(r"--xla_gpu_[a-z0-9_]+=[^\s'\"\\)`]+", '\n'.join(texts))))
+  flags = sorted(set(re.findall(r"--xla_[a-z0-9_]+=[^\s'\"\\)`]+", '\n'.join(texts))))
   assert '--xla_gpu_deterministic_ops=true' in flags and len(flags) >= 4, flags
   known = _xla_accepts(' '.join(flags))
   assert known.returncode == 0, known.stderr[-2000:]
@@ -275,6 +279,30 @@ def _prepared_calls() -> list[str]:
   with open(os.path.join(ROOT, 'experiments', 'results', 'benchmark_gpu.md'),
             encoding='utf-8') as f:
     return re.findall(r'```bash\n# run\(command=<these lines>[^\n]*\n(.*?)```', f.read(), re.S)
+
+
+def _run_prepared_calls(tmp_path, python3: str, timeout: int, **more_env) -> list[str]:
+  """Runs the two calls as written, in order, from the repository, with `python3` (an
+  executable script's text) first on PATH and as gpu_check.sh's PYTHON, $OUT at tmp_path/out,
+  and only the calls' own XLA_FLAGS (none, as on the GPU machine, where they set none). Each
+  must exit 0; returns their outputs."""
+  calls = _prepared_calls()
+  assert len(calls) == 2, calls
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  (bin_dir / 'python3').write_text(python3)
+  (bin_dir / 'python3').chmod(0o755)
+  env = dict(os.environ, OUT=str(tmp_path / 'out'), PYTHON=str(bin_dir / 'python3'),
+             PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+             GPU_CHECK_CACHE=str(tmp_path / 'cache'), **more_env)
+  env.pop('XLA_FLAGS', None)
+  outputs = []
+  for call in calls:
+    done = subprocess.run(['bash', '-c', call], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=False, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    outputs.append(done.stdout)
+  return outputs
 
 
 # A `python3` that, asked to run a benchmark or a probe, records its command line instead (and
@@ -303,22 +331,10 @@ def test_the_prepared_gpu_calls_give_each_part_valid_flags_and_a_folder_of_its_o
   what the file says, in a folder of its own. The slow test below runs them for real."""
   from experiments import gpu_probes
 
-  calls = _prepared_calls()
-  assert len(calls) == 2, calls
-  bin_dir, out, log = tmp_path / 'bin', tmp_path / 'out', tmp_path / 'calls.jsonl'
-  bin_dir.mkdir()
-  recorder = bin_dir / 'python3'
-  recorder.write_text(f'#!{sys.executable}\n{_RECORDING_PYTHON}')
-  recorder.chmod(0o755)
-  env = dict(os.environ, OUT=str(out), PYTHON=str(recorder), CALLS_LOG=str(log),
-             PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-             GPU_CHECK_CACHE=str(tmp_path / 'cache'))
-  env.pop('XLA_FLAGS', None)  # The calls' own, or none, as on the GPU machine.
-  for call in calls:
-    done = subprocess.run(['bash', '-c', call], cwd=ROOT, env=env, capture_output=True,
-                          text=True, check=False, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert 'exit status 0' in done.stdout and not re.search(r'exit status [1-9]', done.stdout)
+  out, log = tmp_path / 'out', tmp_path / 'calls.jsonl'
+  for printed in _run_prepared_calls(tmp_path, f'#!{sys.executable}\n{_RECORDING_PYTHON}', 300,
+                                     CALLS_LOG=str(log)):
+    assert 'exit status 0' in printed and not re.search(r'exit status [1-9]', printed)
   runs = {}
   for line in log.read_text().splitlines():
     record = json.loads(line)
@@ -363,37 +379,26 @@ def test_the_prepared_gpu_calls_run_as_written_and_their_tables_name_each_varian
   """The next GPU session's two device calls, copied from benchmark_gpu.md and run here as
   written, shrunk (about 90 s on 2 cores, so not in `make test`: `pytest -m slow
   tests/gpu_check_test.py` before a GPU session's calls; the test above checks each call's
-  commands in every run): `python3` (which the GPU machine has, and gpu_check.sh's PYTHON) is a wrapper
-  that appends the small model's flags to each benchmark and probe (argparse keeps the last of a
-  repeated flag). Every variant must leave its JSON in its own folder, measured in full, and its
-  table must name what it changed: a call that stops at a typo costs that session its minutes."""
-  calls = _prepared_calls()
-  assert len(calls) == 2, calls
-  bin_dir = tmp_path / 'bin'
-  bin_dir.mkdir()
-  wrapper = bin_dir / 'python3'
+  commands in every run): `python3` (the GPU machine's, and gpu_check.sh's PYTHON) is a
+  wrapper that appends the small model's flags to each benchmark and probe (argparse keeps the
+  last of a repeated flag). Every variant must leave its JSON in its own folder, measured in
+  full, and its table must name what it changed: a call that stops at a typo costs that session
+  its minutes."""
+  from experiments import gpu_table
+
   # XLA:CPU's backend optimizations off, as in every test (conftest), appended to the call's
   # own XLA_FLAGS; the two-call test above covers the traced profile.
-  wrapper.write_text(f"""#!/usr/bin/env bash
+  wrapper = f"""#!/usr/bin/env bash
 export XLA_FLAGS="${{XLA_FLAGS:+$XLA_FLAGS }}{FAST}"
 case "$1 $2" in
   '-m experiments.benchmark') exec {sys.executable} "$@" {SHRINK} --profile-steps 0 ;;
   '-m experiments.gpu_probes') exec {sys.executable} "$@" {PROBE} ;;
   *) exec {sys.executable} "$@" ;;
 esac
-""")
-  wrapper.chmod(0o755)
+"""
+  _run_prepared_calls(tmp_path, wrapper, 900,
+                      PYTHONPATH=_pythonpath_lacking(tmp_path / 'lacks'))
   out = tmp_path / 'out'
-  path = os.pathsep.join(p for p in (_lacking(tmp_path / 'lacks'), os.environ.get('PYTHONPATH'))
-                         if p)
-  env = dict(os.environ, OUT=str(out), PYTHON=str(wrapper), PYTHONPATH=path,
-             PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-             GPU_CHECK_CACHE=str(tmp_path / 'cache'))
-  env.pop('XLA_FLAGS', None)  # The calls' own, or none: a variant's table names any it was given.
-  for call in calls:
-    done = subprocess.run(['bash', '-c', call], cwd=ROOT, env=env, capture_output=True,
-                          text=True, check=False, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   have_torch = importlib.util.find_spec('torch') is not None
   expected = {'base': ['jax-aug'], 'pool': ['jax-aug'],
               'pair': ['jax-noaug', 'restart'] + (['torch'] if have_torch else []),
@@ -408,7 +413,7 @@ esac
       result = json.loads((out / folder / f'{part}.json').read_text())
       assert result.get('complete') is not False, (folder, part)
       assert all(r['framework'] != 'error' for r in result.get('rows', [])), (folder, part)
-    tables[folder] = _table_of(out / folder)
+    tables[folder] = gpu_table.table([str(out / folder)])
   settings = "settings other than the check's"
   for folder in ('base', 'b16'):  # Only what this test adds.
     assert f'| jax-aug | {settings} | XLA_FLAGS={FAST} |' in tables[folder], folder
@@ -442,8 +447,3 @@ esac
   for form in ('transpose', 'dense_d2s'):
     assert f'| upsample | {form}, batch 128: images/s | ' in tables[form]
 
-
-def _table_of(folder) -> str:
-  from experiments import gpu_table
-
-  return gpu_table.table([str(folder)])
