@@ -27,7 +27,8 @@
 #                 39.2 GiB on an H200, and JAX takes 75% of the card); skipped with a note elsewhere
 #   upsample      the other upsampling forms ('transpose', 'dense_d2s') at batch 128
 #   restart       a warm restart through the persistent compilation cache: process start to
-#                 first step done, imports included, cold and warm
+#                 first step done, imports included, cold (a run's start, which then saves a
+#                 checkpoint) and warm (the run resumed: it restores that checkpoint)
 #   determinism   two identical steps from one state with XLA's deterministic ops: bit-identical?
 #                 and 10 steps timed with them (against jax-aug's batch 64: what they cost)
 # A short table is printed last (experiments/gpu_table.py, which also probes the machine).

@@ -11,11 +11,14 @@ determinism  From one train state, the real train step twice on the same batch: 
              (the same model and step without the flag) is what determinism costs, which says
              whether `config.deterministic` could be on by default.
 restart      How long a restarted run takes from process start to its first train step done,
-             imports included: a child process is timed from its launch until it reports the
-             first step done, once with an empty persistent compilation cache (cold) and once
-             with the cache that run filled (warm); each run's parts are timed too (imports,
-             the backend's start, the train state and batch, tracing and lowering the step,
-             compiling or loading it, running it).
+             imports included: a child process is timed from its launch until its first step
+             is done (not until it exits), twice. Cold: a run's start, with an empty persistent
+             compilation cache: it initializes the train state, compiles the step, runs it, then
+             saves a checkpoint. Warm: the run restarted, as a resumed training run does: it
+             restores that checkpoint into the state's shapes (nothing initialized) and loads
+             the step from the cache the cold run filled. Each run's parts are timed too
+             (imports, the backend's start, the train state and batch, tracing and lowering the
+             step, compiling or loading it, running it).
 
 Only jax, flax, optax and numpy are imported (the GPU machine has no TensorFlow). The model is
 the seed's (configs/seed.py: depth 4, width 64, 'seed' head, nearest upsampling + conv) at 224
@@ -35,9 +38,10 @@ if __package__ in (None, ''):  # Run as a file (`python experiments/X.py`): find
 DETERMINISTIC_FLAG = '--xla_gpu_deterministic_ops=true'  # unet_jax.determinism.FLAG
 
 
-def _state_and_step(args):
+def _state_and_step(args, checkpoint: str | None = None):
   """(data-parallel step, state, batch, rng) of the seed model, as experiments.benchmark builds
-  them (the real train step, augmenting on the device)."""
+  them (the real train step, augmenting on the device); the state restored from the latest
+  checkpoint in `checkpoint`, as unet_jax.train resumes, when given."""
   import jax
 
   from experiments import benchmark
@@ -57,7 +61,15 @@ def _state_and_step(args):
   preprocess = augment.make_preprocess(types.SimpleNamespace(**benchmark.AUGMENT), 'unit', 0)
   dp = parallel.make_data_parallel('shard_map', benchmark.LOSS,
                                    parallel.make_mesh(jax.devices()[:1]), preprocess=preprocess)
-  state = ts.create_train_state(model, tx, jax.random.key(0), spec.image_size)
+  if checkpoint:
+    from unet_jax import checkpointing
+
+    manager = checkpointing.open_for_reading(checkpoint)
+    state = checkpointing.restore(manager, manager.latest_step(), ts.abstract_train_state(
+        model, tx, spec.image_size, sharding=dp.state_sharding))
+    manager.close()
+  else:
+    state = ts.create_train_state(model, tx, jax.random.key(0), spec.image_size)
   batch = benchmark.synthetic_batch(spec.batch_size, spec.image_size)
   return dp, state, batch, jax.random.key(1)
 
@@ -97,27 +109,35 @@ def determinism(args) -> dict:
 
 
 def restart(args) -> dict:
-  """Cold then warm: a child process per run, timed from launch to its first step done."""
+  """Cold then warm: a child process per run, timed from launch to its first step done (the
+  child's clock, time.time(), read at that moment: the same clock as the launch's)."""
   import shutil
 
-  shutil.rmtree(args.cache, ignore_errors=True)
+  checkpoint = _checkpoint_dir(args)
+  for folder in (args.cache, checkpoint):
+    shutil.rmtree(folder, ignore_errors=True)
   child = [sys.executable, '-m', 'experiments.gpu_probes', 'first-step', '--cache', args.cache,
-           *_model_argv(args)]
+           '--checkpoint', checkpoint, *_model_argv(args)]
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   timings = {}
   for run in ('cold', 'warm'):
-    start = time.perf_counter()
-    done = subprocess.run(child, cwd=repo, capture_output=True, text=True, check=False)
+    launched, start = time.time(), time.perf_counter()
+    done = subprocess.run([*child, *(['--resume'] if run == 'warm' else [])], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    exited = time.perf_counter() - start
     if done.returncode:
       raise RuntimeError(f'{run} start failed:\n{done.stderr[-2000:]}')
-    timings[run] = {'process_start_to_first_step_s': time.perf_counter() - start,
-                    **json.loads(done.stdout.strip().splitlines()[-1])}
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    timings[run] = {'process_start_to_first_step_s': report.pop('first_step_done_at') - launched,
+                    'process_start_to_exit_s': exited, **report}
   return {'probe': 'restart', **timings}
 
 
 def first_step(args) -> dict:
-  """The child of `restart`: imports, builds, compiles (or loads) and runs one step, each part
-  timed (the 11.0 s of the first warm restart measured on an H200 did not say which to cut)."""
+  """The child of `restart`: imports, builds (or, with --resume, restores), compiles (or loads)
+  and runs one step, each part timed (the 11.0 s of the first warm restart measured on an H200
+  did not say which to cut); without --resume it then saves the state as the checkpoint the
+  warm run restores."""
   inside = time.perf_counter()
   import jax
 
@@ -128,7 +148,7 @@ def first_step(args) -> dict:
   compilation_cache.enable_compilation_cache(args.cache)
   jax.devices()  # The backend's start (CUDA and cuDNN on a GPU).
   started = time.perf_counter()
-  dp, state, batch, rng = _state_and_step(args)
+  dp, state, batch, rng = _state_and_step(args, _checkpoint_dir(args) if args.resume else None)
   state, placed = dp.place_state(state), dp.place_batch(batch)
   jax.block_until_ready((state, placed))
   built = time.perf_counter()
@@ -138,11 +158,25 @@ def first_step(args) -> dict:
   loaded = time.perf_counter()
   state, metrics = compiled(state, placed, rng)
   jax.block_until_ready((state, metrics))
-  done = time.perf_counter()
-  return {'first_step_s': done - built, 'in_process_s': done - inside,
-          'imports_s': imported - inside, 'backend_start_s': started - imported,
-          'train_state_s': built - started, 'trace_and_lower_s': traced - built,
-          'compile_or_load_s': loaded - traced, 'run_s': done - loaded}
+  done_at, done = time.time(), time.perf_counter()
+  timings = {'first_step_done_at': done_at, 'first_step_s': done - built,
+             'in_process_s': done - inside, 'imports_s': imported - inside,
+             'backend_start_s': started - imported, 'train_state_s': built - started,
+             'trace_and_lower_s': traced - built, 'compile_or_load_s': loaded - traced,
+             'run_s': done - loaded, 'state_restored': args.resume}
+  if not args.resume:  # After the first step, so not in its time: what the warm run restores.
+    from unet_jax import checkpointing
+
+    manager = checkpointing.create_manager(_checkpoint_dir(args), max_to_keep=1)
+    checkpointing.save(manager, 1, state)
+    manager.wait_until_finished()
+    manager.close()
+    timings['save_s'] = time.perf_counter() - done
+  return timings
+
+
+def _checkpoint_dir(args) -> str:
+  return args.checkpoint or f'{args.cache.rstrip(os.sep)}_checkpoint'
 
 
 def _model_argv(args) -> list[str]:
@@ -160,6 +194,11 @@ def parse_args(argv) -> argparse.Namespace:
   parser.add_argument('--timed-steps', type=int, default=10,
                       help='determinism: steps timed after the check.')
   parser.add_argument('--cache', default='/tmp/unet_jax_restart_cache')
+  parser.add_argument('--checkpoint', default='',
+                      help='restart: where the cold run saves the state the warm run restores '
+                           '(default: the --cache folder\'s name + "_checkpoint").')
+  parser.add_argument('--resume', action='store_true',
+                      help='first-step: restore the state from --checkpoint, as a restart.')
   parser.add_argument('--out', default='')
   parser.add_argument('--image-size', type=int, default=224)
   parser.add_argument('--base-width', type=int, default=64)

@@ -185,7 +185,9 @@ def table(dirs) -> str:
       lines.append(f'| restart | {run}: process start to first step done, s | '
                    f"{_fmt(restart[run]['process_start_to_first_step_s'])} |")
       if 'imports_s' in restart[run]:  # Measured since 2026-11-30's first GPU session.
-        lines.append(f'| restart | {run}, by part: imports / backend start / train state / '
+        state = ('train state restored from the cold run\'s checkpoint'
+                 if restart[run].get('state_restored') else 'train state')
+        lines.append(f'| restart | {run}, by part: imports / backend start / {state} / '
                      f'trace and lower / compile or load / run, s | '
                      + ' / '.join(_fmt(restart[run][k], 2) for k in RESTART_PARTS) + ' |')
   deterministic = _load(dirs, 'determinism')

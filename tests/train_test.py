@@ -279,20 +279,27 @@ def _events(workdir):
   return {tag: [e.step for e in loader.Tensors(tag)] for tag in loader.Tags()['tensors']}
 
 
-def test_resume_is_exact_and_logs_each_step_once(tmp_path, run):
+def test_resume_is_exact_and_logs_each_step_once(tmp_path, run, monkeypatch):
   """Stopped at step 10 (checkpointed), and crashed after logging up to step 20 with its
   checkpoint lost and a half-written line: resuming ends with the parameters and metrics of
-  the uninterrupted run, and every step logged once (checked with TensorBoard's loader)."""
+  the uninterrupted run, and every step logged once (checked with TensorBoard's loader). Only
+  the run's start initializes a train state: a resume restores into its shapes alone."""
   config, straight, final = run
   workdir = str(tmp_path / 'interrupted')
+  initialized = []
+  create = ts.create_train_state
+  monkeypatch.setattr(ts, 'create_train_state',
+                      lambda *args: initialized.append(args) or create(*args))
   train.train_and_evaluate(config, workdir, stop_after_step=10)  # As if pre-empted.
   assert results.read_run_summary(workdir)['state'] == 'stopped'
   assert _final_params(workdir, config)[1] == 10
+  del initialized[:]  # The run's start, and _final_params's target.
   train.train_and_evaluate(config, workdir, stop_after_step=20)
   shutil.rmtree(os.path.join(workdir, 'checkpoints', '20'))  # Killed before this save landed.
   with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
     f.write('{"step": 21, "train_lo')  # Killed mid-line.
   again = train.train_and_evaluate(config, workdir)
+  assert not initialized
 
   resumed, step = _final_params(workdir, config)
   reference, _ = _final_params(straight, config)
@@ -389,6 +396,13 @@ def test_a_finished_run_is_not_trained_again(tmp_path):
   again = train.train_and_evaluate(config, workdir)
   assert again == first
   assert metric_logging.read_jsonl(os.path.join(workdir, 'metrics.jsonl')) == rows_before
+  # pmap's resume: restored on one device, then replicated, it ends where the straight run did.
+  resumed = str(tmp_path / 'resumed')
+  train.train_and_evaluate(config, resumed, stop_after_step=5)
+  assert train.train_and_evaluate(config, resumed) == first
+  for a, b in zip(jax.tree.leaves(_final_params(resumed, config)[0]),
+                  jax.tree.leaves(_final_params(workdir, config)[0]), strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_a_finished_runs_files_answer_for_it_until_its_final_checkpoint_is_gone(tmp_path, run):

@@ -61,10 +61,8 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str,
   """
   model = models.create_model(config.model)
   optimizer = optim.create_optimizer(config.optim, config.num_train_steps)
-  abstract = ts.abstract_train_state(model, optimizer, config.data.image_size)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          abstract)
+  abstract = ts.abstract_train_state(model, optimizer, config.data.image_size,
+                                     jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
   ckpt_dir = os.path.join(os.path.abspath(workdir), results.CHECKPOINTS_DIR)
   manager = checkpointing.open_for_reading(ckpt_dir)  # The run may be training now.
   try:

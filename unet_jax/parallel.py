@@ -72,6 +72,15 @@ class DataParallel:
   def num_devices(self) -> int:
     return self.mesh.devices.size
 
+  @property
+  def state_sharding(self) -> jax.sharding.Sharding:
+    """Where a state lives before `place_state` (a checkpoint is restored into it): replicated
+    over the mesh for shard_map, as `place_state` leaves it; this process's first device for
+    pmap, whose `place_state` replicates it."""
+    if self.mode == 'shard_map':
+      return NamedSharding(self.mesh, P())
+    return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
   def place_state(self, state):
     """Host/unreplicated state -> the replicated form the steps take."""
     if self.mode == 'shard_map':

@@ -29,8 +29,6 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from unet_jax import (
   augment,
@@ -297,25 +295,28 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   schedule = optim.create_schedule(config.optim, config.num_train_steps)  # For logging the lr.
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
-  state = ts.create_train_state(model, optimizer, init_rng, config.data.image_size)
-  logging.info('Model: %s parameters, %s BatchNorm statistics, compute dtype %s.',
-               f'{models.count_params(state.params):,}',
-               f'{models.count_params(state.batch_stats):,}', jax.numpy.dtype(dtype).name)
-
   preprocess = augment.make_preprocess(config.augment, config.data.normalize, config.seed)
   dp = parallel.make_data_parallel(config.parallelism, config.loss, mesh, preprocess=preprocess)
-  if dp.mode == 'shard_map':
-    state = jax.device_put(state, NamedSharding(mesh, P()))
   ckpt_dir = os.path.join(workdir, results.CHECKPOINTS_DIR)
   manager = checkpointing.create_manager(ckpt_dir, max_to_keep=config.max_checkpoints_to_keep)
+  restored_step = manager.latest_step()
   try:  # A run goes on only under the config it was trained with (every process checks).
-    run_config.check_resume(config, workdir, manager.latest_step(), logging.warning)
+    run_config.check_resume(config, workdir, restored_step, logging.warning)
   except ValueError:
     manager.close()
     raise
   if jax.process_index() == 0:
     run_config.write(config, workdir)
-  state, restored_step = checkpointing.restore_latest(manager, state)
+  if restored_step is None:
+    state = jax.device_put(
+        ts.create_train_state(model, optimizer, init_rng, config.data.image_size),
+        dp.state_sharding)
+  else:  # Every value comes from the checkpoint: the initializers are neither compiled nor run.
+    state = checkpointing.restore(manager, restored_step, ts.abstract_train_state(
+        model, optimizer, config.data.image_size, sharding=dp.state_sharding))
+  logging.info('Model: %s parameters, %s BatchNorm statistics, compute dtype %s.',
+               f'{models.count_params(state.params):,}',
+               f'{models.count_params(state.batch_stats):,}', jax.numpy.dtype(dtype).name)
   start_step = int(restored_step or 0)
   if restored_step is not None:
     logging.info('Resuming from the checkpoint of step %d in %s.', start_step, ckpt_dir)

@@ -44,9 +44,15 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
 
 
 def abstract_train_state(model: nn.Module, optimizer: optax.GradientTransformation,
-                         image_size: int) -> TrainState:
-  """The train state's structure, shapes and dtypes, computing nothing (a restore target)."""
-  return jax.eval_shape(_init_fn(model, optimizer, image_size), jax.random.key(0))
+                         image_size: int, sharding: jax.sharding.Sharding | None = None
+                         ) -> TrainState:
+  """The train state's structure, shapes and dtypes, computing nothing (a restore target, the
+  arrays placed by `sharding` when given)."""
+  abstract = jax.eval_shape(_init_fn(model, optimizer, image_size), jax.random.key(0))
+  if sharding is None:
+    return abstract
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      abstract)
 
 
 def _init_fn(model, optimizer, image_size) -> Callable:
