@@ -38,10 +38,11 @@ if __package__ in (None, ''):  # Run as a file (`python experiments/X.py`): find
 DETERMINISTIC_FLAG = '--xla_gpu_deterministic_ops=true'  # unet_jax.determinism.FLAG
 
 
-def _state_and_step(args, checkpoint: str | None = None):
+def _state_and_step(args, checkpoint: str | None = None, timings: dict | None = None):
   """(data-parallel step, state, batch, rng) of the seed model, as experiments.benchmark builds
   them (the real train step, augmenting on the device); the state restored from the latest
-  checkpoint in `checkpoint`, as unet_jax.train resumes, when given."""
+  checkpoint in `checkpoint`, as unet_jax.train resumes, when given (the restore's seconds, the
+  state's shapes traced before it, then in `timings['restore_s']`)."""
   import jax
 
   from experiments import benchmark
@@ -64,10 +65,13 @@ def _state_and_step(args, checkpoint: str | None = None):
   if checkpoint:
     from unet_jax import checkpointing
 
+    abstract = ts.abstract_train_state(model, tx, spec.image_size, sharding=dp.state_sharding)
+    start = time.perf_counter()
     manager = checkpointing.open_for_reading(checkpoint)
-    state = checkpointing.restore(manager, manager.latest_step(), ts.abstract_train_state(
-        model, tx, spec.image_size, sharding=dp.state_sharding))
+    state = jax.block_until_ready(checkpointing.restore(manager, manager.latest_step(), abstract))
     manager.close()
+    if timings is not None:
+      timings['restore_s'] = time.perf_counter() - start
   else:
     state = ts.create_train_state(model, tx, jax.random.key(0), spec.image_size)
   batch = benchmark.synthetic_batch(spec.batch_size, spec.image_size)
@@ -148,7 +152,9 @@ def first_step(args) -> dict:
   compilation_cache.enable_compilation_cache(args.cache)
   jax.devices()  # The backend's start (CUDA and cuDNN on a GPU).
   started = time.perf_counter()
-  dp, state, batch, rng = _state_and_step(args, _checkpoint_dir(args) if args.resume else None)
+  restored = {}  # The restore's part of the train state's time.
+  dp, state, batch, rng = _state_and_step(args, _checkpoint_dir(args) if args.resume else None,
+                                          restored)
   state, placed = dp.place_state(state), dp.place_batch(batch)
   jax.block_until_ready((state, placed))
   built = time.perf_counter()
@@ -163,7 +169,7 @@ def first_step(args) -> dict:
              'in_process_s': done - inside, 'imports_s': imported - inside,
              'backend_start_s': started - imported, 'train_state_s': built - started,
              'trace_and_lower_s': traced - built, 'compile_or_load_s': loaded - traced,
-             'run_s': done - loaded, 'state_restored': args.resume}
+             'run_s': done - loaded, 'state_restored': args.resume, **restored}
   if not args.resume:  # After the first step, so not in its time: what the warm run restores.
     from unet_jax import checkpointing
 

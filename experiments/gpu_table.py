@@ -187,9 +187,12 @@ def table(dirs) -> str:
       if 'imports_s' in restart[run]:  # Measured since 2026-11-30's first GPU session.
         state = ('train state restored from the cold run\'s checkpoint'
                  if restart[run].get('state_restored') else 'train state')
+        restore = (f" (orbax's restore {restart[run]['restore_s']:.2f} of it)"
+                   if 'restore_s' in restart[run] else '')
         lines.append(f'| restart | {run}, by part: imports / backend start / {state} / '
                      f'trace and lower / compile or load / run, s | '
-                     + ' / '.join(_fmt(restart[run][k], 2) for k in RESTART_PARTS) + ' |')
+                     + ' / '.join(_fmt(restart[run][k], 2) for k in RESTART_PARTS)
+                     + f'{restore} |')
   deterministic = _load(dirs, 'determinism')
   if deterministic:
     ops = ('deterministic ops' if deterministic.get('deterministic_ops', True)

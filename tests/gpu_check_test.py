@@ -74,6 +74,8 @@ def _check_restart(restart: dict):
             < timing['process_start_to_exit_s'])
     assert timing['state_restored'] is restored
   assert restart['cold']['save_s'] > 0 and 'save_s' not in restart['warm']
+  assert 0 < restart['warm']['restore_s'] < restart['warm']['train_state_s']
+  assert 'restore_s' not in restart['cold']
   assert restart['warm']['compile_or_load_s'] < restart['cold']['compile_or_load_s'] / 2
 
 
@@ -126,7 +128,8 @@ def test_two_calls_within_their_deadline_measure_every_part(tmp_path):
                '| restart | cold, by part: imports / backend start / train state / trace and '
                'lower / compile or load / run, s | ',
                "| restart | warm, by part: imports / backend start / train state restored from "
-               "the cold run's checkpoint / trace and lower / compile or load / run, s | "):
+               "the cold run's checkpoint / trace and lower / compile or load / run, s | ",
+               " (orbax's restore "):
     assert text in table
   breakdown = next(line for line in table.splitlines()
                    if line.startswith('| jax-aug | device time by kind, batch 128 | '))
