@@ -378,8 +378,8 @@ def test_the_logged_loss_is_the_mean_over_its_window(tmp_path, run):
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path):
-  # Also the pmap path end to end (train_step_test checks its step against shard_map's), and
-  # config.profile_steps: steps 2-3 traced, read back by JAX's own trace reader.
+  # Also the pmap path end to end (train_step_test checks its step against shard_map's) and its
+  # exact resume, and config.profile_steps: steps 2-3 traced, read back by JAX's own trace reader.
   workdir = str(tmp_path / 'run')
   config = tiny_config(num_train_steps=10, parallelism='pmap', profile_steps=2)
   first = train.train_and_evaluate(config, workdir)
