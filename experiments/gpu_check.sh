@@ -28,7 +28,8 @@
 #   upsample      the other upsampling forms ('transpose', 'dense_d2s') at batch 128
 #   restart       a warm restart through the persistent compilation cache: process start to
 #                 first step done, imports included, cold (a run's start, which then saves a
-#                 checkpoint) and warm (the run resumed: it restores that checkpoint)
+#                 checkpoint), warm (the run resumed: it restores that checkpoint), and warm
+#                 again with the backend started in a thread beside the imports
 #   determinism   two identical steps from one state with XLA's deterministic ops: bit-identical?
 #                 and 10 steps timed with them (against jax-aug's batch 64: what they cost)
 # A short table is printed last (experiments/gpu_table.py, which also probes the machine).
@@ -55,7 +56,8 @@
 #                     60-140 s; the CPU test makes it small to cut a part short)
 # Each part's time (the least to start it, the most it may run) is what it took on an H200
 # (2026-11-30): a JAX configuration 65-85 s (a cold compile of about 60 s; 107 s at batch 256),
-# PyTorch 70 s, the restart 87 s, determinism 50 s; the whole check about 13 minutes.
+# PyTorch 70 s, the restart 87 s (two runs then; its third adds about 11), determinism 50 s;
+# the whole check about 13 minutes.
 # e.g. run(command="export GPU_CHECK_PARTS=jax-aug; OUT=$OUT/base bash experiments/gpu_check.sh;
 #          XLA_FLAGS=--xla_gpu_use_runtime_fusion=true OUT=$OUT/fusion bash experiments/gpu_check.sh")
 set -uo pipefail

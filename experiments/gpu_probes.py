@@ -12,12 +12,16 @@ determinism  From one train state, the real train step twice on the same batch: 
              whether `config.deterministic` could be on by default.
 restart      How long a restarted run takes from process start to its first train step done,
              imports included: a child process is timed from its launch until its first step
-             is done (not until it exits), twice. Cold: a run's start, with an empty persistent
-             compilation cache: it initializes the train state, compiles the step, runs it, then
-             saves a checkpoint. Warm: the run restarted, as a resumed training run does: it
-             restores that checkpoint into the state's shapes (nothing initialized) and loads
-             the step from the cache the cold run filled. Each run's parts are timed too
-             (imports, the backend's start, the train state and batch, tracing and lowering the
+             is done (not until it exits), three times. Cold: a run's start, with an empty
+             persistent compilation cache: it initializes the train state, compiles the step,
+             runs it, then saves a checkpoint. Warm: the run restarted, as a resumed training run
+             does: it restores that checkpoint into the state's shapes (nothing initialized) and
+             loads the step from the cache the cold run filled. Warm, backend beside imports:
+             the same, with the backend (CUDA's start on a GPU) started in a thread as soon as
+             JAX is imported, while the main thread imports the rest: XLA creates its client
+             outside Python's lock, so the two can overlap (whether they do, and by how much, is
+             what this run measures). Each run's parts are timed too (imports, the backend's
+             start, or what is left of it, the train state and batch, tracing and lowering the
              step, compiling or loading it, running it).
 
 Only jax, flax, optax and numpy are imported (the GPU machine has no TensorFlow). The model is
@@ -112,6 +116,11 @@ def determinism(args) -> dict:
           'images_per_s': args.timed_steps * args.batch_size / seconds if seconds else None}
 
 
+# The restart probe's runs, in order, with the flags of each child (`first-step`).
+RESTART_RUNS = {'cold': [], 'warm': ['--resume'],
+                'warm_backend_beside_imports': ['--resume', '--backend-beside-imports']}
+
+
 def restart(args) -> dict:
   """Cold then warm: a child process per run, timed from launch to its first step done (the
   child's clock, time.time(), read at that moment: the same clock as the launch's)."""
@@ -124,10 +133,10 @@ def restart(args) -> dict:
            '--checkpoint', checkpoint, *_model_argv(args)]
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   timings = {}
-  for run in ('cold', 'warm'):
+  for run, flags in RESTART_RUNS.items():
     launched, start = time.time(), time.perf_counter()
-    done = subprocess.run([*child, *(['--resume'] if run == 'warm' else [])], cwd=repo,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run([*child, *flags], cwd=repo, capture_output=True, text=True,
+                          check=False)
     exited = time.perf_counter() - start
     if done.returncode:
       raise RuntimeError(f'{run} start failed:\n{done.stderr[-2000:]}')
@@ -145,12 +154,16 @@ def first_step(args) -> dict:
   inside = time.perf_counter()
   import jax
 
+  if args.backend_beside_imports:  # Its errors, if any, are raised by jax.devices() below.
+    import threading
+
+    threading.Thread(target=_start_backend, daemon=True).start()
   from experiments import benchmark  # noqa: F401  (_state_and_step's imports, timed here)
   from unet_jax import compilation_cache
 
   imported = time.perf_counter()
-  compilation_cache.enable_compilation_cache(args.cache)
-  jax.devices()  # The backend's start (CUDA and cuDNN on a GPU).
+  compilation_cache.enable_compilation_cache(args.cache)  # Read at the first compile, not here.
+  jax.devices()  # The backend's start (CUDA and cuDNN on a GPU), or the rest of it.
   started = time.perf_counter()
   restored = {}  # The restore's part of the train state's time.
   dp, state, batch, rng = _state_and_step(args, _checkpoint_dir(args) if args.resume else None,
@@ -169,7 +182,8 @@ def first_step(args) -> dict:
              'in_process_s': done - inside, 'imports_s': imported - inside,
              'backend_start_s': started - imported, 'train_state_s': built - started,
              'trace_and_lower_s': traced - built, 'compile_or_load_s': loaded - traced,
-             'run_s': done - loaded, 'state_restored': args.resume, **restored}
+             'run_s': done - loaded, 'state_restored': args.resume,
+             'backend_beside_imports': args.backend_beside_imports, **restored}
   if not args.resume:  # After the first step, so not in its time: what the warm run restores.
     from unet_jax import checkpointing
 
@@ -179,6 +193,16 @@ def first_step(args) -> dict:
     manager.close()
     timings['save_s'] = time.perf_counter() - done
   return timings
+
+
+def _start_backend():
+  """jax.devices() in a thread: an error is left for the main thread's own call to raise."""
+  import contextlib
+
+  import jax
+
+  with contextlib.suppress(Exception):
+    jax.devices()
 
 
 def _checkpoint_dir(args) -> str:
@@ -205,6 +229,9 @@ def parse_args(argv) -> argparse.Namespace:
                            '(default: the --cache folder\'s name + "_checkpoint").')
   parser.add_argument('--resume', action='store_true',
                       help='first-step: restore the state from --checkpoint, as a restart.')
+  parser.add_argument('--backend-beside-imports', action='store_true',
+                      help='first-step: start the backend in a thread while the main thread '
+                           'imports the rest.')
   parser.add_argument('--out', default='')
   parser.add_argument('--image-size', type=int, default=224)
   parser.add_argument('--base-width', type=int, default=64)

@@ -19,6 +19,9 @@ import sys
 
 RESTART_PARTS = ('imports_s', 'backend_start_s', 'train_state_s', 'trace_and_lower_s',
                  'compile_or_load_s', 'run_s')  # experiments/gpu_probes.py first_step's.
+# The restart probe's runs (gpu_probes.RESTART_RUNS), as the table names them.
+RESTART_RUNS = {'cold': 'cold', 'warm': 'warm',
+                'warm_backend_beside_imports': 'warm, backend started beside the imports'}
 
 
 def machine(path: str) -> dict:
@@ -181,16 +184,16 @@ def table(dirs) -> str:
                  f"{_fmt(row['images_per_s'])} |")
   restart = _load(dirs, 'restart')
   if restart:
-    for run in ('cold', 'warm'):
-      lines.append(f'| restart | {run}: process start to first step done, s | '
+    for run in (r for r in RESTART_RUNS if r in restart):  # The third since 2026-11-30's.
+      lines.append(f'| restart | {RESTART_RUNS[run]}: process start to first step done, s | '
                    f"{_fmt(restart[run]['process_start_to_first_step_s'])} |")
       if 'imports_s' in restart[run]:  # Measured since 2026-11-30's first GPU session.
         state = ('train state restored from the cold run\'s checkpoint'
                  if restart[run].get('state_restored') else 'train state')
         restore = (f" (orbax's restore {restart[run]['restore_s']:.2f} of it)"
                    if 'restore_s' in restart[run] else '')
-        lines.append(f'| restart | {run}, by part: imports / backend start / {state} / '
-                     f'trace and lower / compile or load / run, s | '
+        lines.append(f'| restart | {RESTART_RUNS[run]}, by part: imports / backend start / '
+                     f'{state} / trace and lower / compile or load / run, s | '
                      + ' / '.join(_fmt(restart[run][k], 2) for k in RESTART_PARTS)
                      + f'{restore} |')
   deterministic = _load(dirs, 'determinism')
