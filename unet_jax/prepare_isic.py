@@ -11,9 +11,9 @@ mask. A dataset prepared by an older version of the builder is prepared again un
 A preparation that fails (an archive missing, a photo unreadable) removes the folders it made;
 what it downloaded or extracted stays for the next try.
 
-The same as `tfds build --imports=unet_jax isic2018_task1/<size>`, which needs apache_beam in this
-TFDS version; a single training process also prepares the dataset on first use, but several
-processes need it prepared beforehand.
+The same as `tfds build --imports=unet_jax.isic2018 isic2018_task1/<size>`, which needs
+apache_beam in this TFDS version; a single training process also prepares the dataset on first
+use, but several processes need it prepared beforehand.
 """
 
 import os
