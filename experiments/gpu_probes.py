@@ -122,8 +122,9 @@ RESTART_RUNS = {'cold': [], 'warm': ['--resume'],
 
 
 def restart(args) -> dict:
-  """Cold then warm: a child process per run, timed from launch to its first step done (the
-  child's clock, time.time(), read at that moment: the same clock as the launch's)."""
+  """Cold, then the warm runs (RESTART_RUNS): a child process per run, timed from launch to its
+  first step done (the child's clock, time.time(), read at that moment: the same clock as the
+  launch's)."""
   import shutil
 
   checkpoint = _checkpoint_dir(args)
