@@ -3,8 +3,8 @@
 Importing the package stays light: nothing here imports TensorFlow or TFDS, so the model and the
 train step run on machines that have only JAX (see `unet_jax.models`, `unet_jax.train_step`), and
 a command that needs neither (a finished run's metrics, `sweep --help`) is done in 0.2 s, where
-TFDS's import took it to 0.5-0.6 s (2-core CPU). The `isic2018_task1` TFDS builder is registered by importing
-`unet_jax.isic2018`, which the 'isic' data source and `unet_jax.prepare_isic` do.
+TFDS's import took it to 0.5-0.6 s (2-core CPU). The `isic2018_task1` TFDS builder is registered
+by importing `unet_jax.isic2018`, which the 'isic' data source and `unet_jax.prepare_isic` do.
 """
 
 import os
