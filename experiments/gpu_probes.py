@@ -90,6 +90,8 @@ def determinism(args) -> dict:
   import numpy as np
 
   dp, state, batch, rng = _state_and_step(args)
+  print('determinism: compiling the step (a minute on a GPU), then two steps and '
+        f'{args.timed_steps} timed...', file=sys.stderr, flush=True)
   results = []
   for _ in range(2):
     placed = dp.place_state(jax.tree.map(np.array, jax.device_get(state)))  # A fresh copy.
@@ -135,6 +137,7 @@ def restart(args) -> dict:
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   timings = {}
   for run, flags in RESTART_RUNS.items():
+    print(f'restart: the {run} run...', file=sys.stderr, flush=True)  # A minute each on a GPU.
     launched, start = time.time(), time.perf_counter()
     done = subprocess.run([*child, *flags], cwd=repo, capture_output=True, text=True,
                           check=False)
