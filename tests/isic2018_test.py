@@ -40,7 +40,7 @@ def test_registered_on_import_without_tensorflow():
   assert unet_jax.isic2018 is isic2018
   # Fresh interpreters: the package imports neither TensorFlow nor TFDS (half a second, for
   # commands that need neither); its builder module registers the builder, TensorFlow still
-  # not imported (TFDS imports it when a dataset is read).
+  # not imported (TFDS imports it later: to list its builders, to read a dataset).
   loaded = "print(sorted({'tensorflow', 'tensorflow_datasets'} & set(sys.modules)))"
   for code, printed in (
       (f'import sys, unet_jax; {loaded}', '[]'),
