@@ -42,7 +42,7 @@ if __package__ in (None, ''):  # Run as a file (`python experiments/X.py`): find
 DETERMINISTIC_FLAG = '--xla_gpu_deterministic_ops=true'  # unet_jax.determinism.FLAG
 
 
-def _state_and_step(args, checkpoint: str | None = None, timings: dict | None = None):
+def state_and_step(args, checkpoint: str | None = None, timings: dict | None = None):
   """(data-parallel step, state, batch, rng) of the seed model, as experiments.benchmark builds
   them (the real train step, augmenting on the device); the state restored from the latest
   checkpoint in `checkpoint`, as unet_jax.train resumes, when given (the restore's seconds, the
@@ -89,7 +89,7 @@ def determinism(args) -> dict:
   import jax
   import numpy as np
 
-  dp, state, batch, rng = _state_and_step(args)
+  dp, state, batch, rng = state_and_step(args)
   print('determinism: compiling the step (a minute on a GPU), then two steps and '
         f'{args.timed_steps} timed...', file=sys.stderr, flush=True)
   results = []
@@ -162,7 +162,7 @@ def first_step(args) -> dict:
     import threading
 
     threading.Thread(target=_start_backend, daemon=True).start()
-  from experiments import benchmark  # noqa: F401  (_state_and_step's imports, timed here)
+  from experiments import benchmark  # noqa: F401  (state_and_step's imports, timed here)
   from unet_jax import compilation_cache
 
   imported = time.perf_counter()
@@ -170,7 +170,7 @@ def first_step(args) -> dict:
   jax.devices()  # The backend's start (CUDA and cuDNN on a GPU), or the rest of it.
   started = time.perf_counter()
   restored = {}  # The restore's part of the train state's time.
-  dp, state, batch, rng = _state_and_step(args, _checkpoint_dir(args) if args.resume else None,
+  dp, state, batch, rng = state_and_step(args, _checkpoint_dir(args) if args.resume else None,
                                           restored)
   state, placed = dp.place_state(state), dp.place_batch(batch)
   jax.block_until_ready((state, placed))

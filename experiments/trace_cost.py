@@ -51,7 +51,7 @@ def measure(variant: str, probe_argv: list[str]) -> dict:
 
     ts.train_step = inline_step  # parallel.make_data_parallel wraps it when called.
   args = gpu_probes.parse_args(['first-step', *probe_argv])
-  dp, state, batch, rng = gpu_probes._state_and_step(args)
+  dp, state, batch, rng = gpu_probes.state_and_step(args)
   state, placed = dp.place_state(state), dp.place_batch(batch)
   jax.block_until_ready((state, placed))
   start = time.perf_counter()

@@ -84,7 +84,7 @@ class DataParallel:
   def place_state(self, state):
     """Host/unreplicated state -> the replicated form the steps take."""
     if self.mode == 'shard_map':
-      return jax.device_put(state, NamedSharding(self.mesh, P()))
+      return jax.device_put(state, self.state_sharding)
     local = jax.local_devices()
     sharding = NamedSharding(Mesh(np.asarray(local), (AXIS,)), P(AXIS))
     return jax.tree.map(
